@@ -1,0 +1,201 @@
+"""Attendance exports through the layers: drop folder → landing → clean + quarantine → audit.
+
+`land_new_exports` lands every new file (by sha256). `clean_pending_loads` cleans every landed
+load that has not been cleaned yet (derived from landing and the audit, not from local state,
+so a crashed or gate-failed run is simply picked up by the next one), runs the gate on each
+affected period's clean frame, and only when no critical expectation failed replaces the clean
+partitions and writes quarantine and audit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from connectors.attendance_export.layouts import Layout, LayoutError, load_layouts
+from connectors.attendance_export.resources import SOURCE, read_new_exports
+from flows import gate
+from flows.clean_attendance import LoadResult, parse_date, periods_of, pupil_days, split_load
+from flows.reference import Reference
+from flows.storage import (
+    DATA_FILE,
+    Manifest,
+    append_audit,
+    land,
+    landed_loads,
+    new_load_id,
+    read_audit,
+    replace_dir_atomic,
+    write_parquet_atomic,
+)
+from lagesbild.settings import Settings
+
+DATASET = "attendance"  # the clean dataset all export layouts feed
+SUITE = "attendance_pupil_days.json"
+
+
+@dataclass
+class CleanOutcome:
+    loads: list[dict] = field(default_factory=list)  # audit rows of this run
+    gates: list[gate.GateResult] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    periods_replaced: list[str] = field(default_factory=list)
+
+    @property
+    def gate_failed(self) -> bool:
+        return any(g.critical_failures for g in self.gates)
+
+
+def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None]) -> list[Manifest]:
+    paths = settings.paths
+    layouts = load_layouts(settings.attendance_layouts)
+    landed = {m.sha256 for m, _ in landed_loads(paths.landing, SOURCE)}
+    manifests = []
+    for batch in read_new_exports(paths.drop, layouts, landed, key):
+        layout = batch.file.layout
+        dates = batch.rows.select(
+            parse_date(pl.col(layout.source_column("date")).str.strip_chars(), layout.date_formats)
+        ).to_series()
+        periods = periods_of(dates) or ["unknown"]
+        manifest = Manifest(
+            source=SOURCE,
+            dataset=layout.name,
+            load_id=new_load_id(batch.file.sha256),
+            period=periods[0],
+            periods=periods,
+            file=str(batch.file.path.relative_to(paths.drop)),
+            sha256=batch.file.sha256,
+            rows=batch.rows.height,
+            extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            columns=batch.rows.columns,
+            dropped_columns=batch.dropped_columns,
+            pseudonymised={layout.source_column("personal_id"): "pupil_key"},
+        )
+        land(paths.landing, manifest, batch.rows)
+        landed.add(batch.file.sha256)
+        manifests.append(manifest)
+        log(f"landed {manifest.file}: {manifest.rows:,} rows, periods {', '.join(periods)}")
+    return manifests
+
+
+def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools: set[str]):
+    layout = layouts.get(manifest.dataset)
+    if layout is None:
+        raise LayoutError(
+            f"landed load {manifest.load_id} uses layout '{manifest.dataset}', which is no longer "
+            "in the layout file; restore it (landed data is never rewritten)"
+        )
+    return split_load(pl.read_parquet(folder / DATA_FILE), layout, schools, manifest.load_id)
+
+
+def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
+    earlier = sorted(p for p in clean_root.glob("period=*") if p.name < f"period={period}")
+    if not earlier:
+        return None
+    dates = pl.read_parquet(earlier[-1] / "*.parquet", columns=["date"]).get_column("date")
+    return dates.len() / max(dates.n_unique(), 1)
+
+
+def clean_pending_loads(
+    settings: Settings, reference: Reference, run_id: str, log: Callable[[str], None]
+) -> CleanOutcome:
+    paths = settings.paths
+    outcome = CleanOutcome()
+    audit = read_audit(paths.audit)
+    cleaned = set(audit.filter(pl.col("status") == "cleaned").get_column("load_id").to_list())
+    loads = landed_loads(paths.landing, SOURCE)
+    pending = [(m, f) for m, f in loads if m.load_id not in cleaned]
+    if not pending:
+        log("attendance: no new loads to clean")
+        return outcome
+    layouts = load_layouts(settings.attendance_layouts)
+    schools = reference.school_codes
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+
+    results: dict[str, LoadResult] = {}
+    for manifest, folder in pending:
+        results[manifest.load_id] = _split(manifest, folder, layouts, schools)
+    periods = sorted({p for r in results.values() for p in periods_of(r.lessons["date"])})
+
+    clean_root = paths.clean / DATASET
+    staged: dict[str, pl.DataFrame] = {}
+    gate_by_period: dict[str, str] = {}
+    for period in periods:
+        lessons = [r.lessons for r in results.values()]
+        for manifest, folder in loads:  # earlier loads still count for their periods
+            if manifest.load_id not in results and period in manifest.periods:
+                lessons.append(_split(manifest, folder, layouts, schools).lessons)
+        frame = pl.concat(lessons).filter(pl.col("date").dt.strftime("%Y-%m") == period)
+        days = pupil_days(frame)
+        parameters = gate.attendance_parameters(
+            days,
+            schools,
+            reference.school_days,
+            _previous_rows_per_day(clean_root, period),
+            settings.volume_tolerance,
+        )
+        result = gate.validate_frame(
+            gate.attendance_frame(days),
+            settings.expectations_dir / SUITE,
+            parameters,
+            partition=f"period={period}",
+            report_dir=paths.validation / run_id,
+        )
+        outcome.gates.append(result)
+        gate_by_period[period] = result.status
+        staged[period] = days
+        log(f"gate attendance period={period}: {result.status} ({days.height:,} pupil days)")
+
+    if not outcome.gate_failed:
+        for period, days in staged.items():
+            tmp = clean_root / f".period={period}.{run_id}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            write_parquet_atomic(days, tmp / "part-0.parquet")
+            replace_dir_atomic(tmp, clean_root / f"period={period}")
+        outcome.periods_replaced = list(staged)
+
+    finished = datetime.now(UTC)
+    for manifest, _ in pending:
+        result = results[manifest.load_id]
+        touched = periods_of(result.lessons["date"])
+        statuses = [gate_by_period[p] for p in touched] or ["passed"]
+        worst = next(s for s in ("failed", "passed_with_warnings", "passed") if s in statuses)
+        if not outcome.gate_failed and result.quarantined:
+            write_parquet_atomic(
+                result.quarantine,
+                paths.quarantine
+                / DATASET
+                / f"period={manifest.period}"
+                / f"load_id={manifest.load_id}"
+                / "quarantine.parquet",
+            )
+        for reason, count in result.quarantine.group_by("reason").len().iter_rows():
+            outcome.quarantine_reasons[reason] = outcome.quarantine_reasons.get(reason, 0) + count
+        outcome.loads.append(
+            {
+                "run_id": run_id,
+                "source": SOURCE,
+                "dataset": manifest.dataset,
+                "load_id": manifest.load_id,
+                "file": manifest.file,
+                "periods": ",".join(touched),
+                "rows_received": result.received,
+                "rows_clean": result.clean,
+                "rows_quarantined": result.quarantined,
+                "rows_duplicate": result.duplicates,
+                "status": "gate_failed" if outcome.gate_failed else "cleaned",
+                "gate": worst,
+                "started_at": started,
+                "finished_at": finished,
+                "seconds": round(time.perf_counter() - clock, 3),
+            }
+        )
+    append_audit(paths.audit, outcome.loads)
+    return outcome

@@ -1,0 +1,251 @@
+"""Cleaning of attendance exports (polars): landed lesson rows → clean pupil days.
+
+Steps, each a pure function so tests can call them directly:
+
+1. `type_lessons`: map a layout's columns onto the lesson contract, parse Swedish formats
+   and give every row that cannot be used a `reason` (first failing check wins).
+2. `split_load`: per load, separate clean lessons, quarantined rows (original values plus
+   reason) and duplicates; row accounting `received = clean + quarantined + duplicates`.
+3. `pupil_days`: lessons of all current loads of a period → one row per pupil × school unit
+   × day. A later load that covers a school day replaces that school day's earlier rows (a
+   corrected re-export), so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from connectors.attendance_export.layouts import Layout
+from connectors.attendance_export.resources import ROW_NUMBER
+from connectors.personal_ids import KIND_INVALID, KIND_MISSING
+
+MINUTES = (
+    "offered_minutes",
+    "attended_minutes",
+    "valid_absence_minutes",
+    "invalid_absence_minutes",
+    "other_absence_minutes",
+)
+LESSON_KEY = ("pupil_key", "school_unit_code", "date", "lesson_start")
+DAY_KEY = ("pupil_key", "school_unit_code", "date")
+GRADES = ("F", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+MAX_DAY_MINUTES = 24 * 60
+
+# Order matters: a row gets the first reason that applies.
+REASONS = (
+    "missing_personal_id",
+    "invalid_personal_id",
+    "missing_value",
+    "invalid_date",
+    "unknown_school_unit",
+    "invalid_grade",
+    "invalid_lesson_start",
+    "invalid_number",
+    "unknown_absence_type",
+    "minutes_out_of_range",
+    "minutes_do_not_add_up",
+    "conflicting_duplicate",
+)
+
+CLEAN_SCHEMA = {
+    "pupil_key": pl.String,
+    "school_unit_code": pl.String,
+    "date": pl.Date,
+    "grade": pl.String,
+    "offered_minutes": pl.Float64,
+    "attended_minutes": pl.Float64,
+    "valid_absence_minutes": pl.Float64,
+    "invalid_absence_minutes": pl.Float64,
+    "other_absence_minutes": pl.Float64,
+    "lessons": pl.Int32,
+    "source": pl.String,
+    "load_id": pl.String,
+}
+
+
+def _text(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.String).str.strip_chars()
+
+
+def parse_number(expr: pl.Expr) -> pl.Expr:
+    """'1 234,5', '12,5', '45', '45.0' → float; anything else → null."""
+    cleaned = expr.str.replace_all(r"[\s\u00a0]", "").str.replace(",", ".", literal=True)
+    return pl.when(cleaned == "").then(None).otherwise(cleaned).cast(pl.Float64, strict=False)
+
+
+def parse_date(expr: pl.Expr, formats: list[str]) -> pl.Expr:
+    return pl.coalesce([expr.str.strptime(pl.Date, f, strict=False, exact=True) for f in formats])
+
+
+def normalise_grade(expr: pl.Expr) -> pl.Expr:
+    """'Åk 7', 'åk7', 'AK 7', '07', 'FK', 'F', '0' → '7' / 'F'."""
+    text = expr.str.to_uppercase().str.replace_all(r"^(ÅK|AK|ÅRSKURS)\s*", "")
+    text = text.str.strip_chars().str.strip_chars_start("0")
+    return pl.when(text.is_in(["", "F", "FK", "FSK"])).then(pl.lit("F")).otherwise(text)
+
+
+def normalise_time(expr: pl.Expr) -> pl.Expr:
+    """'8:10', '08:10', '08.10', '08:10:00' → '08:10'; else null."""
+    parts = expr.str.extract_groups(r"^(\d{1,2})[:.](\d{2})(?::\d{2})?$")
+    hour = parts.struct.field("1").cast(pl.Int32, strict=False)
+    minute = parts.struct.field("2").cast(pl.Int32, strict=False)
+    valid = hour.is_between(0, 23) & minute.is_between(0, 59)
+    return pl.when(valid).then(
+        pl.format("{}:{}", hour.cast(pl.String).str.zfill(2), minute.cast(pl.String).str.zfill(2))
+    )
+
+
+def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) -> pl.DataFrame:
+    """Add typed lesson fields and `reason` (null when the row is usable) to landed rows."""
+    src = {field: source for source, field in layout.columns.items()}
+    raw = {field: _text(src[field]) for field in src if field != "personal_id"}
+    typed = {
+        "school_unit_code": raw["school_unit_code"],
+        "grade": normalise_grade(raw["grade"]),
+        "date": parse_date(raw["date"], layout.date_formats),
+        "lesson_start": normalise_time(raw["lesson_start"]),
+        "offered_minutes": parse_number(raw["offered_minutes"]),
+    }
+    number_fields = ["offered_minutes"]
+    if layout.has_typed_absence:
+        categories = pl.DataFrame(
+            {"_type": list(layout.absence_types), "_category": list(layout.absence_types.values())}
+        )
+        absence = parse_number(raw["absence_minutes"])
+        number_fields.append("_absence")
+        typed["_absence"] = absence
+        typed["_type"] = raw["absence_type"]
+    else:
+        for field in MINUTES[1:]:
+            typed[field] = parse_number(raw[field])
+            number_fields.append(field)
+
+    frame = rows.with_columns(**typed)
+    if layout.has_typed_absence:
+        frame = frame.join(categories, on="_type", how="left")
+        category = pl.col("_category")
+        by_type = {
+            "valid_absence_minutes": "valid",
+            "invalid_absence_minutes": "invalid",
+            "other_absence_minutes": "other",
+        }
+        frame = frame.with_columns(
+            attended_minutes=pl.col("offered_minutes") - pl.col("_absence"),
+            **{
+                name: pl.when(category == kind).then(pl.col("_absence")).otherwise(0.0)
+                for name, kind in by_type.items()
+            },
+        )
+
+    required = [
+        src[f] for f in ("school_unit_code", "grade", "date", "lesson_start", "offered_minutes")
+    ]
+    minutes = [pl.col(m) for m in MINUTES]
+    absences = [pl.col(m) for m in MINUTES[2:]]
+    checks = [
+        ("missing_personal_id", pl.col("pupil_id_kind") == KIND_MISSING),
+        ("invalid_personal_id", pl.col("pupil_id_kind") == KIND_INVALID),
+        ("missing_value", pl.any_horizontal([_text(c) == "" for c in required])),
+        ("invalid_date", pl.col("date").is_null()),
+        ("unknown_school_unit", ~pl.col("school_unit_code").is_in(sorted(known_schools))),
+        ("invalid_grade", ~pl.col("grade").is_in(GRADES)),
+        ("invalid_lesson_start", pl.col("lesson_start").is_null()),
+        ("invalid_number", pl.any_horizontal([pl.col(f).is_null() for f in number_fields])),
+    ]
+    if layout.has_typed_absence:
+        checks += [
+            ("unknown_absence_type", pl.col("_category").is_null()),
+            ("unknown_absence_type", (pl.col("_category") == "none") & (pl.col("_absence") != 0)),
+        ]
+    checks += [
+        (
+            "minutes_out_of_range",
+            pl.any_horizontal([m < 0 for m in minutes])
+            | (pl.col("offered_minutes") > MAX_DAY_MINUTES)
+            | pl.any_horizontal([a > pl.col("offered_minutes") for a in absences]),
+        ),
+        (
+            "minutes_do_not_add_up",
+            (pl.sum_horizontal(minutes[1:]) - pl.col("offered_minutes")).abs() > 0.01,
+        ),
+    ]
+    reason = pl.lit(None, dtype=pl.String)
+    for name, failed in reversed(checks):
+        reason = pl.when(failed.fill_null(False)).then(pl.lit(name)).otherwise(reason)
+    return frame.with_columns(reason=reason)
+
+
+@dataclass
+class LoadResult:
+    lessons: pl.DataFrame  # clean lesson rows of this load
+    quarantine: pl.DataFrame  # original values + reason
+    received: int
+    duplicates: int
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine.height
+
+    @property
+    def clean(self) -> int:
+        return self.lessons.height
+
+
+def split_load(
+    rows: pl.DataFrame, layout: Layout, known_schools: set[str], load_id: str
+) -> LoadResult:
+    typed = type_lessons(rows, layout, known_schools).sort(ROW_NUMBER)
+    original = list(rows.columns)
+    usable = typed.filter(pl.col("reason").is_null())
+    values = [*LESSON_KEY, "grade", *MINUTES]
+    # Exact repeats of a lesson are duplicates; the same lesson with other values is a conflict.
+    exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
+    repeats = usable.filter(~exact_first)
+    distinct = usable.filter(exact_first)
+    key_first = distinct.select(pl.struct(LESSON_KEY).is_first_distinct()).to_series()
+    conflicts = distinct.filter(~key_first).with_columns(reason=pl.lit("conflicting_duplicate"))
+    lessons = distinct.filter(key_first).select(
+        *LESSON_KEY,
+        "grade",
+        *MINUTES,
+        source=pl.lit(layout.name),
+        load_id=pl.lit(load_id),
+    )
+    quarantine = (
+        pl.concat([typed.filter(pl.col("reason").is_not_null()), conflicts], how="vertical")
+        .select(*original, "reason")
+        .sort(ROW_NUMBER)
+        .with_columns(load_id=pl.lit(load_id))
+    )
+    result = LoadResult(lessons, quarantine, rows.height, repeats.height)
+    if result.received != result.clean + result.quarantined + result.duplicates:
+        raise AssertionError(
+            f"row accounting broken for load {load_id}: received {result.received} != clean "
+            f"{result.clean} + quarantined {result.quarantined} + duplicates {result.duplicates}"
+        )
+    return result
+
+
+def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
+    """Lessons of every current load of a period → the clean day grain.
+
+    The latest load covering a school unit on a day wins that whole school day.
+    """
+    if lessons.is_empty():
+        return pl.DataFrame(schema=CLEAN_SCHEMA)
+    latest = lessons.group_by("school_unit_code", "date").agg(pl.col("load_id").max())
+    current = lessons.join(latest, on=["school_unit_code", "date", "load_id"], how="semi")
+    days = current.group_by(DAY_KEY).agg(
+        pl.col("grade").max(),
+        *[pl.col(m).sum() for m in MINUTES],
+        lessons=pl.len().cast(pl.Int32),
+        source=pl.col("source").max(),
+        load_id=pl.col("load_id").max(),
+    )
+    return days.select(list(CLEAN_SCHEMA)).cast(CLEAN_SCHEMA).sort(DAY_KEY)
+
+
+def periods_of(dates: pl.Series) -> list[str]:
+    return sorted(dates.drop_nulls().dt.strftime("%Y-%m").unique().to_list())

@@ -1,0 +1,129 @@
+"""The run summary: rows per stage, gate results, freshness, what was published.
+
+Written as markdown to `data/reports/runs/<run>.md` and, inside a flow, as a Prefect artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from flows.attendance import DATASET, CleanOutcome
+from lagesbild.settings import Paths
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    run_date: date
+    status: str  # Completed | Failed
+    error: str | None = None
+    landed: list[str] = field(default_factory=list)
+    clean: CleanOutcome | None = None
+    dbt_nodes: int = 0
+    published: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    report_path: Path | None = None
+
+
+def freshness(paths: Paths, run_date: date) -> pl.DataFrame:
+    """Latest day with clean data per source layout, and how many days behind the run date."""
+    files = list((paths.clean / DATASET).glob("period=*/*.parquet"))
+    if not files:
+        return pl.DataFrame(
+            schema={"source": pl.String, "latest_day": pl.Date, "days_behind": pl.Int64}
+        )
+    frame = pl.scan_parquet(files).group_by("source").agg(latest_day=pl.col("date").max())
+    return (
+        frame.collect()
+        .with_columns(days_behind=(pl.lit(run_date) - pl.col("latest_day")).dt.total_days())
+        .sort("source")
+    )
+
+
+def _table(frame: pl.DataFrame) -> list[str]:
+    if frame.is_empty():
+        return ["(none)"]
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
+    for row in frame.iter_rows():
+        lines.append(
+            "| "
+            + " | ".join(
+                "" if v is None else f"{v:,}" if isinstance(v, int) else str(v) for v in row
+            )
+            + " |"
+        )
+    return lines
+
+
+def render(summary: RunSummary, paths: Paths) -> str:
+    out = [
+        f"# lagesbild run {summary.run_id}",
+        "",
+        f"- status: **{summary.status}**",
+        f"- run date: {summary.run_date}",
+    ]
+    if summary.error:
+        out += [f"- reason: {summary.error}"]
+    if summary.stage_seconds:
+        out += [
+            "- seconds per stage: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
+        ]
+    out += ["", "## Loads", ""]
+    clean = summary.clean or CleanOutcome()
+    if clean.loads:
+        loads = pl.DataFrame(clean.loads).select(
+            "dataset",
+            "file",
+            "rows_received",
+            "rows_clean",
+            "rows_quarantined",
+            "rows_duplicate",
+            "status",
+            "gate",
+        )
+        totals = loads.select(pl.col("^rows_.*$").sum())
+        out += _table(loads) + [
+            "",
+            "Totals: " + ", ".join(f"{k} {v:,}" for k, v in totals.row(0, named=True).items()),
+        ]
+    else:
+        out += ["No new files in the drop folder."]
+    if clean.quarantine_reasons:
+        out += ["", "Quarantined rows by reason (files under `quarantine/`):", ""]
+        out += [f"- {k}: {v:,}" for k, v in sorted(clean.quarantine_reasons.items())]
+    out += ["", "## Gate (Great Expectations)", ""]
+    for result in clean.gates:
+        out.append(
+            f"- {result.suite} {result.partition}: **{result.status}** "
+            f"({result.rows:,} rows, report `{result.report_path}`)"
+        )
+        for failed in result.critical_failures + result.warnings:
+            out.append(
+                f"  - {failed.severity}: {failed.expectation} on {failed.column}: "
+                f"{failed.unexpected_count} unexpected, e.g. {failed.sample}"
+            )
+    if not clean.gates:
+        out.append("Nothing to validate in this run.")
+    out += ["", "## Freshness", ""] + _table(freshness(paths, summary.run_date))
+    out += ["", "## Published", ""]
+    if summary.published:
+        out += [
+            f"- `{paths.marts_db}` (schema `marts`): {', '.join(summary.published)}",
+            f"- parquet: `{paths.marts_parquet}/*.parquet`",
+        ]
+    else:
+        out += ["Nothing was published in this run; the served marts are unchanged."]
+    return "\n".join(out) + "\n"
+
+
+def write(summary: RunSummary, paths: Paths) -> Path:
+    paths.runs.mkdir(parents=True, exist_ok=True)
+    path = paths.runs / f"{summary.run_id}.md"
+    path.write_text(render(summary, paths), encoding="utf-8")
+    summary.report_path = path
+    return path

@@ -1,0 +1,121 @@
+"""Files of the layers: landing loads, atomic parquet writes, the audit table.
+
+Landing is immutable: one folder per load with the rows as parquet and `_manifest.json`.
+Everything else is written to a temporary name and renamed into place, so a crash never
+leaves half a partition behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+MANIFEST = "_manifest.json"
+DATA_FILE = "data.parquet"
+
+
+@dataclass
+class Manifest:
+    source: str
+    dataset: str
+    load_id: str
+    period: str
+    periods: list[str]
+    file: str
+    sha256: str
+    rows: int
+    extracted_at: str
+    columns: list[str]
+    dropped_columns: list[str] = field(default_factory=list)
+    pseudonymised: dict[str, str] = field(default_factory=dict)
+
+
+def new_load_id(sha256: str, now: datetime | None = None) -> str:
+    """Sortable by time, unique by content."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S%f}-{sha256[:10]}"
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    frame.write_parquet(tmp, statistics=True)
+    os.replace(tmp, path)
+
+
+def replace_dir_atomic(staged: Path, target: Path) -> None:
+    """Swap a fully written directory into place (rename is atomic on one filesystem)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old.{uuid.uuid4().hex}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staged, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def land(root: Path, manifest: Manifest, rows: pl.DataFrame) -> Path:
+    """Write one landing load; the folder appears complete or not at all."""
+    final = (
+        root
+        / manifest.source
+        / manifest.dataset
+        / f"period={manifest.period}"
+        / f"load_id={manifest.load_id}"
+    )
+    staged = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    rows.write_parquet(staged / DATA_FILE)
+    (staged / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, ensure_ascii=False))
+    os.replace(staged, final)
+    return final
+
+
+def landed_loads(root: Path, source: str) -> list[tuple[Manifest, Path]]:
+    loads = []
+    for manifest_path in sorted((root / source).glob(f"*/period=*/load_id=*/{MANIFEST}")):
+        manifest = Manifest(**json.loads(manifest_path.read_text(encoding="utf-8")))
+        loads.append((manifest, manifest_path.parent))
+    return sorted(loads, key=lambda item: item[0].load_id)
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+AUDIT_SCHEMA = {
+    "run_id": pl.String,
+    "source": pl.String,
+    "dataset": pl.String,
+    "load_id": pl.String,
+    "file": pl.String,
+    "periods": pl.String,
+    "rows_received": pl.Int64,
+    "rows_clean": pl.Int64,
+    "rows_quarantined": pl.Int64,
+    "rows_duplicate": pl.Int64,
+    "status": pl.String,  # cleaned | gate_failed | failed
+    "gate": pl.String,  # passed | passed_with_warnings | failed
+    "started_at": pl.Datetime("us", "UTC"),
+    "finished_at": pl.Datetime("us", "UTC"),
+    "seconds": pl.Float64,
+}
+
+
+def read_audit(audit_dir: Path) -> pl.DataFrame:
+    path = audit_dir / "loads.parquet"
+    if not path.exists():
+        return pl.DataFrame(schema=AUDIT_SCHEMA)
+    return pl.read_parquet(path)
+
+
+def append_audit(audit_dir: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    new = pl.DataFrame(rows, schema=AUDIT_SCHEMA)
+    write_parquet_atomic(pl.concat([read_audit(audit_dir), new]), audit_dir / "loads.parquet")

@@ -1,0 +1,148 @@
+"""dbt build of the work warehouse, and the atomic publish of the served marts.
+
+dbt runs in a subprocess: clean global state, the DuckDB lock released when it exits, and its
+log lines forwarded. It is never retried: a failing model or test fails the same way twice.
+
+Publishing never opens the served `marts.duckdb` for writing (a BI tool may hold it open):
+it copies schema `marts` of the work warehouse into a new file and `os.replace`s it over the
+served one, then swaps the parquet export folder through a symlink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from lagesbild.settings import Paths, Settings
+
+
+class DbtFailed(RuntimeError):
+    """dbt build failed: a model or a test; the served marts are untouched."""
+
+
+@dataclass
+class DbtResult:
+    nodes: int
+    failures: list[str]
+    log_tail: str
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def dbt_build(settings: Settings, log: Callable[[str], None] = print) -> DbtResult:
+    paths = settings.paths
+    paths.warehouse.mkdir(parents=True, exist_ok=True)
+    target = paths.warehouse / "dbt_target"
+    variables = {
+        "min_persons": settings.suppression.min_persons,
+        "min_denominator": settings.suppression.min_denominator,
+        "municipality_code": settings.municipality.code,
+        "municipality_name": settings.municipality.name,
+    }
+    command = [
+        dbt_executable(),
+        "build",
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--profiles-dir",
+        str(settings.dbt_project_dir),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(paths.warehouse / "dbt_logs"),
+        "--vars",
+        json.dumps(variables),
+        "--no-use-colors",
+    ]
+    env = {
+        **os.environ,
+        "LAGESBILD_CLEAN_DIR": str(paths.clean),
+        "LAGESBILD_WORK_DB": str(paths.work_db),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        log(line.rstrip())
+    process.wait()
+    failures, nodes = [], 0
+    results_file = target / "run_results.json"
+    if results_file.exists():
+        results = json.loads(results_file.read_text())["results"]
+        nodes = len(results)
+        failures = [
+            f"{r['unique_id']}: {r['status']} {r.get('message') or ''}".strip()
+            for r in results
+            if r["status"] in ("error", "fail", "runtime error")
+        ]
+    tail = "\n".join(lines[-30:])
+    if process.returncode != 0:
+        detail = "\n".join(failures) or tail
+        raise DbtFailed(f"dbt build failed; the served marts are unchanged.\n{detail}")
+    return DbtResult(nodes, failures, tail)
+
+
+def _marts_tables(work: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = work.execute(
+        "select table_name from information_schema.tables "
+        "where table_catalog = 'work' and table_schema = 'marts' order by table_name"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def publish(paths: Paths, storage_version: str) -> list[str]:
+    """Copy schema `marts` to a new served file and parquet folder, then swap both in."""
+    paths.warehouse.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    next_db = paths.warehouse / f".marts.{token}.duckdb"
+    next_parquet = paths.warehouse / f"marts-{token}"
+    next_parquet.mkdir()
+    con = duckdb.connect(str(next_db), config={"storage_compatibility_version": storage_version})
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH '{paths.work_db}' AS work (READ_ONLY)")
+        tables = _marts_tables(con)
+        if not tables:
+            raise DbtFailed("the work warehouse has no tables in schema marts; nothing to publish")
+        con.execute("CREATE SCHEMA marts")
+        for table in tables:
+            con.execute(f'CREATE TABLE marts."{table}" AS SELECT * FROM work.marts."{table}"')
+            con.execute(
+                f"COPY marts.\"{table}\" TO '{next_parquet / (table + '.parquet')}' (FORMAT parquet)"
+            )
+        con.execute("DETACH work")
+    finally:
+        con.close()
+    os.replace(next_db, paths.marts_db)
+    _swap_symlink(paths.marts_parquet, next_parquet)
+    return tables
+
+
+def _swap_symlink(link: Path, new_target: Path) -> None:
+    """Point `link` at `new_target` atomically; remove the folder it pointed to before."""
+    previous = link.resolve() if link.is_symlink() else None
+    if link.exists() and not link.is_symlink():
+        raise RuntimeError(f"{link} is a real folder; move it away so publishing can manage it")
+    tmp_link = link.with_name(f".{link.name}.{uuid.uuid4().hex}")
+    tmp_link.symlink_to(new_target.name)
+    os.replace(tmp_link, link)
+    if previous is not None and previous != new_target.resolve() and previous.exists():
+        for file in previous.iterdir():
+            file.unlink()
+        previous.rmdir()

@@ -1,0 +1,115 @@
+"""All configuration in one typed place.
+
+Values come, highest priority first, from `LAGESBILD_*` environment variables (nested with
+`__`, e.g. `LAGESBILD_SUPPRESSION__MIN_PERSONS=3`), then `lagesbild.toml` in the working
+directory (or the file named by `LAGESBILD_CONFIG`), then the defaults below. Secrets
+(`LAGESBILD_PSEUDONYM_KEY`) belong in the environment or a secret store, never in the toml.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The demo publishes fictional data only; it uses this fixed, public key and says so.
+DEMO_PSEUDONYM_KEY = "lagesbild-demo-key-not-secret"
+
+
+class Suppression(BaseModel):
+    """Small-cell thresholds (DESIGN.md invariant 6); approve them with your DPO."""
+
+    min_persons: int = Field(5, ge=1, description="counts of persons below this are NULL")
+    min_denominator: int = Field(10, ge=1, description="rates with fewer persons are NULL")
+
+
+class Municipality(BaseModel):
+    code: str = Field("1299", pattern=r"^\d{4}$", description="kommunkod, 4 digits")
+    name: str = "Ekdala kommun"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LAGESBILD_",
+        env_nested_delimiter="__",
+        toml_file=os.environ.get("LAGESBILD_CONFIG", "lagesbild.toml"),
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(Path("data"), description="root of every layer the pipeline writes")
+    drop_dir: Path | None = Field(None, description="where exports arrive; default data/drop")
+    pseudonym_key: SecretStr | None = Field(
+        None, description="HMAC key for personal ids; required for real data"
+    )
+    attendance_layouts: Path = Field(
+        PROJECT_ROOT / "connectors" / "attendance_export" / "layouts.yml",
+        description="column mappings of the attendance export layouts",
+    )
+    expectations_dir: Path = Field(PROJECT_ROOT / "expectations")
+    dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt_project")
+    municipality: Municipality = Municipality()
+    suppression: Suppression = Suppression()
+    volume_tolerance: float = Field(
+        0.5, gt=0, description="warn when a partition's rows differ more than this share"
+    )
+    served_storage_version: str = Field(
+        "v1.4.0", description="DuckDB storage version of marts.duckdb, readable by 1.4+ drivers"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @cached_property
+    def paths(self) -> Paths:
+        return Paths(self.data_dir.resolve(), (self.drop_dir or self.data_dir / "drop").resolve())
+
+    def require_pseudonym_key(self) -> bytes:
+        if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
+            raise ConfigError(
+                "LAGESBILD_PSEUDONYM_KEY is not set. Personal ids are replaced by "
+                "HMAC-SHA256(key, id) before anything is written; set a long random key in the "
+                "environment (see .env.example), keep it outside the repository and never change "
+                "it, or pupils get new pseudonyms."
+            )
+        return self.pseudonym_key.get_secret_value().encode()
+
+
+class ConfigError(RuntimeError):
+    """Bad or missing configuration; the message says what to do."""
+
+
+class Paths:
+    """Where each layer lives (DESIGN.md, 'Layers and their contracts')."""
+
+    def __init__(self, data: Path, drop: Path):
+        self.data = data
+        self.drop = drop
+        self.landing = data / "landing"
+        self.clean = data / "clean"
+        self.quarantine = data / "quarantine"
+        self.audit = data / "audit"
+        self.warehouse = data / "warehouse"
+        self.work_db = self.warehouse / "work.duckdb"
+        self.marts_db = self.warehouse / "marts.duckdb"
+        self.marts_parquet = self.warehouse / "marts"
+        self.reports = data / "reports"
+        self.validation = self.reports / "validation"
+        self.runs = self.reports / "runs"

@@ -1,0 +1,205 @@
+"""Reading Swedish attendance exports and typing their rows (no Prefect, no warehouse)."""
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+import xlsxwriter
+
+from connectors.attendance_export.layouts import LayoutError, load_layouts
+from connectors.attendance_export.resources import discover, read_export, sha256_of
+from connectors.personal_ids import luhn_check_digit
+from flows.clean_attendance import pupil_days, split_load
+from lagesbild.settings import PROJECT_ROOT
+
+KEY = b"unit-test-key"
+LAYOUTS = load_layouts(PROJECT_ROOT / "connectors" / "attendance_export" / "layouts.yml")
+SCHOOLS = {"12345678", "87654321"}
+HEADER_A = (
+    "Personnummer;Elev;Skolenhetskod;Skola;Årskurs;Klass;Datum;Starttid;"
+    "Lektionslängd (min);Frånvaro (min);Frånvarotyp"
+)
+
+
+def pnr(nine: str) -> str:
+    return f"{nine[:6]}-{nine[6:]}{luhn_check_digit(nine)}"
+
+
+PUPIL = pnr("150304123")
+
+
+def write_csv(path: Path, lines: list[str], encoding: str = "cp1252", bom: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "\r\n".join([HEADER_A, *lines]).encode(encoding)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
+    return path
+
+
+def export_file(drop: Path, name: str, layout: str):
+    files = discover(drop, {layout: LAYOUTS[layout]}, landed=set())
+    return next(f for f in files if f.path.name == name)
+
+
+def test_cp1252_csv_with_decimal_comma(tmp_path):
+    write_csv(
+        tmp_path / "attendance/skola24/a.csv",
+        [
+            f"{PUPIL};Åsa Öberg;12345678;Ängsskolan;4;4A;2025-09-01;08:10;45;12,5;Ogiltig frånvaro",
+            f"{PUPIL};Åsa Öberg;12345678;Ängsskolan;4;4A;2025-09-01;09:05;60;0;",
+            f"{PUPIL};Åsa Öberg;12345678;Ängsskolan;4;4A;2025-09-01;10:10;40;40;Giltig frånvaro",
+        ],
+    )
+    batch = read_export(export_file(tmp_path, "a.csv", "skola24_csv"), KEY)
+    assert "Elev" not in batch.rows.columns and "Personnummer" not in batch.rows.columns
+    assert batch.dropped_columns == ["Elev", "Skola", "Klass"]
+    result = split_load(batch.rows, LAYOUTS["skola24_csv"], SCHOOLS, "L1")
+    assert (result.received, result.clean, result.quarantined, result.duplicates) == (3, 3, 0, 0)
+    day = pupil_days(result.lessons).row(0, named=True)
+    assert day["offered_minutes"] == 145
+    assert day["invalid_absence_minutes"] == 12.5
+    assert day["valid_absence_minutes"] == 40
+    assert day["attended_minutes"] == 92.5
+    assert day["grade"] == "4" and day["lessons"] == 3
+
+
+def test_utf8_bom_and_compact_dates(tmp_path):
+    write_csv(
+        tmp_path / "attendance/skola24/b.csv",
+        [
+            f"{PUPIL};Åsa Öberg;12345678;Ängsskolan;Åk 4;4A;20250902;8:10;45;0;",
+        ],
+        encoding="utf-8",
+        bom=True,
+    )
+    batch = read_export(export_file(tmp_path, "b.csv", "skola24_csv"), KEY)
+    lessons = split_load(batch.rows, LAYOUTS["skola24_csv"], SCHOOLS, "L1").lessons
+    assert lessons.select("date", "lesson_start", "grade").row(0) == (
+        date(2025, 9, 2),
+        "08:10",
+        "4",
+    )
+
+
+def test_dirty_rows_get_reasons_and_accounting_holds(tmp_path):
+    bad_check = PUPIL[:-1] + str((int(PUPIL[-1]) + 1) % 10)
+    ok = f"{PUPIL};N;12345678;S;7;7A;2025-09-01;08:10;45;0;"
+    write_csv(
+        tmp_path / "attendance/skola24/c.csv",
+        [
+            ok,
+            ok,  # exact duplicate
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;08:10;45;5;Ogiltig frånvaro",  # conflicting
+            ";N;12345678;S;7;7A;2025-09-01;09:10;45;0;",
+            f"{bad_check};N;12345678;S;7;7A;2025-09-01;09:10;45;0;",
+            f"{PUPIL};N;12345678;S;7;7A;2025-02-30;09:10;45;0;",
+            f"{PUPIL};N;99999999;S;7;7A;2025-09-01;09:10;45;0;",
+            f"{PUPIL};N;12345678;S;11;7A;2025-09-01;09:10;45;0;",
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;09:10;45;-5;Ogiltig frånvaro",
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;10:10;45;50;Ogiltig frånvaro",
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;11:10;45;5;Sjuk",
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;12:10;4x5;0;",
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;13:10;45;5;",
+        ],
+    )
+    batch = read_export(export_file(tmp_path, "c.csv", "skola24_csv"), KEY)
+    result = split_load(batch.rows, LAYOUTS["skola24_csv"], SCHOOLS, "L1")
+    reasons = result.quarantine.get_column("reason").to_list()
+    assert reasons == [
+        "conflicting_duplicate",
+        "missing_personal_id",
+        "invalid_personal_id",
+        "invalid_date",
+        "unknown_school_unit",
+        "invalid_grade",
+        "minutes_out_of_range",
+        "minutes_out_of_range",
+        "unknown_absence_type",
+        "invalid_number",
+        "unknown_absence_type",
+    ]
+    assert (result.received, result.clean, result.quarantined, result.duplicates) == (13, 1, 11, 1)
+    # Quarantined rows keep their original values (the id only as its pseudonym).
+    row = result.quarantine.filter(pl.col("reason") == "invalid_date").row(0, named=True)
+    assert row["Datum"] == "2025-02-30" and row["Frånvaro (min)"] == "0"
+    assert len(row["pupil_key"]) == 64 and row["pupil_id_kind"] == "personnummer"
+
+
+def test_xlsx_layout_checks_minutes_add_up(tmp_path):
+    path = tmp_path / "attendance/ist/x.xlsx"
+    path.parent.mkdir(parents=True)
+    workbook = xlsxwriter.Workbook(path)
+    sheet = workbook.add_worksheet("Närvaro")
+    sheet.write_row(
+        0,
+        0,
+        [
+            "Elev-ID",
+            "Skolenhet",
+            "Åk",
+            "Datum",
+            "Lektion",
+            "Schemalagd tid",
+            "Närvarande",
+            "Giltig frånvaro",
+            "Ogiltig frånvaro",
+            "Övrig frånvaro",
+        ],
+    )
+    twelve = "20" + PUPIL.replace("-", "")
+    sheet.write_row(1, 0, [twelve, "87654321", "F", "20250901", "08:10", 40, 30, 0, 10, 0])
+    sheet.write_row(2, 0, [twelve, "87654321", "F", "20250901", "09:00", 40, 30, 0, 5, 0])
+    sheet.write_row(3, 0, ["20150304TF01", "87654321", "F", "20250901", "08:10", 40, 40, 0, 0, 0])
+    workbook.close()
+    batch = read_export(export_file(tmp_path, "x.xlsx", "ist_xlsx"), KEY)
+    result = split_load(batch.rows, LAYOUTS["ist_xlsx"], SCHOOLS, "L1")
+    assert result.quarantine.get_column("reason").to_list() == ["minutes_do_not_add_up"]
+    assert sorted(batch.rows.get_column("pupil_id_kind").to_list()) == [
+        "personnummer",
+        "personnummer",
+        "temporary",
+    ]
+    days = pupil_days(result.lessons)
+    assert days.height == 2 and days.get_column("offered_minutes").to_list() == [40, 40]
+
+
+def test_unknown_and_missing_columns_give_one_clear_error(tmp_path):
+    path = tmp_path / "attendance/skola24/d.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes((HEADER_A.replace("Frånvarotyp", "Orsak") + "\r\n").encode("cp1252"))
+    with pytest.raises(
+        LayoutError,
+        match=r"missing columns \['Frånvarotyp'\]; unknown columns "
+        r"\['Orsak'\]",
+    ):
+        read_export(export_file(tmp_path, "d.csv", "skola24_csv"), KEY)
+
+
+def test_discover_skips_landed_content(tmp_path):
+    path = write_csv(tmp_path / "attendance/skola24/e.csv", [])
+    assert discover(tmp_path, LAYOUTS, landed={sha256_of(path)}) == []
+    assert [f.path.name for f in discover(tmp_path, LAYOUTS, landed=set())] == ["e.csv"]
+
+
+def test_later_load_replaces_a_school_day():
+    def lessons(load_id, minutes):
+        return pl.DataFrame(
+            {
+                "pupil_key": ["p1"],
+                "school_unit_code": ["12345678"],
+                "date": [date(2025, 9, 1)],
+                "lesson_start": ["08:10"],
+                "grade": ["7"],
+                "offered_minutes": [45.0],
+                "attended_minutes": [45.0 - minutes],
+                "valid_absence_minutes": [0.0],
+                "invalid_absence_minutes": [minutes],
+                "other_absence_minutes": [0.0],
+                "source": ["skola24_csv"],
+                "load_id": [load_id],
+            }
+        )
+
+    days = pupil_days(pl.concat([lessons("L1", 45.0), lessons("L2", 10.0)]))
+    assert days.height == 1 and days["invalid_absence_minutes"][0] == 10.0
+    assert days["load_id"][0] == "L2"
