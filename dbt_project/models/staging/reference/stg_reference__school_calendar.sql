@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    select * from {{ source('reference', 'school_calendar') }}
+
+),
+
+renamed as (
+
+    select
+        ---------- dates
+        cast(date as date) as calendar_date,
+
+        ---------- text
+        nullif(trim(cast(school_year as varchar)), '') as school_year,
+        nullif(trim(cast(term as varchar)), '') as term,
+        nullif(trim(cast(day_type as varchar)), '') as day_type,
+        nullif(trim(cast(note as varchar)), '') as note,
+
+        ---------- booleans
+        cast(is_school_day as boolean) as is_school_day
+
+    from source
+
+)
+
+select * from renamed
