@@ -123,9 +123,8 @@ def publish(paths: Paths, storage_version: str) -> list[str]:
         con.execute("CREATE SCHEMA marts")
         for table in tables:
             con.execute(f'CREATE TABLE marts."{table}" AS SELECT * FROM work.marts."{table}"')
-            con.execute(
-                f"COPY marts.\"{table}\" TO '{next_parquet / (table + '.parquet')}' (FORMAT parquet)"
-            )
+            target = next_parquet / f"{table}.parquet"
+            con.execute(f"COPY marts.\"{table}\" TO '{target}' (FORMAT parquet)")
         con.execute("DETACH work")
     finally:
         con.close()

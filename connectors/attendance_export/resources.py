@@ -46,7 +46,7 @@ def sha256_of(path: Path) -> str:
 
 
 def discover(drop_dir: Path, layouts: dict[str, Layout], landed: set[str]) -> list[ExportFile]:
-    """Files in the drop folder whose content (sha256) has not been landed yet, oldest name first."""
+    """Files in the drop folder whose content (sha256) is not landed yet, sorted by name."""
     found = []
     for layout in layouts.values():
         for path in sorted(drop_dir.glob(layout.files)):
