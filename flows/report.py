@@ -5,6 +5,7 @@ Written as markdown to `data/reports/runs/<run>.md` and, inside a flow, as a Pre
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -107,7 +108,9 @@ def render(summary: RunSummary, paths: Paths) -> str:
                 f"  - {failed.severity}: {failed.expectation} on {failed.column}: "
                 f"{failed.unexpected_count} unexpected, e.g. {failed.sample}"
             )
-    if not clean.gates:
+    if clean.gates:
+        out.append(f"\nReadable page: `{paths.validation / summary.run_id / 'index.html'}`")
+    else:
         out.append("Nothing to validate in this run.")
     out += ["", "## Freshness", ""] + _table(freshness(paths, summary.run_date))
     out += ["", "## Published", ""]
@@ -121,7 +124,53 @@ def render(summary: RunSummary, paths: Paths) -> str:
     return "\n".join(out) + "\n"
 
 
+def validation_html(summary: RunSummary) -> str:
+    """A readable page of every expectation of this run's gate, beside the GX JSON results."""
+    rows = []
+    for result in (summary.clean or CleanOutcome()).gates:
+        for o in result.outcomes:
+            colour = (
+                "#d4edda" if o.success else "#f8d7da" if o.severity == "critical" else "#fff3cd"
+            )
+            cells = [
+                result.partition,
+                o.expectation,
+                o.column or "",
+                o.severity,
+                "passed" if o.success else "FAILED",
+                "" if o.unexpected_count is None else str(o.unexpected_count),
+                ", ".join(o.sample),
+            ]
+            rows.append(
+                f'<tr style="background:{colour}">'
+                + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                + "</tr>"
+            )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "partition",
+            "expectation",
+            "column",
+            "severity",
+            "result",
+            "unexpected",
+            "examples",
+        )
+    )
+    return (
+        f"<!doctype html><meta charset=utf-8><title>Gate {summary.run_id}</title>"
+        f"<h1>Gate results, run {html.escape(summary.run_id)}</h1>"
+        "<p>Full Great Expectations results: the JSON files in this folder.</p>"
+        f"<table border=1 cellpadding=4><tr>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
 def write(summary: RunSummary, paths: Paths) -> Path:
+    if summary.clean and summary.clean.gates:
+        folder = paths.validation / summary.run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "index.html").write_text(validation_html(summary), encoding="utf-8")
     paths.runs.mkdir(parents=True, exist_ok=True)
     path = paths.runs / f"{summary.run_id}.md"
     path.write_text(render(summary, paths), encoding="utf-8")

@@ -4,8 +4,8 @@ dbt runs in a subprocess: clean global state, the DuckDB lock released when it e
 log lines forwarded. It is never retried: a failing model or test fails the same way twice.
 
 Publishing never opens the served `marts.duckdb` for writing (a BI tool may hold it open):
-it copies schema `marts` of the work warehouse into a new file and `os.replace`s it over the
-served one, then swaps the parquet export folder through a symlink.
+it copies schema `marts` of the work warehouse into the default schema of a new file and
+`os.replace`s it over the served one, then swaps the parquet export folder through a symlink.
 """
 
 from __future__ import annotations
@@ -120,11 +120,14 @@ def publish(paths: Paths, storage_version: str) -> list[str]:
         tables = _marts_tables(con)
         if not tables:
             raise DbtFailed("the work warehouse has no tables in schema marts; nothing to publish")
-        con.execute("CREATE SCHEMA marts")
+        # The served file holds the marts in its default schema: its catalog is named `marts`
+        # (from the file name), so BI users write `marts.<table>` or just `<table>`.
+        (served,) = con.execute("SELECT current_database()").fetchone()
         for table in tables:
-            con.execute(f'CREATE TABLE marts."{table}" AS SELECT * FROM work.marts."{table}"')
+            name = f'"{served}".main."{table}"'
+            con.execute(f'CREATE TABLE {name} AS SELECT * FROM work.marts."{table}"')
             target = next_parquet / f"{table}.parquet"
-            con.execute(f"COPY marts.\"{table}\" TO '{target}' (FORMAT parquet)")
+            con.execute(f"COPY {name} TO '{target}' (FORMAT parquet)")
         con.execute("DETACH work")
     finally:
         con.close()

@@ -1,0 +1,61 @@
+"""End-to-end fixtures: one Prefect test API per session, one small generated municipality."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from lagesbild import runtime
+
+runtime.configure()
+
+PUPILS = 300
+THROUGH = date(2025, 10, 31)  # HT2025 up to höstlov's end: three monthly files per system
+TEST_KEY = "end-to-end-test-key-0123456789"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api():
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with (
+        prefect_test_harness(server_startup_timeout=180),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield
+
+
+@pytest.fixture(scope="session")
+def municipality(tmp_path_factory) -> dict[str, Path]:
+    from demo.generate import generate
+
+    root = tmp_path_factory.mktemp("municipality")
+    drop, truth = root / "drop", root / "truth"
+    generate(drop, pupils=PUPILS, years=1, seed=7, through=THROUGH, truth_dir=truth)
+    return {"root": root, "drop": drop, "truth": truth}
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(municipality, tmp_path_factory):
+    """Point the pipeline at a fresh data folder that reads the generated drop folder."""
+    data = tmp_path_factory.mktemp("data")
+    drop = data.parent / f"{data.name}-drop"  # a copy: tests may add files to it
+    shutil.copytree(municipality["drop"], drop)
+    values = {
+        "LAGESBILD_DATA_DIR": str(data),
+        "LAGESBILD_DROP_DIR": str(drop),
+        "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
+    }
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield data
+    for k, v in previous.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
