@@ -139,7 +139,14 @@ def _headlines(settings: Settings) -> None:
             [term],
         ).fetchall()
         for row in rows:
-            table.add_row(*["–" if v is None else str(v) for v in row])
+            name, *figures = row
+            table.add_row(
+                name,
+                *[
+                    "–" if v is None else f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+                    for v in figures
+                ],
+            )
         console.print(table)
         shares = con.execute(
             "select threshold_pct, pupils_at_or_above, share_at_or_above_pct "
@@ -153,7 +160,9 @@ def _headlines(settings: Settings) -> None:
             )
     finally:
         con.close()
-    console.print(f"\nMarts: {paths.marts_db} (schema marts) and {paths.marts_parquet}/*.parquet")
+    console.print(
+        f"\nMarts: {paths.marts_db} (tables marts.<name>) and {paths.marts_parquet}/<name>.parquet"
+    )
     console.print(
         "Open them: duckdb -readonly " + str(paths.marts_db) + "  — see README 'Reading the marts'."
     )
