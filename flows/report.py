@@ -116,7 +116,7 @@ def render(summary: RunSummary, paths: Paths) -> str:
     out += ["", "## Published", ""]
     if summary.published:
         out += [
-            f"- `{paths.marts_db}` (schema `marts`): {', '.join(summary.published)}",
+            f"- `{paths.marts_db}`: {', '.join(summary.published)}",
             f"- parquet: `{paths.marts_parquet}/*.parquet`",
         ]
     else:
