@@ -94,6 +94,16 @@ def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools
     return split_load(pl.read_parquet(folder / DATA_FILE), layout, schools, manifest.load_id)
 
 
+def _month(lessons: pl.DataFrame, period: str) -> pl.DataFrame:
+    return lessons.filter(pl.col("date").dt.strftime("%Y-%m") == period)
+
+
+def _add_by_period(by_period: dict[str, list[pl.DataFrame]], lessons: pl.DataFrame) -> None:
+    months = lessons.with_columns(_period=pl.col("date").dt.strftime("%Y-%m"))
+    for (period,), part in months.partition_by("_period", as_dict=True).items():
+        by_period.setdefault(period, []).append(part.drop("_period"))
+
+
 def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
     earlier = sorted(p for p in clean_root.glob("period=*") if p.name < f"period={period}")
     if not earlier:
@@ -120,19 +130,21 @@ def clean_pending_loads(
     clock = time.perf_counter()
 
     results: dict[str, LoadResult] = {}
+    by_period: dict[str, list[pl.DataFrame]] = {}  # lessons of pending loads, per month
     for manifest, folder in pending:
-        results[manifest.load_id] = _split(manifest, folder, layouts, schools)
-    periods = sorted({p for r in results.values() for p in periods_of(r.lessons["date"])})
+        result = results[manifest.load_id] = _split(manifest, folder, layouts, schools)
+        _add_by_period(by_period, result.lessons)
+    periods = sorted(by_period)
 
     clean_root = paths.clean / DATASET
     staged: dict[str, pl.DataFrame] = {}
     gate_by_period: dict[str, str] = {}
     for period in periods:
-        lessons = [r.lessons for r in results.values()]
         for manifest, folder in loads:  # earlier loads still count for their periods
             if manifest.load_id not in results and period in manifest.periods:
-                lessons.append(_split(manifest, folder, layouts, schools).lessons)
-        frame = pl.concat(lessons).filter(pl.col("date").dt.strftime("%Y-%m") == period)
+                lessons = _split(manifest, folder, layouts, schools).lessons
+                by_period[period].append(_month(lessons, period))
+        frame = pl.concat(by_period.pop(period))
         days = pupil_days(frame)
         parameters = gate.attendance_parameters(
             days,

@@ -88,7 +88,11 @@ def run(
     ] = None,
 ) -> None:
     """Run the nightly flow once: land, clean, validate, build and publish."""
-    _settings()
+    try:
+        _settings().require_pseudonym_key()
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
     _run_nightly(date.fromisoformat(run_date) if run_date else None)
 
 

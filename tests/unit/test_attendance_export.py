@@ -203,3 +203,15 @@ def test_later_load_replaces_a_school_day():
     days = pupil_days(pl.concat([lessons("L1", 45.0), lessons("L2", 10.0)]))
     assert days.height == 1 and days["invalid_absence_minutes"][0] == 10.0
     assert days["load_id"][0] == "L2"
+
+
+def test_cli_refuses_to_run_without_a_pseudonym_key(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    monkeypatch.delenv("LAGESBILD_PSEUDONYM_KEY", raising=False)
+    monkeypatch.setenv("LAGESBILD_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert "LAGESBILD_PSEUDONYM_KEY is not set" in " ".join(result.output.split())

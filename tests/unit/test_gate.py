@@ -1,0 +1,79 @@
+"""The Great Expectations gate on clean attendance frames (GX itself, no Prefect)."""
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from flows import gate
+from lagesbild.settings import PROJECT_ROOT
+
+SUITE = PROJECT_ROOT / "expectations" / "attendance_pupil_days.json"
+SCHOOL_DAYS = {date(2025, 9, 1), date(2025, 9, 2)}
+
+
+def days(**changes) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        {
+            "pupil_key": ["a" * 64, "b" * 64, "a" * 64],
+            "school_unit_code": ["12345678"] * 3,
+            "date": [date(2025, 9, 1), date(2025, 9, 1), date(2025, 9, 2)],
+            "grade": ["7", "7", "7"],
+            "offered_minutes": [300.0, 300.0, 300.0],
+            "attended_minutes": [300.0, 240.0, 290.0],
+            "valid_absence_minutes": [0.0, 60.0, 0.0],
+            "invalid_absence_minutes": [0.0, 0.0, 10.0],
+            "other_absence_minutes": [0.0, 0.0, 0.0],
+        }
+    )
+    return frame.with_columns(**{k: pl.Series(v) for k, v in changes.items()})
+
+
+def run(frame: pl.DataFrame, previous_rows_per_day=None, tmp_path=None) -> gate.GateResult:
+    parameters = gate.attendance_parameters(
+        frame, {"12345678"}, SCHOOL_DAYS, previous_rows_per_day, tolerance=0.5
+    )
+    return gate.validate_frame(
+        gate.attendance_frame(frame),
+        SUITE,
+        parameters,
+        partition="period=2025-09",
+        report_dir=tmp_path,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_clean_frame_passes_and_the_result_is_kept(tmp_path):
+    result = run(days(), tmp_path=tmp_path)
+    assert result.status == "passed"
+    assert len(result.outcomes) == 16
+    assert result.report_path.exists() and '"success": true' in result.report_path.read_text()
+
+
+def test_critical_failures_name_the_expectation_and_examples():
+    bad = days(
+        pupil_key=["a" * 64, "a" * 64, "6408233234"],  # a duplicate day, a raw personnummer
+        school_unit_code=["12345678", "12345678", "99999999"],
+        date=[date(2025, 9, 1), date(2025, 9, 1), date(2025, 9, 6)],  # a Saturday
+        attended_minutes=[300.0, 250.0, 290.0],  # 250 + 60 != 300
+    )
+    result = run(bad)
+    failed = {(o.expectation, o.column): o for o in result.critical_failures}
+    assert set(failed) == {
+        ("expect_compound_columns_to_be_unique", "['pupil_key', 'school_unit_code', 'date']"),
+        ("expect_column_values_to_match_regex", "pupil_key"),
+        ("expect_column_values_to_be_between", "minutes_unaccounted"),
+        ("expect_column_values_to_be_in_set", "school_unit_code"),
+        ("expect_column_values_to_be_in_set", "date_iso"),
+    }
+    assert failed[("expect_column_values_to_be_in_set", "date_iso")].sample == ["2025-09-06"]
+    assert result.status == "failed"
+
+
+def test_volume_far_from_the_previous_load_is_only_a_warning():
+    # The previous period had 40 pupil days per school day; this one has 1.5.
+    result = run(days(), previous_rows_per_day=40.0)
+    assert result.status == "passed_with_warnings" and not result.critical_failures
+    (warning,) = result.warnings
+    assert warning.expectation == "expect_table_row_count_to_be_between"
+    assert run(days(), previous_rows_per_day=1.5).status == "passed"
