@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from flows.attendance import DATASET, CleanOutcome
+from flows.storage import AUDIT_OVERVIEW
 from lagesbild.settings import Paths
 
 
@@ -77,16 +78,7 @@ def render(summary: RunSummary, paths: Paths) -> str:
     out += ["", "## Loads", ""]
     clean = summary.clean or CleanOutcome()
     if clean.loads:
-        loads = pl.DataFrame(clean.loads).select(
-            "dataset",
-            "file",
-            "rows_received",
-            "rows_clean",
-            "rows_quarantined",
-            "rows_duplicate",
-            "status",
-            "gate",
-        )
+        loads = pl.DataFrame(clean.loads).select(AUDIT_OVERVIEW)
         totals = loads.select(pl.col("^rows_.*$").sum())
         out += _table(loads) + [
             "",

@@ -107,6 +107,19 @@ AUDIT_SCHEMA = {
 }
 
 
+# The columns a person reads first (run summary, `lagesbild status`).
+AUDIT_OVERVIEW = [
+    "dataset",
+    "file",
+    "rows_received",
+    "rows_clean",
+    "rows_quarantined",
+    "rows_duplicate",
+    "status",
+    "gate",
+]
+
+
 def read_audit(audit_dir: Path) -> pl.DataFrame:
     path = audit_dir / "loads.parquet"
     if not path.exists():

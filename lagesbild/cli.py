@@ -177,7 +177,7 @@ def status() -> None:
     """Show the latest loads from the audit table."""
     import polars as pl
 
-    from flows.storage import read_audit
+    from flows.storage import AUDIT_OVERVIEW, read_audit
 
     settings = _settings()
     audit = read_audit(settings.paths.audit)
@@ -186,17 +186,7 @@ def status() -> None:
         return
     latest = audit.sort("finished_at").tail(15)
     table = Table(title=f"Latest loads ({settings.paths.audit / 'loads.parquet'})")
-    columns = [
-        "finished_at",
-        "dataset",
-        "file",
-        "rows_received",
-        "rows_clean",
-        "rows_quarantined",
-        "rows_duplicate",
-        "status",
-        "gate",
-    ]
+    columns = ["finished_at", *AUDIT_OVERVIEW]
     for column in columns:
         table.add_column(column)
     for row in (

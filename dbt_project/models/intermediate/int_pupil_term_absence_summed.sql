@@ -17,57 +17,35 @@ pupil_days as (
 
 ),
 
-area_scope as (
+scoped_days as (
 
-    select
-        'area' as scope,
-        area_code,
-        pupil_key,
-        school_year,
-        term,
-        count(distinct attendance_date) as days_with_data,
-        min(attendance_date) as first_date,
-        max(attendance_date) as last_date,
-        sum(offered_minutes) as offered_minutes,
-        sum(attended_minutes) as attended_minutes,
-        sum(valid_absence_minutes) as valid_absence_minutes,
-        sum(invalid_absence_minutes) as invalid_absence_minutes,
-        sum(other_absence_minutes) as other_absence_minutes,
-        sum(total_absence_minutes) as total_absence_minutes
-
-    from pupil_days
-    group by area_code, pupil_key, school_year, term
-
-),
-
-municipality_scope as (
-
-    select
-        'municipality' as scope,
-        {{ municipality_code_literal() }} as area_code,
-        pupil_key,
-        school_year,
-        term,
-        count(distinct attendance_date) as days_with_data,
-        min(attendance_date) as first_date,
-        max(attendance_date) as last_date,
-        sum(offered_minutes) as offered_minutes,
-        sum(attended_minutes) as attended_minutes,
-        sum(valid_absence_minutes) as valid_absence_minutes,
-        sum(invalid_absence_minutes) as invalid_absence_minutes,
-        sum(other_absence_minutes) as other_absence_minutes,
-        sum(total_absence_minutes) as total_absence_minutes
-
-    from pupil_days
-    group by pupil_key, school_year, term
-
-),
-
-unioned as (
-
-    select * from area_scope
+    select 'area' as scope, area_code as scope_code, pupil_days.* from pupil_days
     union all
-    select * from municipality_scope
+    select 'municipality' as scope, {{ municipality_code_literal() }} as scope_code, pupil_days.*
+    from pupil_days
+
+),
+
+summed as (
+
+    select
+        scope,
+        scope_code as area_code,
+        pupil_key,
+        school_year,
+        term,
+        count(distinct attendance_date) as days_with_data,
+        min(attendance_date) as first_date,
+        max(attendance_date) as last_date,
+        sum(offered_minutes) as offered_minutes,
+        sum(attended_minutes) as attended_minutes,
+        sum(valid_absence_minutes) as valid_absence_minutes,
+        sum(invalid_absence_minutes) as invalid_absence_minutes,
+        sum(other_absence_minutes) as other_absence_minutes,
+        sum(total_absence_minutes) as total_absence_minutes
+
+    from scoped_days
+    group by scope, scope_code, pupil_key, school_year, term
 
 ),
 
@@ -80,7 +58,7 @@ final as (
         {{ absence_pct('other_absence_minutes', 'offered_minutes') }} as other_absence_pct,
         {{ absence_pct('total_absence_minutes', 'offered_minutes') }} as total_absence_pct
 
-    from unioned
+    from summed
 
 )
 
