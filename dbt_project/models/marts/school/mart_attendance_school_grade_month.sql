@@ -47,12 +47,7 @@ measured as (
         aggregated.school_days,
         aggregated.pupils,
         aggregated.offered_minutes,
-        {{ absence_pct('aggregated.valid_absence_minutes', 'aggregated.offered_minutes', 2) }} as valid_absence_pct,
-        {{ absence_pct('aggregated.invalid_absence_minutes', 'aggregated.offered_minutes', 2) }} as invalid_absence_pct,
-        {{ absence_pct('aggregated.other_absence_minutes', 'aggregated.offered_minutes', 2) }} as other_absence_pct,
-        {{ absence_pct('aggregated.total_absence_minutes', 'aggregated.offered_minutes', 2) }} as total_absence_pct,
-        {{ is_small_count('aggregated.pupils') }} as is_small_group,
-        {{ is_rate_suppressed('aggregated.pupils') }} as is_rate_withheld
+        {{ absence_pct_columns('aggregated') }}
 
     from aggregated
     left join schools
@@ -69,13 +64,7 @@ final as (
         grade,
         month,
         school_days,
-        {{ suppress_count('pupils') }} as pupils,
-        {{ suppress_if('is_small_group', 'offered_minutes') }} as offered_minutes,
-        {{ suppress_if('is_rate_withheld', 'valid_absence_pct') }} as valid_absence_pct,
-        {{ suppress_if('is_rate_withheld', 'invalid_absence_pct') }} as invalid_absence_pct,
-        {{ suppress_if('is_rate_withheld', 'other_absence_pct') }} as other_absence_pct,
-        {{ suppress_if('is_rate_withheld', 'total_absence_pct') }} as total_absence_pct,
-        {{ suppression_flag(['is_small_group', 'is_rate_withheld']) }} as is_suppressed
+        {{ suppressed_absence_columns() }}
 
     from measured
 
