@@ -8,6 +8,8 @@ import alone costs about 10 s.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -54,14 +56,19 @@ class GateFailed(RuntimeError):
     """A critical expectation failed; nothing of the load was written or published."""
 
 
-def _context():
+@functools.cache
+def _pandas_source():
+    """One in-memory GX context per process; each validated frame becomes its own asset."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    return context
+    return context.data_sources.add_pandas("lagesbild_loads")
+
+
+_asset_numbers = itertools.count()
 
 
 def validate_frame(
@@ -80,9 +87,8 @@ def validate_frame(
     )
     name = spec["name"]
     batch = (
-        _context()
-        .data_sources.add_pandas(name)
-        .add_dataframe_asset(partition)
+        _pandas_source()
+        .add_dataframe_asset(f"{name}-{partition}-{next(_asset_numbers)}")
         .add_batch_definition_whole_dataframe("frame")
         .get_batch(batch_parameters={"dataframe": frame.to_pandas()})
     )

@@ -159,9 +159,8 @@ def _headlines(settings: Settings) -> None:
             [term],
         ).fetchall()
         for threshold, count, share in shares:
-            console.print(
-                f"Pupils with at least {threshold} % absence in {term}: {count} ({share} %)"
-            )
+            figure = "suppressed (small cell)" if count is None else f"{count:,} ({share:.1f} %)"
+            console.print(f"Pupils with at least {threshold:.0f} % absence in {term}: {figure}")
     finally:
         con.close()
     console.print(
