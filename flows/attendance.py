@@ -2,9 +2,10 @@
 
 `land_new_exports` lands every new file (by sha256). `clean_pending_loads` cleans every landed
 load that has not been cleaned yet (derived from landing and the audit, not from local state,
-so a crashed or gate-failed run is simply picked up by the next one), runs the gate on each
-affected period's clean frame, and only when no critical expectation failed replaces the clean
-partitions and writes quarantine and audit.
+so a crashed or gate-failed run is simply picked up by the next one). It builds and gates one
+period (month) at a time, staging each clean partition on disk, and only when no critical
+expectation failed swaps the staged partitions in and writes quarantine; the audit records
+either outcome.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,12 +99,6 @@ def _month(lessons: pl.DataFrame, period: str) -> pl.DataFrame:
     return lessons.filter(pl.col("date").dt.strftime("%Y-%m") == period)
 
 
-def _add_by_period(by_period: dict[str, list[pl.DataFrame]], lessons: pl.DataFrame) -> None:
-    months = lessons.with_columns(_period=pl.col("date").dt.strftime("%Y-%m"))
-    for (period,), part in months.partition_by("_period", as_dict=True).items():
-        by_period.setdefault(period, []).append(part.drop("_period"))
-
-
 def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
     earlier = sorted(p for p in clean_root.glob("period=*") if p.name < f"period={period}")
     if not earlier:
@@ -129,23 +124,32 @@ def clean_pending_loads(
     started = datetime.now(UTC)
     clock = time.perf_counter()
 
+    # One month at a time, so memory holds one period's lessons, not a whole backfill.
+    # Pending loads are accounted the first time they are read; landed loads that are
+    # already clean are read again because they still count for their periods.
     results: dict[str, LoadResult] = {}
-    by_period: dict[str, list[pl.DataFrame]] = {}  # lessons of pending loads, per month
-    for manifest, folder in pending:
-        result = results[manifest.load_id] = _split(manifest, folder, layouts, schools)
-        _add_by_period(by_period, result.lessons)
-    periods = sorted(by_period)
+    touched: dict[str, list[str]] = {}
 
+    def account(manifest: Manifest, result: LoadResult) -> None:
+        if manifest.load_id in pending_ids and manifest.load_id not in results:
+            touched[manifest.load_id] = periods_of(result.lessons["date"])
+            results[manifest.load_id] = replace(result, lessons=result.lessons.clear())
+
+    pending_ids = {m.load_id for m, _ in pending}
+    periods = sorted({p for m, _ in pending for p in m.periods if p != "unknown"})
     clean_root = paths.clean / DATASET
-    staged: dict[str, pl.DataFrame] = {}
+    for leftover in clean_root.parent.glob(f".{DATASET}-staging-*"):  # from a crashed run
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = clean_root.parent / f".{DATASET}-staging-{run_id}"
     gate_by_period: dict[str, str] = {}
     for period in periods:
-        for manifest, folder in loads:  # earlier loads still count for their periods
-            if manifest.load_id not in results and period in manifest.periods:
-                lessons = _split(manifest, folder, layouts, schools).lessons
-                by_period[period].append(_month(lessons, period))
-        frame = pl.concat(by_period.pop(period))
-        days = pupil_days(frame)
+        lessons = []
+        for manifest, folder in loads:
+            if period in manifest.periods:
+                result = _split(manifest, folder, layouts, schools)
+                account(manifest, result)
+                lessons.append(_month(result.lessons, period))
+        days = pupil_days(pl.concat(lessons))
         parameters = gate.attendance_parameters(
             days,
             schools,
@@ -162,22 +166,22 @@ def clean_pending_loads(
         )
         outcome.gates.append(result)
         gate_by_period[period] = result.status
-        staged[period] = days
+        write_parquet_atomic(days, staging / f"period={period}" / "part-0.parquet")
         log(f"gate attendance period={period}: {result.status} ({days.height:,} pupil days)")
+    for manifest, folder in pending:  # loads with no usable date still need their accounting
+        if manifest.load_id not in results:
+            account(manifest, _split(manifest, folder, layouts, schools))
 
     if not outcome.gate_failed:
-        for period, days in staged.items():
-            tmp = clean_root / f".period={period}.{run_id}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            write_parquet_atomic(days, tmp / "part-0.parquet")
-            replace_dir_atomic(tmp, clean_root / f"period={period}")
-        outcome.periods_replaced = list(staged)
+        for period in periods:
+            replace_dir_atomic(staging / f"period={period}", clean_root / f"period={period}")
+        outcome.periods_replaced = periods
+    shutil.rmtree(staging, ignore_errors=True)
 
     finished = datetime.now(UTC)
     for manifest, _ in pending:
         result = results[manifest.load_id]
-        touched = periods_of(result.lessons["date"])
-        statuses = [gate_by_period[p] for p in touched] or ["passed"]
+        statuses = [gate_by_period[p] for p in touched[manifest.load_id]] or ["passed"]
         worst = next(s for s in ("failed", "passed_with_warnings", "passed") if s in statuses)
         if not outcome.gate_failed and result.quarantined:
             write_parquet_atomic(
@@ -197,7 +201,7 @@ def clean_pending_loads(
                 "dataset": manifest.dataset,
                 "load_id": manifest.load_id,
                 "file": manifest.file,
-                "periods": ",".join(touched),
+                "periods": ",".join(touched[manifest.load_id]),
                 "rows_received": result.received,
                 "rows_clean": result.clean,
                 "rows_quarantined": result.quarantined,

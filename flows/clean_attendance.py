@@ -182,15 +182,12 @@ class LoadResult:
     lessons: pl.DataFrame  # clean lesson rows of this load
     quarantine: pl.DataFrame  # original values + reason
     received: int
+    clean: int
     duplicates: int
 
     @property
     def quarantined(self) -> int:
         return self.quarantine.height
-
-    @property
-    def clean(self) -> int:
-        return self.lessons.height
 
 
 def split_load(
@@ -219,7 +216,7 @@ def split_load(
         .sort(ROW_NUMBER)
         .with_columns(load_id=pl.lit(load_id))
     )
-    result = LoadResult(lessons, quarantine, rows.height, repeats.height)
+    result = LoadResult(lessons, quarantine, rows.height, lessons.height, repeats.height)
     if result.received != result.clean + result.quarantined + result.duplicates:
         raise AssertionError(
             f"row accounting broken for load {load_id}: received {result.received} != clean "
