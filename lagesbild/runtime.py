@@ -21,3 +21,6 @@ def configure(data_dir: Path | None = None) -> None:
         defaults["PREFECT_HOME"] = str((data_dir / "prefect").resolve())
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
+    if "PREFECT_HOME" in os.environ:
+        # Prefect creates its home without parents; on a fresh data folder that fails.
+        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
