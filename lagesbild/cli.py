@@ -176,22 +176,42 @@ def status() -> None:
     """Show the latest loads from the audit table."""
     import polars as pl
 
-    from flows.storage import AUDIT_OVERVIEW, read_audit
+    from flows.storage import read_audit
 
     settings = _settings()
     audit = read_audit(settings.paths.audit)
     if audit.is_empty():
         console.print("No loads yet. Run `lagesbild run` (or `lagesbild demo`).")
         return
-    latest = audit.sort("finished_at").tail(15)
+    latest = (
+        audit.sort("finished_at")
+        .tail(15)
+        .with_columns(
+            pl.col("finished_at")
+            .dt.convert_time_zone("Europe/Stockholm")
+            .dt.strftime("%d/%m %H:%M"),
+            pl.col("file").str.split("/").list.last(),
+        )
+    )
     table = Table(title=f"Latest loads ({settings.paths.audit / 'loads.parquet'})")
-    columns = ["finished_at", *AUDIT_OVERVIEW]
-    for column in columns:
-        table.add_column(column)
-    for row in (
-        latest.select(columns).with_columns(pl.col("finished_at").dt.strftime("%F %T")).iter_rows()
-    ):
-        table.add_row(*[str(v) for v in row])
+    headers = {
+        "finished_at": "finished",
+        "file": "file",
+        "rows_received": "received",
+        "rows_clean": "clean",
+        "rows_quarantined": "quar.",
+        "rows_duplicate": "dupl.",
+        "status": "status",
+        "gate": "gate",
+    }
+    for column, header in headers.items():
+        table.add_column(
+            header,
+            justify="right" if column.startswith("rows") else "left",
+            no_wrap=column == "file",
+        )
+    for row in latest.select(list(headers)).iter_rows():
+        table.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
     console.print(table)
     if settings.paths.marts_db.exists():
         console.print(f"Served marts: {settings.paths.marts_db}")
