@@ -108,14 +108,22 @@ def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
 
 
 def clean_pending_loads(
-    settings: Settings, reference: Reference, run_id: str, log: Callable[[str], None]
+    settings: Settings,
+    reference: Reference,
+    run_id: str,
+    log: Callable[[str], None],
+    rebuild_periods: frozenset[str] = frozenset(),
 ) -> CleanOutcome:
+    """Clean new loads; with `rebuild_periods` (a backfill) also rebuild those months and
+    account again every load that touches them."""
     paths = settings.paths
     outcome = CleanOutcome()
     audit = read_audit(paths.audit)
     cleaned = set(audit.filter(pl.col("status") == "cleaned").get_column("load_id").to_list())
     loads = landed_loads(paths.landing, SOURCE)
-    pending = [(m, f) for m, f in loads if m.load_id not in cleaned]
+    pending = [
+        (m, f) for m, f in loads if m.load_id not in cleaned or rebuild_periods & set(m.periods)
+    ]
     if not pending:
         log("attendance: no new loads to clean")
         return outcome
@@ -136,7 +144,9 @@ def clean_pending_loads(
             results[manifest.load_id] = replace(result, lessons=result.lessons.clear())
 
     pending_ids = {m.load_id for m, _ in pending}
-    periods = sorted({p for m, _ in pending for p in m.periods if p != "unknown"})
+    new_periods = {p for m, _ in pending if m.load_id not in cleaned for p in m.periods}
+    landed_periods = {p for m, _ in loads for p in m.periods}
+    periods = sorted((new_periods | rebuild_periods) & landed_periods - {"unknown"})
     clean_root = paths.clean / DATASET
     for leftover in clean_root.parent.glob(f".{DATASET}-staging-*"):  # from a crashed run
         shutil.rmtree(leftover, ignore_errors=True)
@@ -183,15 +193,17 @@ def clean_pending_loads(
         result = results[manifest.load_id]
         statuses = [gate_by_period[p] for p in touched[manifest.load_id]] or ["passed"]
         worst = next(s for s in ("failed", "passed_with_warnings", "passed") if s in statuses)
+        quarantine_file = (
+            paths.quarantine
+            / DATASET
+            / f"period={manifest.period}"
+            / f"load_id={manifest.load_id}"
+            / "quarantine.parquet"
+        )
         if not outcome.gate_failed and result.quarantined:
-            write_parquet_atomic(
-                result.quarantine,
-                paths.quarantine
-                / DATASET
-                / f"period={manifest.period}"
-                / f"load_id={manifest.load_id}"
-                / "quarantine.parquet",
-            )
+            write_parquet_atomic(result.quarantine, quarantine_file)
+        elif not outcome.gate_failed:  # a rebuild may release rows quarantined before
+            quarantine_file.unlink(missing_ok=True)
         for reason, count in result.quarantine.group_by("reason").len().iter_rows():
             outcome.quarantine_reasons[reason] = outcome.quarantine_reasons.get(reason, 0) + count
         outcome.loads.append(

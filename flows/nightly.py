@@ -1,9 +1,10 @@
-"""The nightly flow: every step of DESIGN.md for one load, in order.
+"""The flows: `nightly` and `backfill`, every step of DESIGN.md in order.
 
 reference → land new exports → clean + gate → dbt build (models + tests) → publish → summary.
 A step only starts when the one before succeeded. A failed gate or dbt test raises, so the
 flow run ends Failed and the served marts stay exactly as they were. Nothing is retried here:
-only network I/O in connectors is retried, and validation or dbt fail the same way twice.
+only network I/O is retried, and validation or dbt fail the same way twice. One build at a
+time: a run holds the data folder's build lock from start to publish.
 
 Secrets: `LAGESBILD_PSEUDONYM_KEY` (environment) — see .env.example.
 """
@@ -20,10 +21,18 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 
+from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from flows import attendance, report, warehouse
 from flows.gate import GateFailed
+from flows.notify import notify_failure
 from flows.reference import Reference, load_reference
-from lagesbild.settings import Settings
+from flows.storage import append_run, run_lock
+from lagesbild.settings import ConfigError, Settings
+
+# Sources a backfill can re-run, and what that means for each (README: rerun safety).
+BACKFILL_SOURCES = {
+    ATTENDANCE_EXPORT: "lands new files, then rebuilds every month in the window from landing",
+}
 
 
 def _log(message: str) -> None:
@@ -51,15 +60,14 @@ def land_attendance_exports(settings: Settings) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def clean_and_gate_attendance(
-    settings: Settings, reference: Reference, run_id: str
+    settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
 ) -> attendance.CleanOutcome:
-    return attendance.clean_pending_loads(settings, reference, run_id, _log)
+    return attendance.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
 
 
 @task(cache_policy=NO_CACHE)
 def build_warehouse(settings: Settings) -> int:
-    result = warehouse.dbt_build(settings, log=_log)
-    return result.nodes
+    return warehouse.dbt_build(settings, log=_log).nodes
 
 
 @task(cache_policy=NO_CACHE)
@@ -75,47 +83,105 @@ def _run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{suffix}"
 
 
-@flow(name="nightly", log_prints=True)
-def nightly(run_date: date | None = None) -> report.RunSummary:
-    """Land, clean, validate, build and publish everything new in the drop folder."""
+def months(date_from: date, date_to: date) -> frozenset[str]:
+    """The YYYY-MM periods a date window touches."""
+    first, last = date_from.year * 12 + date_from.month - 1, date_to.year * 12 + date_to.month - 1
+    return frozenset(f"{m // 12}-{m % 12 + 1:02d}" for m in range(first, last + 1))
+
+
+def _pipeline(
+    flow_name: str,
+    run_date: date | None,
+    rebuild_periods: frozenset[str] = frozenset(),
+    window: str | None = None,
+) -> report.RunSummary:
     settings = Settings()
     settings.require_pseudonym_key()  # fail before any work if the key is missing
     summary = report.RunSummary(_run_id(), run_date or date.today(), status="Running")
-    stage = time.perf_counter()
+    started = datetime.now(UTC)
+    stage_started = time.perf_counter()
 
-    def done(name: str) -> None:
-        nonlocal stage
-        summary.stage_seconds[name] = time.perf_counter() - stage
-        stage = time.perf_counter()
+    def stage(name: str) -> None:
+        """Close the running stage and log the next one (operators and tests follow these)."""
+        nonlocal stage_started
+        if summary.stage_seconds or name != "extract":
+            previous = list(summary.stage_seconds)[-1] if summary.stage_seconds else None
+            if previous:
+                summary.stage_seconds[previous] = time.perf_counter() - stage_started
+        stage_started = time.perf_counter()
+        if name != "done":
+            summary.stage_seconds[name] = 0.0
+            _log(f"stage {name}: start")
 
-    try:
-        reference = load_reference_data(settings)
-        summary.landed = land_attendance_exports(settings)
-        done("extract")
-        summary.clean = clean_and_gate_attendance(settings, reference, summary.run_id)
-        done("clean+gate")
-        if summary.clean.gate_failed:
-            failures = [
-                f"{g.partition}: {o.expectation} on {o.column}"
-                for g in summary.clean.gates
-                for o in g.critical_failures
-            ]
-            raise GateFailed("critical expectations failed: " + "; ".join(failures))
-        summary.dbt_nodes = build_warehouse(settings)
-        done("dbt")
-        summary.published = publish_marts(settings)
-        done("publish")
-        summary.status = "Completed"
-    except Exception as exc:
-        summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        path = report.write(summary, settings.paths)
-        _log(f"run summary: {path}")
-        if FlowRunContext.get():
-            create_markdown_artifact(
-                report.render(summary, settings.paths),
-                key="lagesbild-run-summary",
-                description=f"lagesbild run {summary.run_id}",
+    with run_lock(settings.data_dir, settings.run_lock_timeout, _log):
+        try:
+            stage("extract")
+            reference = load_reference_data(settings)
+            summary.landed = land_attendance_exports(settings)
+            stage("clean")
+            summary.clean = clean_and_gate_attendance(
+                settings, reference, summary.run_id, rebuild_periods
             )
+            if summary.clean.gate_failed:
+                failures = [
+                    f"{g.partition}: {o.expectation} on {o.column}"
+                    for g in summary.clean.gates
+                    for o in g.critical_failures
+                ]
+                raise GateFailed("critical expectations failed: " + "; ".join(failures))
+            stage("dbt")
+            summary.dbt_nodes = build_warehouse(settings)
+            stage("publish")
+            summary.published = publish_marts(settings)
+            stage("done")
+            summary.status = "Completed"
+        except Exception as exc:
+            summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            path = report.write(summary, settings.paths)
+            append_run(
+                settings.paths.audit,
+                {
+                    "run_id": summary.run_id,
+                    "flow": flow_name,
+                    "window": window,
+                    "run_date": summary.run_date,
+                    "started_at": started,
+                    "finished_at": datetime.now(UTC),
+                    "status": summary.status,
+                    "error": summary.error,
+                    "loads": len(summary.clean.loads) if summary.clean else 0,
+                    "published": bool(summary.published),
+                },
+            )
+            _log(f"run summary: {path}")
+            if FlowRunContext.get():
+                create_markdown_artifact(
+                    report.render(summary, settings.paths),
+                    key="lagesbild-run-summary",
+                    description=f"lagesbild {flow_name} run {summary.run_id}",
+                )
     return summary
+
+
+@flow(name="nightly", log_prints=True, on_failure=[notify_failure])
+def nightly(run_date: date | None = None) -> report.RunSummary:
+    """Land, clean, validate, build and publish everything new in the drop folder."""
+    return _pipeline("nightly", run_date)
+
+
+@flow(name="backfill", log_prints=True, on_failure=[notify_failure])
+def backfill(
+    source: str, date_from: date, date_to: date, run_date: date | None = None
+) -> report.RunSummary:
+    """Re-run a source over a date window: rebuild exactly those periods, publish once."""
+    if source not in BACKFILL_SOURCES:
+        raise ConfigError(
+            f"unknown source '{source}' for backfill; known: {', '.join(BACKFILL_SOURCES)}"
+        )
+    if date_from > date_to:
+        raise ConfigError(f"backfill window is empty: --from {date_from} is after --to {date_to}")
+    periods = months(date_from, date_to)
+    _log(f"backfill {source} {date_from}..{date_to}: rebuilding {', '.join(sorted(periods))}")
+    return _pipeline("backfill", run_date, periods, f"{source} {date_from}..{date_to}")

@@ -11,11 +11,14 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+from filelock import FileLock, Timeout
 
 MANIFEST = "_manifest.json"
 DATA_FILE = "data.parquet"
@@ -132,3 +135,59 @@ def append_audit(audit_dir: Path, rows: list[dict]) -> None:
         return
     new = pl.DataFrame(rows, schema=AUDIT_SCHEMA)
     write_parquet_atomic(pl.concat([read_audit(audit_dir), new]), audit_dir / "loads.parquet")
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+RUNS_SCHEMA = {
+    "run_id": pl.String,
+    "flow": pl.String,  # nightly | backfill
+    "window": pl.String,  # backfill: source from..to
+    "run_date": pl.Date,
+    "started_at": pl.Datetime("us", "UTC"),
+    "finished_at": pl.Datetime("us", "UTC"),
+    "status": pl.String,  # Completed | Failed
+    "error": pl.String,
+    "loads": pl.Int64,
+    "published": pl.Boolean,
+}
+
+
+def read_runs(audit_dir: Path) -> pl.DataFrame:
+    path = audit_dir / "runs.parquet"
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=RUNS_SCHEMA)
+
+
+def append_run(audit_dir: Path, row: dict) -> None:
+    new = pl.DataFrame([row], schema=RUNS_SCHEMA)
+    write_parquet_atomic(pl.concat([read_runs(audit_dir), new]), audit_dir / "runs.parquet")
+
+
+# -- one build at a time ---------------------------------------------------------------------
+
+
+class RunLocked(RuntimeError):
+    """Another run is building; this one did not start."""
+
+
+@contextmanager
+def run_lock(data_dir: Path, timeout: float, log) -> Iterator[None]:
+    """Hold the data folder's build lock; wait up to `timeout` seconds for another run."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(data_dir / ".build.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"another lagesbild run is building in {data_dir}; waiting up to {timeout:.0f} s")
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout as exc:
+            raise RunLocked(
+                f"another lagesbild run held {lock.lock_file} for more than {timeout:.0f} s; "
+                "this run did not start and changed nothing. See `lagesbild status`; if no "
+                "run is active the lock is released automatically when its process ends."
+            ) from exc
+    try:
+        yield
+    finally:
+        lock.release()

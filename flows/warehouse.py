@@ -49,6 +49,7 @@ def dbt_build(settings: Settings, log: Callable[[str], None] = print) -> DbtResu
         "min_denominator": settings.suppression.min_denominator,
         "municipality_code": settings.municipality.code,
         "municipality_name": settings.municipality.name,
+        "freshness_school_days": settings.freshness_school_days,
     }
     command = [
         dbt_executable(),

@@ -36,8 +36,12 @@ def _settings() -> Settings:
 def _run_nightly(run_date: date | None) -> None:
     from flows.nightly import nightly
 
+    _run_flow(lambda: nightly(run_date=run_date))
+
+
+def _run_flow(start) -> None:
     try:
-        summary = nightly(run_date=run_date)
+        summary = start()
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -94,6 +98,37 @@ def run(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     _run_nightly(date.fromisoformat(run_date) if run_date else None)
+
+
+@app.command()
+def backfill(
+    source: Annotated[str, typer.Option(help="source to re-run, e.g. attendance_export")],
+    date_from: Annotated[str, typer.Option("--from", help="first day (YYYY-MM-DD)")],
+    date_to: Annotated[str, typer.Option("--to", help="last day (YYYY-MM-DD)")],
+) -> None:
+    """Rebuild a source's periods in a window from what has landed, then publish once."""
+    try:
+        _settings().require_pseudonym_key()
+        first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    from flows.nightly import backfill as backfill_flow
+
+    _run_flow(lambda: backfill_flow(source=source, date_from=first, date_to=last))
+
+
+@app.command()
+def serve() -> None:
+    """Serve the nightly (scheduled) and backfill deployments from this process."""
+    settings = _settings()
+    from flows.deployments import serve_deployments
+
+    console.print(
+        f"Serving 'nightly' ({settings.nightly_cron}, Europe/Stockholm) and "
+        "'backfill'. Stop with Ctrl-C; the schedule stays active."
+    )
+    serve_deployments(settings)
 
 
 @app.command()
@@ -171,50 +206,118 @@ def _headlines(settings: Settings) -> None:
     )
 
 
-@app.command()
-def status() -> None:
-    """Show the latest loads from the audit table."""
+def _local(column: str):
     import polars as pl
 
-    from flows.storage import read_audit
+    return pl.col(column).dt.convert_time_zone("Europe/Stockholm").dt.strftime("%Y-%m-%d %H:%M")
+
+
+def _print_table(title: str, frame, headers: dict[str, str]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column, header in headers.items():
+        numeric = frame.schema[column].is_numeric()
+        table.add_column(header, justify="right" if numeric else "left")
+    for row in frame.select(list(headers)).iter_rows():
+        table.add_row(
+            *[
+                ""
+                if v is None
+                else f"{v:,}"
+                if isinstance(v, int) and not isinstance(v, bool)
+                else str(v)
+                for v in row
+            ]
+        )
+    console.print(table)
+
+
+@app.command()
+def status() -> None:
+    """Last runs, last load per source, freshness, and whether the served marts are current."""
+    import duckdb
+    import polars as pl
+
+    from flows.storage import read_audit, read_runs
 
     settings = _settings()
-    audit = read_audit(settings.paths.audit)
-    if audit.is_empty():
-        console.print("No loads yet. Run `lagesbild run` (or `lagesbild demo`).")
+    paths = settings.paths
+    runs, loads = read_runs(paths.audit), read_audit(paths.audit)
+    if runs.is_empty() and loads.is_empty():
+        console.print("No runs yet. Run `lagesbild run` (or `lagesbild demo`).")
         return
-    latest = (
-        audit.sort("finished_at")
-        .tail(15)
-        .with_columns(
-            pl.col("finished_at")
-            .dt.convert_time_zone("Europe/Stockholm")
-            .dt.strftime("%d/%m %H:%M"),
-            pl.col("file").str.split("/").list.last(),
-        )
+    _print_table(
+        "Last runs",
+        runs.sort("finished_at")
+        .tail(8)
+        .with_columns(_local("finished_at"), pl.col("error").str.slice(0, 60)),
+        {
+            "finished_at": "finished",
+            "flow": "flow",
+            "window": "window",
+            "status": "status",
+            "published": "published",
+            "loads": "loads",
+            "error": "error",
+        },
     )
-    table = Table(title=f"Latest loads ({settings.paths.audit / 'loads.parquet'})")
-    headers = {
-        "finished_at": "finished",
-        "file": "file",
-        "rows_received": "received",
-        "rows_clean": "clean",
-        "rows_quarantined": "quar.",
-        "rows_duplicate": "dupl.",
-        "status": "status",
-        "gate": "gate",
-    }
-    for column, header in headers.items():
-        table.add_column(
-            header,
-            justify="right" if column.startswith("rows") else "left",
-            no_wrap=column == "file",
-        )
-    for row in latest.select(list(headers)).iter_rows():
-        table.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in row])
-    console.print(table)
-    if settings.paths.marts_db.exists():
-        console.print(f"Served marts: {settings.paths.marts_db}")
+
+    cleaned = loads.filter(pl.col("status") == "cleaned")
+    last = cleaned.sort("finished_at").group_by("dataset").last().sort("dataset")
+    _print_table(
+        "Last successful load per source",
+        last.with_columns(_local("finished_at"), pl.col("file").str.split("/").list.last()),
+        {
+            "dataset": "source",
+            "finished_at": "loaded",
+            "file": "file",
+            "rows_received": "received",
+            "rows_clean": "clean",
+            "rows_quarantined": "quarantined",
+            "rows_duplicate": "duplicates",
+        },
+    )
+
+    if not paths.marts_db.exists():
+        console.print("[red]No marts are published yet.[/red]")
+        return
+    con = duckdb.connect(str(paths.marts_db), read_only=True)
+    try:
+        freshness = con.sql("select * from marts.mart_source_freshness").pl()
+    finally:
+        con.close()
+    _print_table(
+        "Freshness (as of the last publish)",
+        freshness,
+        {
+            "source_layout": "source",
+            "latest_day": "latest day",
+            "school_days_behind": "school days behind",
+            "is_stale": "stale",
+            "calendar_through": "calendar through",
+        },
+    )
+    for row in freshness.filter(pl.col("is_stale") | pl.col("is_calendar_outdated")).iter_rows(
+        named=True
+    ):
+        if row["is_calendar_outdated"]:
+            console.print(
+                f"[yellow]The school calendar ends {row['calendar_through']}: add the "
+                "new school year to reference/school_calendar.csv.[/yellow]"
+            )
+        if row["is_stale"]:
+            console.print(
+                f"[red]{row['source_layout']} is stale: latest day {row['latest_day']}.[/red]"
+            )
+
+    published = runs.filter(pl.col("published"))["finished_at"].max()
+    newest_clean = cleaned["finished_at"].max()
+    current = published is not None and (newest_clean is None or published >= newest_clean)
+    verdict = "[green]current[/green]" if current else "[red]behind the clean data[/red]"
+    console.print(
+        f"Served marts {paths.marts_db}: {verdict} (published {published:%Y-%m-%d %H:%M} UTC)"
+        if published
+        else f"Served marts {paths.marts_db}: {verdict}"
+    )
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -62,6 +62,16 @@ class Settings(BaseSettings):
     volume_tolerance: float = Field(
         0.5, gt=0, description="warn when a partition's rows differ more than this share"
     )
+    run_lock_timeout: float = Field(
+        900, ge=0, description="seconds a run waits for another run's build before giving up"
+    )
+    failure_webhook_url: str | None = Field(
+        None, description="POSTed a JSON message when a run fails (Slack/Teams-style 'text')"
+    )
+    freshness_school_days: int = Field(
+        2, ge=0, description="a source is stale when its latest day is more school days behind"
+    )
+    nightly_cron: str = Field("30 4 * * *", description="Europe/Stockholm; avoid 02:00-03:00")
     served_storage_version: str = Field(
         "v1.4.0", description="DuckDB storage version of marts.duckdb, readable by 1.4+ drivers"
     )
