@@ -322,3 +322,7 @@ def status() -> None:
 
 def main() -> None:  # pragma: no cover - console script entry
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""Operations: backfill, one build at a time, failure webhook, reruns after kill -9.
+
+Each scenario works in its own copy of a data folder, so they do not disturb each other.
+Runs that must be killed run as real `lagesbild run` processes against the session's Prefect
+API; everything else calls the flows in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import duckdb
+import polars as pl
+import pytest
+import yaml
+
+from flows.nightly import backfill, nightly
+from flows.storage import read_audit, read_runs
+from lagesbild.settings import PROJECT_ROOT, Settings
+from tests.flows.conftest import TEST_KEY
+
+OCTOBER = "2025-10"
+
+
+def marts_content(db: Path) -> dict[str, pl.DataFrame]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        names = [
+            r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
+        ]
+        return {
+            n: con.sql(f'select * from marts."{n}"').pl().sort(pl.all(), nulls_last=True)
+            for n in sorted(names)
+        }
+    finally:
+        con.close()
+
+
+def same_marts(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
+
+
+def clean_content(data: Path) -> dict[str, pl.DataFrame]:
+    """Clean partitions without load ids (a rerun lands the same files under new ids)."""
+    return {
+        p.parent.name: pl.read_parquet(p).drop("load_id")
+        for p in sorted((data / "clean/attendance").glob("period=*/*.parquet"))
+    }
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@contextmanager
+def pipeline_at(data: Path, drop: Path, **settings: str):
+    values = {
+        "LAGESBILD_DATA_DIR": str(data),
+        "LAGESBILD_DROP_DIR": str(drop),
+        "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
+        **{f"LAGESBILD_{k.upper()}": v for k, v in settings.items()},
+    }
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def stages(municipality, tmp_path_factory):
+    """A baseline (August and September published) and the reference: October added."""
+    root = tmp_path_factory.mktemp("operations")
+    drop = root / "drop"
+    shutil.copytree(municipality["drop"], drop)
+    october = {p: p.read_bytes() for p in drop.glob(f"attendance/*/*{OCTOBER}*")}
+    for path in october:
+        path.unlink()
+    baseline = root / "baseline"
+    with pipeline_at(baseline, drop):
+        assert nightly(return_state=True).is_completed()
+    for path, content in october.items():
+        path.write_bytes(content)
+    reference = root / "reference"
+    shutil.copytree(baseline, reference, symlinks=True)
+    with pipeline_at(reference, drop):
+        assert nightly(return_state=True).is_completed()
+    return {"root": root, "drop": drop, "baseline": baseline, "reference": reference}
+
+
+def copy_of(stages, name: str, source: str = "baseline") -> Path:
+    target = stages["root"] / name
+    shutil.copytree(stages[source], target, symlinks=True)
+    return target
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+
+def test_served_and_yaml_deployments_carry_the_same_schedule_and_parameters():
+    from flows.deployments import build_deployments
+
+    served = {d.name: d for d in build_deployments(Settings())}
+    spec = yaml.safe_load((PROJECT_ROOT / "deployments/prefect.yaml").read_text())
+    declared = {d["name"]: d for d in spec["deployments"]}
+    assert served.keys() == declared.keys() == {"nightly", "backfill"}
+    (schedule,) = served["nightly"].schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == (
+        "30 4 * * *",
+        "Europe/Stockholm",
+    )
+    assert declared["nightly"]["schedules"][0]["cron"] == schedule.schedule.cron
+    assert (
+        served["backfill"].parameters
+        == declared["backfill"]["parameters"]
+        == {"source": "attendance_export"}
+    )
+    assert not served["backfill"].schedules
+
+
+def test_a_nightly_schedule_in_the_dst_hour_is_refused(monkeypatch):
+    from flows.deployments import build_deployments
+
+    monkeypatch.setenv("LAGESBILD_NIGHTLY_CRON", "30 2 * * *")
+    with pytest.raises(ValueError, match="skipped in March"):
+        build_deployments(Settings())
+
+
+# -- backfill ----------------------------------------------------------------------------------
+
+
+def test_backfill_over_a_loaded_window_changes_nothing(stages):
+    data = copy_of(stages, "backfill-same", "reference")
+    clean_before, marts_before = (
+        files_of(data / "clean"),
+        marts_content(data / "warehouse/marts.duckdb"),
+    )
+    with pipeline_at(data, stages["drop"]):
+        state = backfill(
+            source="attendance_export",
+            date_from="2025-09-01",
+            date_to="2025-09-30",
+            return_state=True,
+        )
+    assert state.is_completed(), state.message
+    assert files_of(data / "clean") == clean_before
+    assert same_marts(marts_content(data / "warehouse/marts.duckdb"), marts_before)
+    runs = read_runs(data / "audit")
+    assert runs.filter(pl.col("flow") == "backfill")["window"].to_list() == [
+        "attendance_export 2025-09-01..2025-09-30"
+    ]
+
+
+def test_backfill_over_a_changed_window_changes_exactly_that_window(stages, tmp_path):
+    """The municipality decides 'Ej bedömd' counts as invalid absence from September on."""
+    layouts = yaml.safe_load(
+        (PROJECT_ROOT / "connectors/attendance_export/layouts.yml").read_text()
+    )
+    layouts["skola24_csv"]["absence_types"]["Ej bedömd"] = "invalid"
+    changed = tmp_path / "layouts.yml"
+    changed.write_text(yaml.safe_dump(layouts, allow_unicode=True))
+    data = copy_of(stages, "backfill-changed", "reference")
+    before = clean_content(data)
+    with pipeline_at(data, stages["drop"], attendance_layouts=str(changed)):
+        assert backfill(
+            source="attendance_export",
+            date_from="2025-09-10",
+            date_to="2025-09-20",
+            return_state=True,
+        ).is_completed()
+    after = clean_content(data)
+    assert after.keys() == before.keys()
+    for period in before:
+        if period == "period=2025-09":
+            moved = (
+                before[period]
+                .filter(pl.col("source") == "skola24_csv")["other_absence_minutes"]
+                .sum()
+            )
+            assert moved > 0
+            assert (
+                after[period]["other_absence_minutes"].sum()
+                == before[period]["other_absence_minutes"].sum() - moved
+            )
+            assert (
+                after[period]["invalid_absence_minutes"].sum()
+                == before[period]["invalid_absence_minutes"].sum() + moved
+            )
+        else:
+            assert after[period].equals(before[period]), period
+    marts = marts_content(data / "warehouse/marts.duckdb")["mart_attendance_school_grade_month"]
+    old = marts_content(stages["reference"] / "warehouse/marts.duckdb")[
+        "mart_attendance_school_grade_month"
+    ]
+    changed_months = old.join(
+        marts, on=["school_unit_code", "grade", "month"], suffix="_new"
+    ).filter(pl.col("invalid_absence_pct").ne_missing(pl.col("invalid_absence_pct_new")))
+    assert set(changed_months["month"].dt.strftime("%Y-%m")) == {"2025-09"}
+    audit = read_audit(data / "audit")
+    accounted = audit.filter(pl.col("run_id") == audit["run_id"].max())
+    assert sorted(accounted["file"].str.split("/").list.last()) == [
+        "ist_narvaro_2025-09.xlsx",
+        "skola24_franvaro_2025-09.csv",
+    ]
+
+
+def test_backfill_refuses_an_unknown_source_clearly(stages):
+    with pipeline_at(stages["root"] / "unused", stages["drop"]):
+        state = backfill(
+            source="skolverket", date_from="2025-09-01", date_to="2025-09-30", return_state=True
+        )
+    assert state.is_failed() and "unknown source 'skolverket'" in state.message
+
+
+# -- one build at a time, failure webhook ------------------------------------------------------
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+    fail_first: ClassVar[int] = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Receiver.received.append(body)
+        status = 500 if Receiver.fail_first > 0 else 200
+        Receiver.fail_first -= 1
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    Receiver.received, Receiver.fail_first = [], 1  # the first POST gets a 500: retried
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", Receiver.received
+    server.shutdown()
+
+
+def hold_lock(data: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding the build lock, as a running build would."""
+    code = (
+        "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); "
+        "l.acquire(); print('held', flush=True); time.sleep(float(sys.argv[2]))"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(data / ".build.lock"), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_waits_for_the_build_or_ends_clearly(stages, webhook):
+    url, received = webhook
+    data = copy_of(stages, "locked")
+    served = files_of(data / "warehouse")
+    holder = hold_lock(data, 30)
+    try:
+        with pipeline_at(data, stages["drop"], run_lock_timeout="1", failure_webhook_url=url):
+            state = nightly(return_state=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert state.is_failed() and "another lagesbild run held" in state.message
+    assert files_of(data / "warehouse") == served  # nothing landed, built or published
+    assert not (data / "landing/attendance_export/skola24_csv/period=2025-10").exists()
+    assert len(received) == 2  # a 500, retried, then delivered
+    message = received[-1]
+    assert message["flow"] == "nightly" and "RunLocked" in message["reason"]
+    assert message["text"].startswith("lagesbild: nightly run") and "failed" in message["text"]
+
+    holder = hold_lock(data, 3)  # a build that finishes soon: this run waits for it
+    try:
+        with pipeline_at(data, stages["drop"], run_lock_timeout="60"):
+            assert nightly(return_state=True).is_completed()
+    finally:
+        holder.wait()
+    assert same_marts(
+        marts_content(data / "warehouse/marts.duckdb"),
+        marts_content(stages["reference"] / "warehouse/marts.duckdb"),
+    )
+
+
+# -- kill -9 at each stage, then a rerun ------------------------------------------------------
+
+# Log lines the flow writes as it goes; the process is killed when one appears.
+STAGE_MARKERS = {
+    "extract": "stage extract: start",
+    "clean": "stage clean: start",
+    "gate": "gate attendance period=",
+    "dbt": "START sql table model",
+    "publish": "stage publish: start",
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_MARKERS))
+def test_a_run_killed_at_any_stage_leaves_the_marts_and_the_rerun_completes(stages, stage):
+    from prefect.settings import PREFECT_API_URL
+
+    data = copy_of(stages, f"killed-{stage}")
+    baseline = marts_content(data / "warehouse/marts.duckdb")
+    env = {
+        **os.environ,
+        "LAGESBILD_DATA_DIR": str(data),
+        "LAGESBILD_DROP_DIR": str(stages["drop"]),
+        "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": "200",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lagesbild.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline, seen = time.monotonic() + 240, []
+    for line in run.stdout:
+        seen.append(line)
+        if STAGE_MARKERS[stage] in line:
+            os.kill(run.pid, signal.SIGKILL)
+            break
+        assert time.monotonic() < deadline, "".join(seen[-20:])
+    run.wait()
+    assert run.returncode == -signal.SIGKILL, "".join(seen[-20:])
+
+    served = marts_content(data / "warehouse/marts.duckdb")
+    complete = marts_content(stages["reference"] / "warehouse/marts.duckdb")
+    assert same_marts(served, baseline) or (stage == "publish" and same_marts(served, complete))
+
+    with pipeline_at(data, stages["drop"]):
+        assert nightly(return_state=True).is_completed()
+    assert same_marts(marts_content(data / "warehouse/marts.duckdb"), complete)
+    assert clean_content(data).keys() == clean_content(stages["reference"]).keys()
+    for period, frame in clean_content(stages["reference"]).items():
+        assert clean_content(data)[period].equals(frame), period
+    # Nothing lost or doubled: every file landed once, and its accounting holds.
+    landed = [json.loads(p.read_text())["file"] for p in (data / "landing").rglob("_manifest.json")]
+    assert sorted(landed) == sorted(set(landed))
+    assert len(landed) == len(list(stages["drop"].glob("attendance/*/*")))
+    audit = read_audit(data / "audit").filter(pl.col("status") == "cleaned")
+    latest = audit.sort("finished_at").group_by("load_id").last()
+    assert latest.height == len(landed)
+    assert (
+        latest["rows_received"]
+        == latest["rows_clean"] + latest["rows_quarantined"] + latest["rows_duplicate"]
+    ).all()
+    reference = read_audit(stages["reference"] / "audit")
+    assert latest["rows_clean"].sum() == reference["rows_clean"].sum()
