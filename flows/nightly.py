@@ -165,13 +165,13 @@ def _pipeline(
     return summary
 
 
-@flow(name="nightly", log_prints=True, on_failure=[notify_failure])
+@flow(name="nightly", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
 def nightly(run_date: date | None = None) -> report.RunSummary:
     """Land, clean, validate, build and publish everything new in the drop folder."""
     return _pipeline("nightly", run_date)
 
 
-@flow(name="backfill", log_prints=True, on_failure=[notify_failure])
+@flow(name="backfill", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
 def backfill(
     source: str, date_from: date, date_to: date, run_date: date | None = None
 ) -> report.RunSummary:
