@@ -261,6 +261,11 @@ def status() -> None:
         },
     )
 
+    last_run = runs.sort("finished_at").tail(1).row(0, named=True) if runs.height else None
+    if last_run and last_run["status"] != "Completed":
+        console.print(f"[red]The last run ({last_run['flow']}) failed:[/red] {last_run['error']}")
+        console.print(f"Its summary: {paths.runs / (last_run['run_id'] + '.md')}")
+
     cleaned = loads.filter(pl.col("status") == "cleaned")
     last = cleaned.sort("finished_at").group_by("dataset").last().sort("dataset")
     _print_table(

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -28,7 +29,7 @@ import yaml
 from flows.nightly import backfill, nightly
 from flows.storage import read_audit, read_runs
 from lagesbild.settings import PROJECT_ROOT, Settings
-from tests.flows.conftest import TEST_KEY
+from tests.flows.conftest import TEST_KEY, THROUGH
 
 OCTOBER = "2025-10"
 
@@ -369,3 +370,31 @@ def test_a_run_killed_at_any_stage_leaves_the_marts_and_the_rerun_completes(stag
     ).all()
     reference = read_audit(stages["reference"] / "audit")
     assert latest["rows_clean"].sum() == reference["rows_clean"].sum()
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+def test_status_and_the_freshness_mart(stages):
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    data = stages["reference"]
+    calendar = pl.read_csv(stages["drop"] / "reference/school_calendar.csv", infer_schema=False)
+    calendar = calendar.with_columns(pl.col("date").str.to_date())
+    school = calendar.filter(pl.col("is_school_day") == "true")
+    last_day = school.filter(pl.col("date") <= THROUGH)["date"].max()  # 24 Oct: höstlov follows
+    behind = school.filter((pl.col("date") > last_day) & (pl.col("date") < date.today())).height
+    freshness = marts_content(data / "warehouse/marts.duckdb")["mart_source_freshness"]
+    assert freshness["source_layout"].to_list() == ["ist_xlsx", "skola24_csv"]
+    for row in freshness.iter_rows(named=True):
+        assert row["latest_day"] == last_day
+        assert row["school_days_behind"] == behind and row["is_stale"] == (behind > 2)
+        assert row["calendar_through"] == calendar["date"].max()
+
+    with pipeline_at(data, stages["drop"]):
+        result = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "current" in result.output and "skola24_franvaro_2025-10.csv" in result.output
+    assert "is stale" in result.output and "add the new school year" in result.output
