@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -46,16 +48,26 @@ def pipeline_env(municipality, tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     drop = data.parent / f"{data.name}-drop"  # a copy: tests may add files to it
     shutil.copytree(municipality["drop"], drop)
+    with pipeline_at(data, drop):
+        yield data
+
+
+@contextmanager
+def pipeline_at(data: Path, drop: Path, **settings: str) -> Iterator[None]:
+    """Point the pipeline (settings read from the environment) at a data and drop folder."""
     values = {
         "LAGESBILD_DATA_DIR": str(data),
         "LAGESBILD_DROP_DIR": str(drop),
         "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
+        **{f"LAGESBILD_{k.upper()}": v for k, v in settings.items()},
     }
     previous = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
-    yield data
-    for k, v in previous.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

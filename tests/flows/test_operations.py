@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +28,7 @@ import yaml
 from flows.nightly import backfill, nightly
 from flows.storage import read_audit, read_runs
 from lagesbild.settings import PROJECT_ROOT, Settings
-from tests.flows.conftest import TEST_KEY, THROUGH
+from tests.flows.conftest import TEST_KEY, THROUGH, pipeline_at
 
 OCTOBER = "2025-10"
 
@@ -64,23 +63,6 @@ def files_of(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
-
-
-@contextmanager
-def pipeline_at(data: Path, drop: Path, **settings: str):
-    values = {
-        "LAGESBILD_DATA_DIR": str(data),
-        "LAGESBILD_DROP_DIR": str(drop),
-        "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
-        **{f"LAGESBILD_{k.upper()}": v for k, v in settings.items()},
-    }
-    previous = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in previous.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 @pytest.fixture(scope="module")
