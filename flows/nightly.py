@@ -102,12 +102,11 @@ def _pipeline(
     stage_started = time.perf_counter()
 
     def stage(name: str) -> None:
-        """Close the running stage and log the next one (operators and tests follow these)."""
+        """Time the running stage and log the next one (operators and tests follow these)."""
         nonlocal stage_started
-        if summary.stage_seconds or name != "extract":
-            previous = list(summary.stage_seconds)[-1] if summary.stage_seconds else None
-            if previous:
-                summary.stage_seconds[previous] = time.perf_counter() - stage_started
+        if summary.stage_seconds:  # the last key is the stage that is running
+            running = next(reversed(summary.stage_seconds))
+            summary.stage_seconds[running] = time.perf_counter() - stage_started
         stage_started = time.perf_counter()
         if name != "done":
             summary.stage_seconds[name] = 0.0
@@ -133,12 +132,12 @@ def _pipeline(
             summary.dbt_nodes = build_warehouse(settings)
             stage("publish")
             summary.published = publish_marts(settings)
-            stage("done")
             summary.status = "Completed"
         except Exception as exc:
             summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            stage("done")  # also times the stage a failure stopped
             path = report.write(summary, settings.paths)
             append_run(
                 settings.paths.audit,
