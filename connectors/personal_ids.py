@@ -71,6 +71,8 @@ def parse_personal_id(raw: str | None, today: date | None = None) -> PersonalId:
     text = "" if raw is None else re.sub(r"\s", "", str(raw)).upper()
     if not text:
         return PersonalId(KIND_MISSING, "")
+    if len(text) == 9 and text.isdigit():
+        text = "0" + text  # a 10-digit id kept as a number in Excel lost its leading zero
     match = _FORM.match(text)
     if not match:
         return PersonalId(KIND_INVALID, text)

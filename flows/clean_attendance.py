@@ -7,8 +7,9 @@ Steps, each a pure function so tests can call them directly:
 2. `split_load`: per load, separate clean lessons, quarantined rows (original values plus
    reason) and duplicates; row accounting `received = clean + quarantined + duplicates`.
 3. `pupil_days`: lessons of all current loads of a period → one row per pupil × school unit
-   × day. A later load that covers a school day replaces that school day's earlier rows (a
-   corrected re-export), so nothing is counted twice.
+   × day. A later load that has a pupil's day at a school replaces that pupil-day's earlier
+   rows (a corrected re-export), so nothing is counted twice; loads covering different pupils
+   of the same school day (per class, per system) add up.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def parse_number(expr: pl.Expr) -> pl.Expr:
 
 
 def parse_date(expr: pl.Expr, formats: list[str]) -> pl.Expr:
-    return pl.coalesce([expr.str.strptime(pl.Date, f, strict=False, exact=True) for f in formats])
+    # Excel date cells arrive as '2025-09-01 00:00:00': drop a midnight time part.
+    day = expr.str.replace(r"[ T]00:00(:00(\.0+)?)?$", "")
+    return pl.coalesce([day.str.strptime(pl.Date, f, strict=False, exact=True) for f in formats])
 
 
 def normalise_grade(expr: pl.Expr) -> pl.Expr:
@@ -87,8 +90,9 @@ def normalise_grade(expr: pl.Expr) -> pl.Expr:
 
 
 def normalise_time(expr: pl.Expr) -> pl.Expr:
-    """'8:10', '08:10', '08.10', '08:10:00' → '08:10'; else null."""
-    parts = expr.str.extract_groups(r"^(\d{1,2})[:.](\d{2})(?::\d{2})?$")
+    """'8:10', '08:10', '08.10', '08:10:00', Excel's '1899-12-31 08:10:00' → '08:10'."""
+    excel_day = r"(?:\d{4}-\d{2}-\d{2}[ T])?"
+    parts = expr.str.extract_groups(rf"^{excel_day}(\d{{1,2}})[:.](\d{{2}})(?::\d{{2}})?$")
     hour = parts.struct.field("1").cast(pl.Int32, strict=False)
     minute = parts.struct.field("2").cast(pl.Int32, strict=False)
     valid = hour.is_between(0, 23) & minute.is_between(0, 59)
@@ -228,12 +232,12 @@ def split_load(
 def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
     """Lessons of every current load of a period → the clean day grain.
 
-    The latest load covering a school unit on a day wins that whole school day.
+    The latest load that has a pupil's day at a school wins that pupil-day.
     """
     if lessons.is_empty():
         return pl.DataFrame(schema=CLEAN_SCHEMA)
-    latest = lessons.group_by("school_unit_code", "date").agg(pl.col("load_id").max())
-    current = lessons.join(latest, on=["school_unit_code", "date", "load_id"], how="semi")
+    latest = lessons.group_by(DAY_KEY).agg(pl.col("load_id").max())
+    current = lessons.join(latest, on=[*DAY_KEY, "load_id"], how="semi")
     days = current.group_by(DAY_KEY).agg(
         pl.col("grade").max(),
         *[pl.col(m).sum() for m in MINUTES],

@@ -1,8 +1,8 @@
 """All configuration in one typed place.
 
 Values come, highest priority first, from `LAGESBILD_*` environment variables (nested with
-`__`, e.g. `LAGESBILD_SUPPRESSION__MIN_PERSONS=3`), then `lagesbild.toml` in the working
-directory (or the file named by `LAGESBILD_CONFIG`), then the defaults below. Secrets
+`__`, e.g. `LAGESBILD_SUPPRESSION__MIN_PERSONS=3`), then a `.env` file, then `lagesbild.toml`
+in the working directory (or the file named by `LAGESBILD_CONFIG`), then the defaults below. Secrets
 (`LAGESBILD_PSEUDONYM_KEY`) belong in the environment or a secret store, never in the toml.
 """
 
@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LAGESBILD_",
         env_nested_delimiter="__",
+        env_file=".env",
         toml_file=os.environ.get("LAGESBILD_CONFIG", "lagesbild.toml"),
         extra="forbid",
     )
@@ -85,7 +86,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+        )
 
     @cached_property
     def paths(self) -> Paths:

@@ -9,6 +9,7 @@ here writes to disk or knows about Prefect.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,12 @@ def _read_xlsx(file: ExportFile) -> pl.DataFrame:
 def check_header(file: ExportFile, columns: Iterable[str]) -> None:
     layout = file.layout
     present = list(columns)
+    if any(re.search(r"\d{6}", c) for c in present if c not in layout.columns):
+        # Never echo these "column names": they are a data row, with a personnummer in it.
+        raise LayoutError(
+            f"{file.path.name}: the first row looks like data (it holds a personal id), not a "
+            f"header row as layout '{layout.name}' expects. Export the file with its header."
+        )
     missing = [c for c in layout.columns if c not in present]
     unknown = [c for c in present if c not in layout.columns and c not in layout.ignore]
     if missing or unknown:

@@ -1,6 +1,6 @@
 """Reading Swedish attendance exports and typing their rows (no Prefect, no warehouse)."""
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -166,7 +166,66 @@ def test_discover_skips_landed_content(tmp_path):
     assert [f.path.name for f in discover(tmp_path, LAYOUTS, landed=set())] == ["e.csv"]
 
 
-def test_later_load_replaces_a_school_day():
+def test_excel_date_and_time_cells_and_numeric_ids(tmp_path):
+    """Real IST exports may hold date/time cells and ids kept as numbers."""
+    path = tmp_path / "attendance/ist/typed.xlsx"
+    path.parent.mkdir(parents=True)
+    workbook = xlsxwriter.Workbook(path)
+    sheet = workbook.add_worksheet("Närvaro")
+    sheet.write_row(0, 0, list(LAYOUTS["ist_xlsx"].columns))
+    born_2005 = pnr("050304123").replace("-", "")  # 10 digits with a leading zero
+    sheet.write_number(1, 0, int(born_2005))  # Excel drops the zero
+    sheet.write_row(1, 1, ["87654321", "5"])
+    sheet.write_datetime(
+        1, 3, datetime(2025, 9, 1), workbook.add_format({"num_format": "yyyy-mm-dd"})
+    )
+    sheet.write_datetime(
+        1, 4, datetime(1899, 12, 31, 8, 10), workbook.add_format({"num_format": "hh:mm"})
+    )
+    sheet.write_row(1, 5, [40, 40, 0, 0, 0])
+    workbook.close()
+    batch = read_export(export_file(tmp_path, "typed.xlsx", "ist_xlsx"), KEY)
+    result = split_load(batch.rows, LAYOUTS["ist_xlsx"], SCHOOLS, "L1")
+    assert result.quarantine.is_empty(), result.quarantine.to_dicts()
+    assert result.lessons.select("date", "lesson_start").row(0) == (date(2025, 9, 1), "08:10")
+    assert batch.rows["pupil_id_kind"].to_list() == ["personnummer"]
+
+
+def test_a_missing_header_row_is_reported_without_echoing_the_data(tmp_path):
+    path = tmp_path / "attendance/skola24/nohead.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(
+        f"{PUPIL};Åsa Öberg;12345678;S;4;4A;2025-09-01;08:10;45;0;\r\n".encode("cp1252")
+    )
+    with pytest.raises(LayoutError, match="first row looks like data") as error:
+        read_export(export_file(tmp_path, "nohead.csv", "skola24_csv"), KEY)
+    assert PUPIL not in str(error.value) and "Öberg" not in str(error.value)
+
+
+def test_loads_with_different_pupils_of_one_school_day_add_up():
+    def lesson(load_id, pupil):
+        return pl.DataFrame(
+            {
+                "pupil_key": [pupil],
+                "school_unit_code": ["12345678"],
+                "date": [date(2025, 9, 1)],
+                "lesson_start": ["08:10"],
+                "grade": ["7"],
+                "offered_minutes": [45.0],
+                "attended_minutes": [45.0],
+                "valid_absence_minutes": [0.0],
+                "invalid_absence_minutes": [0.0],
+                "other_absence_minutes": [0.0],
+                "source": ["skola24_csv"],
+                "load_id": [load_id],
+            }
+        )
+
+    days = pupil_days(pl.concat([lesson("L1", "class 7A pupil"), lesson("L2", "class 7B pupil")]))
+    assert days["pupil_key"].to_list() == ["class 7A pupil", "class 7B pupil"]
+
+
+def test_later_load_replaces_a_pupil_day():
     def lessons(load_id, minutes):
         return pl.DataFrame(
             {
