@@ -10,6 +10,7 @@ either outcome.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -32,7 +33,6 @@ from flows.storage import (
     landed_loads,
     new_load_id,
     read_audit,
-    replace_dir_atomic,
     write_parquet_atomic,
 )
 from lagesbild.settings import Settings
@@ -97,6 +97,26 @@ def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools
 
 def _month(lessons: pl.DataFrame, period: str) -> pl.DataFrame:
     return lessons.filter(pl.col("date").dt.strftime("%Y-%m") == period)
+
+
+def _gate_loads(settings: Settings, pending, results, report_dir: Path) -> gate.GateResult:
+    """Validate the loads themselves: a mostly-quarantined file blocks the run."""
+    loads = pl.DataFrame(
+        {
+            "file": [m.file for m, _ in pending],
+            "rows_received": [results[m.load_id].received for m, _ in pending],
+            "rows_quarantined": [results[m.load_id].quarantined for m, _ in pending],
+        }
+    ).with_columns(
+        quarantine_share=pl.col("rows_quarantined") / pl.max_horizontal("rows_received", 1)
+    )
+    return gate.validate_frame(
+        loads,
+        settings.expectations_dir / "attendance_loads.json",
+        {"max_quarantine_share": settings.max_quarantine_share},
+        partition="loads",
+        report_dir=report_dir,
+    )
 
 
 def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
@@ -181,10 +201,19 @@ def clean_pending_loads(
     for manifest, folder in pending:  # loads with no usable date still need their accounting
         if manifest.load_id not in results:
             account(manifest, _split(manifest, folder, layouts, schools))
+        unseen = set(touched[manifest.load_id]) - set(periods)
+        if unseen:  # only if date formats changed since landing; never drop those rows
+            raise LayoutError(
+                f"{manifest.file} has rows dated in {sorted(unseen)}, months not recorded when "
+                "it was landed (did the layout's date_formats change?). Nothing was replaced."
+            )
+    outcome.gates.append(_gate_loads(settings, pending, results, paths.validation / run_id))
 
     if not outcome.gate_failed:
-        for period in periods:
-            replace_dir_atomic(staging / f"period={period}", clean_root / f"period={period}")
+        for period in periods:  # each file swap is atomic; a month is never missing
+            target = clean_root / f"period={period}" / "part-0.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / f"period={period}" / "part-0.parquet", target)
         outcome.periods_replaced = periods
     shutil.rmtree(staging, ignore_errors=True)
 

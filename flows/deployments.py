@@ -14,12 +14,30 @@ from lagesbild.settings import Settings
 TIMEZONE = "Europe/Stockholm"
 
 
+def cron_hours(cron: str) -> set[int]:
+    """The hours a cron expression's hour field selects ('*', '1-3', '*/2', '4,5', '1-9/2')."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"'{cron}' is not a five-field cron expression")
+    hours: set[int] = set()
+    for part in fields[1].split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            low, high = 0, 23
+        elif "-" in span:
+            low, high = (int(x) for x in span.split("-"))
+        else:
+            low = int(span)
+            high = 23 if step else low
+        hours |= set(range(low, high + 1, int(step or 1)))
+    return hours
+
+
 def build_deployments(settings: Settings) -> list:
-    hour = settings.nightly_cron.split()[1]
-    if hour in ("2", "02"):
+    if 2 in cron_hours(settings.nightly_cron):
         raise ValueError(
-            "nightly_cron runs in 02:00-03:00 Europe/Stockholm, the hour that is skipped in "
-            "March and repeated in October; choose another hour"
+            f"nightly_cron '{settings.nightly_cron}' runs in 02:00-03:00 Europe/Stockholm, the "
+            "hour that is skipped in March and repeated in October; choose another hour"
         )
     return [
         nightly.to_deployment(

@@ -66,8 +66,8 @@ def clean_and_gate_attendance(
 
 
 @task(cache_policy=NO_CACHE)
-def build_warehouse(settings: Settings) -> int:
-    return warehouse.dbt_build(settings, log=_log).nodes
+def build_warehouse(settings: Settings, as_of: date) -> int:
+    return warehouse.dbt_build(settings, log=_log, as_of=as_of).nodes
 
 
 @task(cache_policy=NO_CACHE)
@@ -129,7 +129,7 @@ def _pipeline(
                 ]
                 raise GateFailed("critical expectations failed: " + "; ".join(failures))
             stage("dbt")
-            summary.dbt_nodes = build_warehouse(settings)
+            summary.dbt_nodes = build_warehouse(settings, summary.run_date)
             stage("publish")
             summary.published = publish_marts(settings)
             summary.status = "Completed"

@@ -53,16 +53,6 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def replace_dir_atomic(staged: Path, target: Path) -> None:
-    """Swap a fully written directory into place (rename is atomic on one filesystem)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = target.with_name(f".{target.name}.old.{uuid.uuid4().hex}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staged, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def land(root: Path, manifest: Manifest, rows: pl.DataFrame) -> Path:
     """Write one landing load; the folder appears complete or not at all."""
     final = (

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -40,7 +42,9 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def dbt_build(settings: Settings, log: Callable[[str], None] = print) -> DbtResult:
+def dbt_build(
+    settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
+) -> DbtResult:
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     target = paths.warehouse / "dbt_target"
@@ -50,6 +54,7 @@ def dbt_build(settings: Settings, log: Callable[[str], None] = print) -> DbtResu
         "municipality_code": settings.municipality.code,
         "municipality_name": settings.municipality.name,
         "freshness_school_days": settings.freshness_school_days,
+        "as_of_date": (as_of or date.today()).isoformat(),
     }
     command = [
         dbt_executable(),
@@ -110,6 +115,8 @@ def _marts_tables(work: duckdb.DuckDBPyConnection) -> list[str]:
 def publish(paths: Paths, storage_version: str) -> list[str]:
     """Copy schema `marts` to a new served file and parquet folder, then swap both in."""
     paths.warehouse.mkdir(parents=True, exist_ok=True)
+    for orphan in paths.warehouse.glob(".marts.*.duckdb*"):  # left by a killed publish
+        orphan.unlink()
     token = uuid.uuid4().hex[:12]
     next_db = paths.warehouse / f".marts.{token}.duckdb"
     next_parquet = paths.warehouse / f"marts-{token}"
@@ -138,14 +145,18 @@ def publish(paths: Paths, storage_version: str) -> list[str]:
 
 
 def _swap_symlink(link: Path, new_target: Path) -> None:
-    """Point `link` at `new_target` atomically; remove the folder it pointed to before."""
+    """Point `link` at `new_target` atomically.
+
+    The folder it pointed to before stays until the next publish, so a reader that listed
+    the files just before the swap can still read them; older folders are removed.
+    """
     previous = link.resolve() if link.is_symlink() else None
     if link.exists() and not link.is_symlink():
         raise RuntimeError(f"{link} is a real folder; move it away so publishing can manage it")
     tmp_link = link.with_name(f".{link.name}.{uuid.uuid4().hex}")
     tmp_link.symlink_to(new_target.name)
     os.replace(tmp_link, link)
-    if previous is not None and previous != new_target.resolve() and previous.exists():
-        for file in previous.iterdir():
-            file.unlink()
-        previous.rmdir()
+    keep = {new_target.resolve(), previous}
+    for folder in link.parent.glob(f"{link.name}-*"):
+        if folder.resolve() not in keep:
+            shutil.rmtree(folder, ignore_errors=True)

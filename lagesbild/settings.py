@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     volume_tolerance: float = Field(
         0.5, gt=0, description="warn when a partition's rows differ more than this share"
     )
+    max_quarantine_share: float = Field(
+        0.2, ge=0, le=1, description="a load with a larger share of rejected rows blocks the run"
+    )
     run_lock_timeout: float = Field(
         900, ge=0, description="seconds a run waits for another run's build before giving up"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -116,12 +117,14 @@ def test_served_and_yaml_deployments_carry_the_same_schedule_and_parameters():
     assert not served["backfill"].schedules
 
 
-def test_a_nightly_schedule_in_the_dst_hour_is_refused(monkeypatch):
-    from flows.deployments import build_deployments
+@pytest.mark.parametrize("cron", ["30 2 * * *", "0 1-3 * * *", "0 */2 * * *", "15 5,2 * * 1-5"])
+def test_a_nightly_schedule_in_the_dst_hour_is_refused(monkeypatch, cron):
+    from flows.deployments import build_deployments, cron_hours
 
-    monkeypatch.setenv("LAGESBILD_NIGHTLY_CRON", "30 2 * * *")
+    monkeypatch.setenv("LAGESBILD_NIGHTLY_CRON", cron)
     with pytest.raises(ValueError, match="skipped in March"):
         build_deployments(Settings())
+    assert cron_hours("30 4 * * *") == {4} and cron_hours("0 1-9/4 * * *") == {1, 5, 9}
 
 
 # -- backfill ----------------------------------------------------------------------------------
@@ -380,3 +383,24 @@ def test_status_and_the_freshness_mart(stages):
     assert result.exit_code == 0, result.output
     assert "current" in result.output and "skola24_franvaro_2025-10.csv" in result.output
     assert "is stale" in result.output and "add the new school year" in result.output
+
+
+def test_a_file_whose_rows_are_mostly_rejected_blocks_the_run(stages):
+    """An export in a date format the layout does not know must not vanish into quarantine."""
+    data = copy_of(stages, "unreadable", "reference")
+    drop = stages["root"] / "drop-unreadable"
+    shutil.copytree(stages["drop"], drop)
+    august = sorted(drop.glob("attendance/skola24/*2025-08.csv"))[0]
+    lines = august.read_bytes().decode("cp1252").split("\r\n")
+    day_first = [re.sub(r";(\d{4})-(\d{2})-(\d{2});", r";\3/\2/\1;", line) for line in lines]
+    (august.parent / "skola24_franvaro_2025-08_ny.csv").write_bytes(
+        "\r\n".join(day_first).encode("cp1252")
+    )
+    served = files_of(data / "warehouse")
+    with pipeline_at(data, drop):
+        state = nightly(return_state=True)
+    assert state.is_failed() and "quarantine_share" in state.message
+    assert files_of(data / "warehouse") == served
+    failed = read_audit(data / "audit").filter(pl.col("file").str.contains("_ny"))
+    assert failed["status"].to_list() == ["gate_failed"]
+    assert failed["rows_quarantined"].to_list() == failed["rows_received"].to_list()

@@ -1,5 +1,6 @@
 {#-
-    Freshness of each attendance source as of the build date: how many school days
+    Freshness of each attendance source as of the run date (var as_of_date, set by the
+    pipeline to the run's date; the build date when unset): how many school days
     (per the school calendar) have passed since the latest day with data, not counting
     the build day itself (a nightly run loads up to yesterday). Weekends and lov do not
     make a source stale. If the calendar ends before the build date, the days after it
@@ -38,14 +39,14 @@ checked as (
         latest.source_layout,
         latest.latest_day,
         latest.days_with_data,
-        cast({{ dbt.current_timestamp() }} as date) as checked_on,
+        {{ as_of_date() }} as checked_on,
         (select max(calendar_date) from calendar) as calendar_through,
         (
             select count(*)
             from calendar
             where calendar.is_school_day
                 and calendar.calendar_date > latest.latest_day
-                and calendar.calendar_date < cast({{ dbt.current_timestamp() }} as date)
+                and calendar.calendar_date < {{ as_of_date() }}
         ) as school_days_behind
 
     from latest
