@@ -57,6 +57,13 @@ def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None])
     paths = settings.paths
     layouts = load_layouts(settings.attendance_layouts)
     landed = {m.sha256 for m, _ in landed_loads(paths.landing, SOURCE)}
+    matched = {p for layout in layouts.values() for p in paths.drop.glob(layout.files)}
+    for stray in sorted(set((paths.drop / "attendance").rglob("*")) - matched):
+        if stray.is_file():  # e.g. 'Frånvaro.CSV' or an .xls: say so instead of ignoring it
+            log(
+                f"WARNING {stray.relative_to(paths.drop)} matches no attendance layout's "
+                "`files` pattern and was not loaded"
+            )
     manifests = []
     for batch in read_new_exports(paths.drop, layouts, landed, key):
         layout = batch.file.layout
