@@ -70,9 +70,11 @@ def _read_csv(file: ExportFile) -> pl.DataFrame:
     except (pl.exceptions.ComputeError, UnicodeDecodeError) as exc:
         raise LayoutError(
             f"{file.path.name}: cannot be read as {layout.format} ({encoding}, separator "
-            f"'{layout.separator}') for layout '{layout.name}': {exc}. Check the export settings "
+            f"'{layout.separator}') for layout '{layout.name}' ({type(exc).__name__}; the "
+            "parser's own message is left out because it quotes file content, i.e. personal "
+            "data). Check the export settings "
             "of the attendance system or the layout's encoding/separator."
-        ) from exc
+        ) from None  # the cause's message would quote the file
     return frame.with_columns(pl.all().fill_null(""))
 
 
@@ -82,8 +84,9 @@ def _read_xlsx(file: ExportFile) -> pl.DataFrame:
     except Exception as exc:  # fastexcel raises its own error types
         raise LayoutError(
             f"{file.path.name}: cannot read sheet '{file.layout.sheet}' for layout "
-            f"'{file.layout.name}': {exc}"
-        ) from exc
+            f"'{file.layout.name}' ({type(exc).__name__}; details left out: they may quote "
+            "personal data)"
+        ) from None  # the cause's message would quote the file
     return frame.with_columns(pl.all().fill_null(""))
 
 

@@ -202,6 +202,19 @@ def test_a_missing_header_row_is_reported_without_echoing_the_data(tmp_path):
     assert PUPIL not in str(error.value) and "Öberg" not in str(error.value)
 
 
+def test_an_unparsable_file_error_quotes_no_content(tmp_path):
+    path = write_csv(
+        tmp_path / "attendance/skola24/ragged.csv",
+        [
+            f"{PUPIL};Åsa Öberg;12345678;S;4;4A;2025-09-01;08:10;45;0;;extra;fields",
+        ],
+    )
+    with pytest.raises(LayoutError) as error:
+        read_export(export_file(tmp_path, path.name, "skola24_csv"), KEY)
+    assert PUPIL not in str(error.value) and "Öberg" not in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
 def test_loads_with_different_pupils_of_one_school_day_add_up():
     def lesson(load_id, pupil):
         return pl.DataFrame(
