@@ -228,6 +228,8 @@ def clean_pending_loads(
     for manifest, _ in pending:
         result = results[manifest.load_id]
         statuses = [gate_by_period[p] for p in touched[manifest.load_id]] or ["passed"]
+        if result.quarantined > settings.max_quarantine_share * max(result.received, 1):
+            statuses.append("failed")  # this load is what the loads gate failed on
         worst = next(s for s in ("failed", "passed_with_warnings", "passed") if s in statuses)
         quarantine_file = (
             paths.quarantine

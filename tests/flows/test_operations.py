@@ -402,5 +402,5 @@ def test_a_file_whose_rows_are_mostly_rejected_blocks_the_run(stages):
     assert state.is_failed() and "quarantine_share" in state.message
     assert files_of(data / "warehouse") == served
     failed = read_audit(data / "audit").filter(pl.col("file").str.contains("_ny"))
-    assert failed["status"].to_list() == ["gate_failed"]
+    assert failed["status"].to_list() == ["gate_failed"] and failed["gate"].to_list() == ["failed"]
     assert failed["rows_quarantined"].to_list() == failed["rows_received"].to_list()
