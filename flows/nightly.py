@@ -67,7 +67,7 @@ def clean_and_gate_attendance(
 
 @task(cache_policy=NO_CACHE)
 def build_warehouse(settings: Settings, as_of: date) -> int:
-    return warehouse.dbt_build(settings, log=_log, as_of=as_of).nodes
+    return warehouse.dbt_build(settings, log=_log, as_of=as_of)
 
 
 @task(cache_policy=NO_CACHE)

@@ -18,8 +18,7 @@ log = logging.getLogger("lagesbild.notify")
 
 
 @retry(
-    retry=retry_if_exception_type(httpx.TransportError)
-    | retry_if_exception_type(httpx.HTTPStatusError),
+    retry=retry_if_exception_type((httpx.TransportError, httpx.HTTPStatusError)),
     stop=stop_after_attempt(4),
     wait=wait_exponential(multiplier=0.5, max=8),
     reraise=True,

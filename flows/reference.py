@@ -7,6 +7,7 @@ an error here stops the run with a message naming the file and the rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -51,11 +52,11 @@ class Reference:
     areas: pl.DataFrame
     calendar: pl.DataFrame
 
-    @property
+    @cached_property
     def school_codes(self) -> set[str]:
         return set(self.schools.get_column("school_unit_code").to_list())
 
-    @property
+    @cached_property
     def school_days(self) -> set:
         return set(self.calendar.filter("is_school_day").get_column("date").to_list())
 

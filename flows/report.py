@@ -36,12 +36,14 @@ def freshness(paths: Paths, run_date: date) -> pl.DataFrame:
     files = list((paths.clean / DATASET).glob("period=*/*.parquet"))
     if not files:
         return pl.DataFrame(
-            schema={"source": pl.String, "latest_day": pl.Date, "days_behind": pl.Int64}
+            schema={"source": pl.String, "latest_day": pl.Date, "calendar_days_behind": pl.Int64}
         )
     frame = pl.scan_parquet(files).group_by("source").agg(latest_day=pl.col("date").max())
     return (
         frame.collect()
-        .with_columns(days_behind=(pl.lit(run_date) - pl.col("latest_day")).dt.total_days())
+        .with_columns(
+            calendar_days_behind=(pl.lit(run_date) - pl.col("latest_day")).dt.total_days()
+        )
         .sort("source")
     )
 
@@ -75,8 +77,15 @@ def render(summary: RunSummary, paths: Paths) -> str:
             "- seconds per stage: "
             + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
         ]
-    out += ["", "## Loads", ""]
     clean = summary.clean or CleanOutcome()
+    out += [
+        f"- files landed: {len(summary.landed)}",
+        f"- clean partitions replaced: {', '.join(clean.periods_replaced) or 'none'}",
+        f"- dbt nodes built and tested: {summary.dbt_nodes}",
+        "",
+        "## Loads",
+        "",
+    ]
     if clean.loads:
         loads = pl.DataFrame(clean.loads).select(AUDIT_OVERVIEW)
         totals = loads.select(pl.col("^rows_.*$").sum())

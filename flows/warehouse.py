@@ -17,7 +17,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -30,13 +29,6 @@ class DbtFailed(RuntimeError):
     """dbt build failed: a model or a test; the served marts are untouched."""
 
 
-@dataclass
-class DbtResult:
-    nodes: int
-    failures: list[str]
-    log_tail: str
-
-
 def dbt_executable() -> str:
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"
@@ -44,7 +36,8 @@ def dbt_executable() -> str:
 
 def dbt_build(
     settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
-) -> DbtResult:
+) -> int:
+    """Run `dbt build`; return the number of nodes (models, tests, seeds) it ran."""
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     target = paths.warehouse / "dbt_target"
@@ -97,11 +90,10 @@ def dbt_build(
             for r in results
             if r["status"] in ("error", "fail", "runtime error")
         ]
-    tail = "\n".join(lines[-30:])
     if process.returncode != 0:
-        detail = "\n".join(failures) or tail
+        detail = "\n".join(failures) or "\n".join(lines[-30:])
         raise DbtFailed(f"dbt build failed; the served marts are unchanged.\n{detail}")
-    return DbtResult(nodes, failures, tail)
+    return nodes
 
 
 def _marts_tables(work: duckdb.DuckDBPyConnection) -> list[str]:
