@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from flows.clean_attendance import LoadResult, parse_date, periods_of, pupil_day
 from flows.reference import Reference
 from flows.storage import (
     DATA_FILE,
+    CleanOutcome,
     Manifest,
     append_audit,
     land,
@@ -39,18 +40,6 @@ from lagesbild.settings import Settings
 
 DATASET = "attendance"  # the clean dataset all export layouts feed
 SUITE = "attendance_pupil_days.json"
-
-
-@dataclass
-class CleanOutcome:
-    loads: list[dict] = field(default_factory=list)  # audit rows of this run
-    gates: list[gate.GateResult] = field(default_factory=list)
-    quarantine_reasons: dict[str, int] = field(default_factory=dict)
-    periods_replaced: list[str] = field(default_factory=list)
-
-    @property
-    def gate_failed(self) -> bool:
-        return any(g.critical_failures for g in self.gates)
 
 
 def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None]) -> list[Manifest]:
@@ -221,7 +210,7 @@ def clean_pending_loads(
             target = clean_root / f"period={period}" / "part-0.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / f"period={period}" / "part-0.parquet", target)
-        outcome.periods_replaced = periods
+        outcome.partitions_replaced = [f"{DATASET}/period={p}" for p in periods]
     shutil.rmtree(staging, ignore_errors=True)
 
     finished = datetime.now(UTC)

@@ -26,7 +26,7 @@ from flows import attendance, report, warehouse
 from flows.gate import GateFailed
 from flows.notify import notify_failure
 from flows.reference import Reference, load_reference
-from flows.storage import append_run, run_lock
+from flows.storage import CleanOutcome, append_run, run_lock
 from lagesbild.settings import ConfigError, Settings
 
 # Sources a backfill can re-run, and what that means for each (README: rerun safety).
@@ -61,7 +61,7 @@ def land_attendance_exports(settings: Settings) -> list[str]:
 @task(cache_policy=NO_CACHE)
 def clean_and_gate_attendance(
     settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
-) -> attendance.CleanOutcome:
+) -> CleanOutcome:
     return attendance.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
 
 
@@ -116,9 +116,9 @@ def _pipeline(
         try:
             stage("extract")
             reference = load_reference_data(settings)
-            summary.landed = land_attendance_exports(settings)
+            summary.landed += land_attendance_exports(settings)
             stage("clean")
-            summary.clean = clean_and_gate_attendance(
+            summary.clean += clean_and_gate_attendance(
                 settings, reference, summary.run_id, rebuild_periods
             )
             if summary.clean.gate_failed:
@@ -150,7 +150,7 @@ def _pipeline(
                     "finished_at": datetime.now(UTC),
                     "status": summary.status,
                     "error": summary.error,
-                    "loads": len(summary.clean.loads) if summary.clean else 0,
+                    "loads": len(summary.clean.loads),
                     "published": bool(summary.published),
                 },
             )

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.attendance import DATASET, CleanOutcome
-from flows.storage import AUDIT_OVERVIEW
+from flows.attendance import DATASET
+from flows.storage import AUDIT_OVERVIEW, CleanOutcome
 from lagesbild.settings import Paths
 
 
@@ -24,7 +24,7 @@ class RunSummary:
     status: str  # Completed | Failed
     error: str | None = None
     landed: list[str] = field(default_factory=list)
-    clean: CleanOutcome | None = None
+    clean: CleanOutcome = field(default_factory=CleanOutcome)  # every dataset's, added up
     dbt_nodes: int = 0
     published: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -77,10 +77,10 @@ def render(summary: RunSummary, paths: Paths) -> str:
             "- seconds per stage: "
             + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
         ]
-    clean = summary.clean or CleanOutcome()
+    clean = summary.clean
     out += [
         f"- files landed: {len(summary.landed)}",
-        f"- clean partitions replaced: {', '.join(clean.periods_replaced) or 'none'}",
+        f"- clean partitions replaced: {', '.join(clean.partitions_replaced) or 'none'}",
         f"- dbt nodes built and tested: {summary.dbt_nodes}",
         "",
         "## Loads",
@@ -128,7 +128,7 @@ def render(summary: RunSummary, paths: Paths) -> str:
 def validation_html(summary: RunSummary) -> str:
     """A readable page of every expectation of this run's gate, beside the GX JSON results."""
     rows = []
-    for result in (summary.clean or CleanOutcome()).gates:
+    for result in summary.clean.gates:
         for o in result.outcomes:
             colour = (
                 "#d4edda" if o.success else "#f8d7da" if o.severity == "critical" else "#fff3cd"
@@ -168,7 +168,7 @@ def validation_html(summary: RunSummary) -> str:
 
 
 def write(summary: RunSummary, paths: Paths) -> Path:
-    if summary.clean and summary.clean.gates:
+    if summary.clean.gates:
         folder = paths.validation / summary.run_id
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "index.html").write_text(validation_html(summary), encoding="utf-8")

@@ -20,6 +20,8 @@ from pathlib import Path
 import polars as pl
 from filelock import FileLock, Timeout
 
+from flows.gate import GateResult
+
 MANIFEST = "_manifest.json"
 DATA_FILE = "data.parquet"
 
@@ -38,6 +40,28 @@ class Manifest:
     columns: list[str]
     dropped_columns: list[str] = field(default_factory=list)
     pseudonymised: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CleanOutcome:
+    """What one run's clean stage did for a dataset; datasets' outcomes add up with `+=`."""
+
+    loads: list[dict] = field(default_factory=list)  # audit rows of this run
+    gates: list[GateResult] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    partitions_replaced: list[str] = field(default_factory=list)  # "<dataset>/period=<p>"
+
+    @property
+    def gate_failed(self) -> bool:
+        return any(g.critical_failures for g in self.gates)
+
+    def __iadd__(self, other: CleanOutcome) -> CleanOutcome:
+        self.loads += other.loads
+        self.gates += other.gates
+        for reason, count in other.quarantine_reasons.items():
+            self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + count
+        self.partitions_replaced += other.partitions_replaced
+        return self
 
 
 def new_load_id(sha256: str, now: datetime | None = None) -> str:
