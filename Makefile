@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv/.synced
 
-.PHONY: install demo test lint format clean uv
+.PHONY: install system-packages demo test lint format clean uv
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -15,6 +15,9 @@ $(VENV): pyproject.toml uv.lock | uv
 	touch $@
 
 install: $(VENV)
+
+system-packages:  ## Debian packages the tests need (PostgreSQL, Chromium); run as root
+	bash scripts/system-packages.sh
 
 demo: $(VENV)  ## generate the demo municipality and run the nightly flow on it
 	$(UV) run --frozen lagesbild demo

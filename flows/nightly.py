@@ -72,8 +72,10 @@ def build_warehouse(settings: Settings, as_of: date) -> int:
 
 @task(cache_policy=NO_CACHE)
 def publish_marts(settings: Settings) -> list[str]:
-    tables = warehouse.publish(settings.paths, settings.served_storage_version)
+    tables = warehouse.publish(settings.paths, settings.served_storage_version, settings.postgres)
     _log(f"published {len(tables)} marts to {settings.paths.marts_db}")
+    if settings.postgres:
+        _log(f"and to PostgreSQL schema {settings.postgres.schema_name}")
     return tables
 
 

@@ -6,6 +6,7 @@ log lines forwarded. It is never retried: a failing model or test fails the same
 Publishing never opens the served `marts.duckdb` for writing (a BI tool may hold it open):
 it copies schema `marts` of the work warehouse into the default schema of a new file and
 `os.replace`s it over the served one, then swaps the parquet export folder through a symlink.
+An optional PostgreSQL target (flows/publish_postgres.py) is written before either swap.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from lagesbild.settings import Paths, Settings
+from flows import publish_postgres
+from lagesbild.settings import Paths, PostgresTarget, Settings
 
 
 class DbtFailed(RuntimeError):
@@ -104,8 +106,14 @@ def _marts_tables(work: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def publish(paths: Paths, storage_version: str) -> list[str]:
-    """Copy schema `marts` to a new served file and parquet folder, then swap both in."""
+def publish(
+    paths: Paths, storage_version: str, postgres: PostgresTarget | None = None
+) -> list[str]:
+    """Copy schema `marts` to a new served file and parquet folder, then swap both in.
+
+    With a PostgreSQL target, that is written from the new file first: if it fails, nothing
+    is swapped, so every target keeps serving the same previous marts.
+    """
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     for orphan in paths.warehouse.glob(".marts.*.duckdb*"):  # left by a killed publish
         orphan.unlink()
@@ -131,6 +139,13 @@ def publish(paths: Paths, storage_version: str) -> list[str]:
         con.execute("DETACH work")
     finally:
         con.close()
+    if postgres is not None:
+        try:
+            publish_postgres.publish(next_db, tables, postgres)
+        except Exception:
+            next_db.unlink(missing_ok=True)
+            shutil.rmtree(next_parquet, ignore_errors=True)
+            raise
     os.replace(next_db, paths.marts_db)
     _swap_symlink(paths.marts_parquet, next_parquet)
     return tables

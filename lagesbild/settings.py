@@ -38,6 +38,18 @@ class Municipality(BaseModel):
     name: str = "Ekdala kommun"
 
 
+class PostgresTarget(BaseModel):
+    """Optional second publish target for BI tools that want a database server."""
+
+    url: SecretStr = Field(
+        description="libpq URL, e.g. postgresql://lagesbild@db.example/lagesbild (a secret)"
+    )
+    schema_name: str = Field("marts", description="schema the marts are served in")
+    readonly_role: str = Field("lagesbild_bi", description="granted USAGE and SELECT")
+    connect_timeout: int = Field(10, ge=1, description="seconds")
+    lock_timeout_ms: int = Field(60_000, ge=0, description="wait this long for BI queries")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LAGESBILD_",
@@ -74,6 +86,9 @@ class Settings(BaseSettings):
     )
     freshness_school_days: int = Field(
         2, ge=0, description="a source is stale when its latest day is more school days behind"
+    )
+    postgres: PostgresTarget | None = Field(
+        None, description="also publish the marts to PostgreSQL (LAGESBILD_POSTGRES__URL)"
     )
     nightly_cron: str = Field("30 4 * * *", description="Europe/Stockholm; avoid 02:00-03:00")
     served_storage_version: str = Field(
