@@ -74,3 +74,57 @@
             over (partition by {{ partition }}, {{ published_part }} order by {{ order_by | join(', ') }}) = 1
     )
 {%- endmacro %}
+
+{#-
+    Band suppression for nested counts (disclosure by subtraction), as a select over
+    `relation` adding `is_band_suppressed`.
+
+    Within each group of `partition_by`, the rows ordered by `order_by` carry a `count` that
+    never increases (pupils at or above 10 %, 15 %, 20 % ...) below a `total` (all pupils).
+    Walking up the order, a count is withheld when the band between it and the last published
+    value (the total to start with) is 1 to min_persons - 1; otherwise it becomes the last
+    published value. Rows already withheld (`primary_flag`) are skipped. A recursive CTE: the
+    walk is sequential, and the number of steps is data (the thresholds seed).
+-#}
+{% macro band_suppression(relation, partition_by, order_by, total, count, primary_flag) -%}
+    {%- set keys = partition_by | join(', ') -%}
+    {%- set small_band = "between 1 and " ~ (var('min_persons') - 1) %}
+    with recursive steps as (
+        select
+            *,
+            row_number() over (partition by {{ keys }} order by {{ order_by }}) as band_step
+        from {{ relation }}
+    ),
+    walk as (
+        select
+            {% for k in partition_by %}{{ k }}, {% endfor %}band_step,
+            {{ count }}, {{ primary_flag }} as withheld_before,
+            {{ total }} as last_published
+        from steps
+        where band_step = 1
+        union all
+        select
+            {% for k in partition_by %}steps.{{ k }}, {% endfor %}steps.band_step,
+            steps.{{ count }}, steps.{{ primary_flag }},
+            case
+                when (walk.withheld_before) is not true
+                    and not (walk.last_published - walk.{{ count }} {{ small_band }})
+                    then walk.{{ count }}
+                else walk.last_published
+            end
+        from walk
+        join steps
+            on {% for k in partition_by %}steps.{{ k }} is not distinct from walk.{{ k }}{% if not loop.last %} and {% endif %}{% endfor %}
+            and steps.band_step = walk.band_step + 1
+    )
+    select
+        steps.*,
+        coalesce(
+            (walk.withheld_before) is not true
+            and walk.last_published - walk.{{ count }} {{ small_band }},
+            false
+        ) as is_band_suppressed
+    from steps
+    join walk
+        on {% for k in partition_by %}steps.{{ k }} is not distinct from walk.{{ k }} and {% endfor %}steps.band_step = walk.band_step
+{%- endmacro %}

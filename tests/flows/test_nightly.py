@@ -8,6 +8,7 @@ files, with the rules the marts document (percentages of offered minutes, suppre
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -280,6 +281,12 @@ def test_no_published_cell_under_the_thresholds(first_run):
                 & pl.any_horizontal(pl.col(rates).is_not_null())
             )
             assert exposed.is_empty(), f"{name} publishes a rate over fewer than 10 pupils"
+        if "threshold_pct" in frame.columns:  # nested counts: no band of 1-4 pupils either
+            for _, group in frame.sort("threshold_pct").group_by("scope", "area_code", "term"):
+                published = [group["pupils"][0], *group["pupils_at_or_above"]]
+                published = [v for v in published if v is not None]
+                bands = [a - b for a, b in itertools.pairwise(published)]
+                assert all(b == 0 or b >= MIN_PERSONS for b in bands), (name, group)
     # Pupil-level models stay in the work warehouse.
     con = duckdb.connect(str(first_run.marts_db), read_only=True)
     schemas = {

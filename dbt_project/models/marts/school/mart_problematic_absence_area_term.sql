@@ -9,9 +9,15 @@
     Suppression (macros/suppression.sql):
       primary:   pupils NULL if < min_persons; pupils_at_or_above and share NULL if
                  pupils_at_or_above < min_persons or pupils < min_denominator;
-      secondary: per (term, threshold_pct), if exactly one area row is primarily suppressed
-                 and the municipality row is published, the published area row with the
-                 smallest pupils_at_or_above (ties: smallest area_code) is suppressed too.
+      bands:     the counts of one area and term are nested (pupils >= at 10 % >= at 15 % ...),
+                 so the difference of two published counts is a band of pupils. Going up the
+                 thresholds, a count whose band to the last published count is 1 to
+                 min_persons - 1 pupils is withheld (macro band_suppression). Sums of bands
+                 that are 0 or >= min_persons are too, so later suppression keeps this safe;
+      secondary: per (term, threshold_pct), if exactly one area row is suppressed (primary or
+                 band) and the municipality row is published, the published area row with the
+                 smallest pupils_at_or_above (ties: smallest area_code) is suppressed too; the
+                 same for `pupils` of a small area against the municipality's pupils.
 -#}
 
 with
@@ -82,21 +88,44 @@ named as (
 
 ),
 
+banded as (
+
+    {{ band_suppression(
+        relation='named',
+        partition_by=['scope', 'area_code', 'school_year', 'term'],
+        order_by='threshold_pct',
+        total='pupils',
+        count='pupils_at_or_above',
+        primary_flag='is_primary_suppressed'
+    ) }}
+
+),
+
 secondary as (
 
     select
-        named.*,
+        banded.*,
         {{ secondary_suppression(
             partition_by=['school_year', 'term', 'threshold_pct'],
             is_part="scope = 'area'",
             is_total="scope = 'municipality'",
-            primary_flag='is_primary_suppressed',
+            primary_flag='is_primary_suppressed or is_band_suppressed',
             order_by=['pupils_at_or_above', 'area_code']
-        ) }} as is_secondary_suppressed
+        ) }} as is_secondary_suppressed,
+        {{ secondary_suppression(
+            partition_by=['school_year', 'term', 'threshold_pct'],
+            is_part="scope = 'area'",
+            is_total="scope = 'municipality'",
+            primary_flag='is_small_group',
+            order_by=['pupils', 'area_code']
+        ) }} as is_group_secondary_suppressed
 
-    from named
+    from banded
 
 ),
+
+{%- set withheld = 'is_primary_suppressed or is_band_suppressed or is_secondary_suppressed '
+                  ~ 'or is_group_secondary_suppressed' %}
 
 final as (
 
@@ -107,13 +136,11 @@ final as (
         school_year,
         term,
         threshold_pct,
-        {{ suppress_count('pupils') }} as pupils,
-        {{ suppress_if('is_primary_suppressed or is_secondary_suppressed', 'pupils_at_or_above') }}
-            as pupils_at_or_above,
-        {{ suppress_if('is_primary_suppressed or is_secondary_suppressed',
-                       safe_pct('pupils_at_or_above', 'pupils', 2)) }}
+        {{ suppress_if('is_small_group or is_group_secondary_suppressed', 'pupils') }} as pupils,
+        {{ suppress_if(withheld, 'pupils_at_or_above') }} as pupils_at_or_above,
+        {{ suppress_if(withheld, safe_pct('pupils_at_or_above', 'pupils', 2)) }}
             as share_at_or_above_pct,
-        {{ suppression_flag(['is_small_group', 'is_primary_suppressed', 'is_secondary_suppressed']) }}
+        {{ suppression_flag(['is_small_group', 'is_group_secondary_suppressed', withheld]) }}
             as is_suppressed
 
     from secondary
