@@ -79,6 +79,11 @@ def publish_marts(settings: Settings) -> list[str]:
     return tables
 
 
+@task(cache_policy=NO_CACHE)
+def write_dbt_docs(settings: Settings, as_of: date):
+    return warehouse.dbt_docs(settings, log=_log, as_of=as_of)
+
+
 def _run_id() -> str:
     context = FlowRunContext.get()
     suffix = str(context.flow_run.id)[:8] if context and context.flow_run else "local"
@@ -134,6 +139,9 @@ def _pipeline(
             summary.dbt_nodes = build_warehouse(settings, summary.run_date)
             stage("publish")
             summary.published = publish_marts(settings)
+            stage("report")
+            if settings.dbt_docs:
+                summary.docs_path = write_dbt_docs(settings, summary.run_date)
             summary.status = "Completed"
         except Exception as exc:
             summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"

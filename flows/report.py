@@ -29,6 +29,7 @@ class RunSummary:
     published: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
+    docs_path: Path | None = None  # dbt docs: models, grains, tests, glossary
 
 
 def freshness(paths: Paths, run_date: date) -> pl.DataFrame:
@@ -120,6 +121,8 @@ def render(summary: RunSummary, paths: Paths) -> str:
             f"- `{paths.marts_db}`: {', '.join(summary.published)}",
             f"- parquet: `{paths.marts_parquet}/*.parquet`",
         ]
+        if summary.docs_path:
+            out += [f"- dbt docs (each mart, its grain and tests): `{summary.docs_path}`"]
     else:
         out += ["Nothing was published in this run; the served marts are unchanged."]
     return "\n".join(out) + "\n"

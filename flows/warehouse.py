@@ -36,13 +36,12 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def dbt_build(
-    settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
-) -> int:
-    """Run `dbt build`; return the number of nodes (models, tests, seeds) it ran."""
+def _run_dbt(
+    settings: Settings, arguments: list[str], log: Callable[[str], None], as_of: date | None
+) -> tuple[int, list[str]]:
+    """Run one dbt command against the work warehouse; forward and return its log lines."""
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
-    target = paths.warehouse / "dbt_target"
     variables = {
         "min_persons": settings.suppression.min_persons,
         "min_denominator": settings.suppression.min_denominator,
@@ -53,13 +52,13 @@ def dbt_build(
     }
     command = [
         dbt_executable(),
-        "build",
+        *arguments,
         "--project-dir",
         str(settings.dbt_project_dir),
         "--profiles-dir",
         str(settings.dbt_project_dir),
         "--target-path",
-        str(target),
+        str(paths.warehouse / "dbt_target"),
         "--log-path",
         str(paths.warehouse / "dbt_logs"),
         "--vars",
@@ -81,9 +80,16 @@ def dbt_build(
     for line in process.stdout:
         lines.append(line.rstrip())
         log(line.rstrip())
-    process.wait()
+    return process.wait(), lines
+
+
+def dbt_build(
+    settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
+) -> int:
+    """Run `dbt build`; return the number of nodes (models, tests, seeds) it ran."""
+    returncode, lines = _run_dbt(settings, ["build"], log, as_of)
     failures, nodes = [], 0
-    results_file = target / "run_results.json"
+    results_file = settings.paths.warehouse / "dbt_target" / "run_results.json"
     if results_file.exists():
         results = json.loads(results_file.read_text())["results"]
         nodes = len(results)
@@ -92,10 +98,31 @@ def dbt_build(
             for r in results
             if r["status"] in ("error", "fail", "runtime error")
         ]
-    if process.returncode != 0:
+    if returncode != 0:
         detail = "\n".join(failures) or "\n".join(lines[-30:])
         raise DbtFailed(f"dbt build failed; the served marts are unchanged.\n{detail}")
     return nodes
+
+
+def dbt_docs(
+    settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
+) -> Path | None:
+    """Write the dbt docs site (models, grains, tests, glossary) as one self-contained page.
+
+    Returns its path, or None when dbt could not generate it: the docs are a report, so a
+    failure is logged and the run goes on (the marts are already published).
+    """
+    returncode, lines = _run_dbt(settings, ["docs", "generate", "--static"], log, as_of)
+    page = settings.paths.warehouse / "dbt_target" / "static_index.html"
+    if returncode != 0 or not page.exists():
+        log("dbt docs could not be generated (the marts are published): " + " / ".join(lines[-3:]))
+        return None
+    target = settings.paths.reports / "dbt-docs" / "index.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".index.{uuid.uuid4().hex}.html")
+    shutil.copyfile(page, tmp)
+    os.replace(tmp, target)
+    return target
 
 
 def _marts_tables(work: duckdb.DuckDBPyConnection) -> list[str]:

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     postgres: PostgresTarget | None = Field(
         None, description="also publish the marts to PostgreSQL (LAGESBILD_POSTGRES__URL)"
     )
+    dbt_docs: bool = Field(
+        True, description="write the dbt docs page (reports/dbt-docs/index.html) on each run"
+    )
     nightly_cron: str = Field("30 4 * * *", description="Europe/Stockholm; avoid 02:00-03:00")
     served_storage_version: str = Field(
         "v1.4.0", description="DuckDB storage version of marts.duckdb, readable by 1.4+ drivers"

@@ -40,12 +40,14 @@ def postgres():
 @pytest.fixture(scope="module")
 def published(pipeline_env, postgres):
     os.environ["LAGESBILD_POSTGRES__URL"] = postgres
+    os.environ["LAGESBILD_DBT_DOCS"] = "true"
     try:
         state = nightly(return_state=True)
         assert state.is_completed(), state.message
         yield Settings().paths
     finally:
         os.environ.pop("LAGESBILD_POSTGRES__URL")
+        os.environ["LAGESBILD_DBT_DOCS"] = "false"
 
 
 def _postgres_marts(url: str) -> dict[str, pl.DataFrame]:
@@ -133,3 +135,17 @@ def test_duckdb_1_4_client_opens_the_served_marts(published):
     )
     frame = marts(published)["mart_attendance_area_term"]
     assert result.stdout.strip() == f"{frame.height},{frame['pupils'].sum()}"
+
+
+def test_dbt_docs_page_describes_the_marts(published):
+    page = published.reports / "dbt-docs" / "index.html"
+    text = page.read_text(encoding="utf-8")
+    # The static page embeds the manifest and catalog: every mart, its grain, the glossary.
+    for expected in (
+        "mart_attendance_area_term",
+        "mart_problematic_absence_area_term",
+        "Skolenhet",
+    ):
+        assert expected in text, expected
+    summary = sorted(published.runs.glob("*.md"))[-1].read_text(encoding="utf-8")
+    assert f"dbt docs (each mart, its grain and tests): `{page}`" in summary
