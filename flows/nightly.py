@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
-from flows import attendance, report, warehouse
+from flows import attendance, lagesbild_report, report, warehouse
 from flows.gate import GateFailed
 from flows.notify import notify_failure
 from flows.reference import Reference, load_reference
@@ -84,6 +84,13 @@ def write_dbt_docs(settings: Settings, as_of: date):
     return warehouse.dbt_docs(settings, log=_log, as_of=as_of)
 
 
+@task(cache_policy=NO_CACHE)
+def write_lagesbild_report(settings: Settings, run_date: date):
+    path = lagesbild_report.build(settings.paths, settings.municipality.name, run_date)
+    _log(f"lägesbild report: {path}")
+    return path
+
+
 def _run_id() -> str:
     context = FlowRunContext.get()
     suffix = str(context.flow_run.id)[:8] if context and context.flow_run else "local"
@@ -140,6 +147,7 @@ def _pipeline(
             stage("publish")
             summary.published = publish_marts(settings)
             stage("report")
+            summary.lagesbild_path = write_lagesbild_report(settings, summary.run_date)
             if settings.dbt_docs:
                 summary.docs_path = write_dbt_docs(settings, summary.run_date)
             summary.status = "Completed"

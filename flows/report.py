@@ -30,6 +30,7 @@ class RunSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
     docs_path: Path | None = None  # dbt docs: models, grains, tests, glossary
+    lagesbild_path: Path | None = None  # the HTML report for coordinators
 
 
 def freshness(paths: Paths, run_date: date) -> pl.DataFrame:
@@ -121,6 +122,8 @@ def render(summary: RunSummary, paths: Paths) -> str:
             f"- `{paths.marts_db}`: {', '.join(summary.published)}",
             f"- parquet: `{paths.marts_parquet}/*.parquet`",
         ]
+        if summary.lagesbild_path:
+            out += [f"- lägesbild report: `{summary.lagesbild_path}`"]
         if summary.docs_path:
             out += [f"- dbt docs (each mart, its grain and tests): `{summary.docs_path}`"]
     else:

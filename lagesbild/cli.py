@@ -204,6 +204,9 @@ def _headlines(settings: Settings) -> None:
     console.print(
         "Open them: duckdb -readonly " + str(paths.marts_db) + "  — see README 'Reading the marts'."
     )
+    report = paths.reports / "lagesbild" / "index.html"
+    if report.exists():
+        console.print(f"\n[bold]Lägesbild report:[/bold] {report}")
 
 
 def _local(column: str):

@@ -149,3 +149,66 @@ def test_dbt_docs_page_describes_the_marts(published):
         assert expected in text, expected
     summary = sorted(published.runs.glob("*.md"))[-1].read_text(encoding="utf-8")
     assert f"dbt docs (each mart, its grain and tests): `{page}`" in summary
+
+
+CHROMIUM_ARGS = [  # headless on a closed network: no background connections, no sandbox as root
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    report = published.reports / "lagesbild" / "index.html"
+    served = marts(published)
+    attendance, problem = (
+        served["mart_attendance_area_term"],
+        served["mart_problematic_absence_area_term"],
+    )
+    # Each chart draws one point per published value of its mart; suppressed values are gaps.
+    points = [problem.filter(pl.col("scope") == "municipality")["share_at_or_above_pct"].count()]
+    for code in served["dim_area"].sort("area_name")["area_code"]:
+        area = attendance.filter(pl.col("area_code") == code)
+        points.append(
+            sum(
+                area[c].count()
+                for c in ("total_absence_pct", "valid_absence_pct", "invalid_absence_pct")
+            )
+        )
+        points.append(problem.filter(pl.col("area_code") == code)["share_at_or_above_pct"].count())
+    assert sum(points) > 0
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else 0)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(report.as_uri())
+        assert page.title().startswith("Lägesbild")
+        charts = page.locator("svg.chart")
+        assert charts.count() == len(points)  # one for the municipality, two per area
+        for i, expected in enumerate(points):
+            box = charts.nth(i).bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 100, i
+            assert charts.nth(i).locator("circle").count() == expected, i
+            assert charts.nth(i).locator("text.empty").count() == (expected == 0), i
+        shot = tmp_path / "first-area.png"
+        page.locator("section.area").first.screenshot(path=str(shot))
+        browser.close()
+    assert errors == []
+    assert requests == [report.as_uri()]  # self-contained: nothing else fetched
+    # The screenshot shows the charts: the first series colour is drawn, not a blank page.
+    pixels = Image.open(shot).convert("RGB").getdata()
+    series_colour = (0x1F, 0x5F, 0x8B)
+    assert sum(1 for p in pixels if p == series_colour) > 200
+    assert len(set(pixels)) > 50
