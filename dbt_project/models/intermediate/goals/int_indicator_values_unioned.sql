@@ -1,0 +1,142 @@
+{#-
+    Every measured value the goals can be followed up on, in one shape:
+    indicator × area level × area × period. Suppressed with the same macros as the marts
+    (or taken from published marts), so a goal never shows a figure a mart would withhold.
+
+    Attendance is measured per school year (läsår, `2025/26`): terms are not comparable
+    with each other (absence peaks in the spring term), and the statistics are yearly too.
+    A school year still in progress is `is_preliminary`. `period_start` orders school years
+    and calendar years on one axis; `data_through` is each value's freshness.
+-#}
+
+with
+
+pupil_terms as (
+
+    select * from {{ ref('int_pupil_term_absence_summed') }}
+
+),
+
+calendar as (
+
+    select * from {{ ref('stg_reference__school_calendar') }}
+
+),
+
+school_year_ends as (
+
+    select school_year, max(calendar_date) as last_school_day
+    from calendar
+    where is_school_day
+    group by school_year
+
+),
+
+pupil_years as (
+
+    select
+        scope,
+        area_code,
+        pupil_key,
+        school_year,
+        max(last_date) as last_date,
+        sum(offered_minutes) as offered_minutes,
+        sum(total_absence_minutes) as total_absence_minutes
+
+    from pupil_terms
+    group by scope, area_code, pupil_key, school_year
+
+),
+
+years as (
+
+    select
+        scope as area_level,
+        area_code,
+        school_year,
+        max(last_date) as data_through,
+        count(*) as pupils,
+        sum(
+            case
+                when offered_minutes > 0 and 100 * total_absence_minutes >= 15 * offered_minutes
+                    then 1 else 0
+            end
+        ) as pupils_at_or_above_15,
+        sum(offered_minutes) as offered_minutes,
+        sum(total_absence_minutes) as total_absence_minutes
+
+    from pupil_years
+    group by scope, area_code, school_year
+
+),
+
+attendance as (
+
+    select
+        years.*,
+        years.data_through < school_year_ends.last_school_day as is_preliminary
+
+    from years
+    left join school_year_ends
+        on years.school_year = school_year_ends.school_year
+
+),
+
+school_absence as (
+
+    select
+        'school_absence_pct' as indicator_id,
+        'Frånvaro i grundskolan, andel av undervisningstiden (%)' as indicator_title,
+        'percent' as unit,
+        false as higher_is_better,
+        'attendance' as source,
+        area_level,
+        area_code,
+        school_year as period,
+        {{ period_start('school_year') }} as period_start,
+        cast(
+            {{ suppress_rate(absence_pct('total_absence_minutes', 'offered_minutes', 2), 'pupils') }}
+            as double
+        ) as value,
+        data_through,
+        coalesce(is_preliminary, true) as is_preliminary,
+        {{ suppression_flag([is_rate_suppressed('pupils')]) }} as is_suppressed
+
+    from attendance
+
+),
+
+problematic_absence as (
+
+    select
+        'problematic_absence_15_pct' as indicator_id,
+        'Elever i grundskolan med minst 15 % frånvaro under läsåret, andel (%)' as indicator_title,
+        'percent' as unit,
+        false as higher_is_better,
+        'attendance' as source,
+        area_level,
+        area_code,
+        school_year as period,
+        {{ period_start('school_year') }} as period_start,
+        cast(
+            {{ suppress_rate(safe_pct('pupils_at_or_above_15', 'pupils', 2), 'pupils', 'pupils_at_or_above_15') }}
+            as double
+        ) as value,
+        data_through,
+        coalesce(is_preliminary, true) as is_preliminary,
+        {{ suppression_flag([is_rate_suppressed('pupils', 'pupils_at_or_above_15')]) }}
+            as is_suppressed
+
+    from attendance
+
+),
+
+unioned as (
+
+    select * from school_absence
+    union all
+    select * from problematic_absence
+
+)
+
+select * from unioned
