@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +25,23 @@ from lagesbild.settings import Paths
 
 TEMPLATES = Path(__file__).parent / "templates"
 PALETTE = ("#1f5f8b", "#d9822b", "#5a9e4b", "#a23b72", "#6c6c6c")
+
+# mart_goal_status / mart_goal_progress statuses, as the report says them.
+STATUS_LABELS = {
+    "target_met": "Målet nått",
+    "on_track": "På väg mot målet",
+    "baseline": "Utgångsläge",
+    "off_track": "Inte på väg mot målet",
+    "no_data": "Uppgift saknas",
+    "no_indicator": "Ingen indikator än",
+}
+SOURCE_LABELS = {
+    "attendance": "närvarosystemen (exporter och SS 12000)",
+    "kolada": "Kolada (RKA)",
+    "pxweb": "SCB / Folkhälsomyndigheten (PxWeb)",
+    "survey": "enkätresultat (inmatade)",
+    "housing": "bostadsbolagens arbetsordrar",
+}
 
 
 @dataclass
@@ -40,7 +58,7 @@ def line_chart(
     target: float | None = None,
 ) -> Markup:
     """An SVG line chart; gaps where a value is missing, a dashed line for a target."""
-    width, height, left, right, top, bottom = 560, 230, 48, 16, 28, 58
+    width, height, left, right, top, bottom = 560, 240, 48, 16, 38, 58
     plot_w, plot_h = width - left - right, height - top - bottom
     known = [v for s in series for v in s.values if v is not None]
     if target is not None:
@@ -58,15 +76,18 @@ def line_chart(
         f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{_escape(title)}</title>",
-        f'<text x="{left}" y="16" class="chart-title">{_escape(title)}</text>',
     ]
-    for step in range(5):  # gridlines and y labels
-        value = top_value * step / 4
+    for n, title_line in enumerate(textwrap.wrap(title, 78)[:2]):  # long titles on two lines
+        parts.append(
+            f'<text x="{left}" y="{12 + 13 * n}" class="chart-title">{_escape(title_line)}</text>'
+        )
+    for line in range(5):  # gridlines and y labels
+        value = step * line
         parts.append(
             f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
             'class="grid"/>'
             f'<text x="{left - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">'
-            f"{value:.{0 if step >= 1 else 1}f}{_escape(unit)}</text>"
+            f"{value:.{0 if step == int(step) else 1}f}{_escape(unit)}</text>"
         )
     for i, category in enumerate(categories):
         parts.append(
@@ -164,8 +185,18 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
             "from mart_problematic_absence_area_term order by scope, area_code, term",
         )
         freshness = _rows(con, "select * from mart_source_freshness order by source_layout")
+        goal_status = _rows(
+            con,
+            "select * from mart_goal_status order by display_order, area_level, area_code",
+        )
+        goal_progress = _rows(
+            con,
+            "select * from mart_goal_progress where area_level = 'municipality' "
+            "order by goal_id, indicator_id, period_start",
+        )
     finally:
         con.close()
+    goals = _goal_sections(goal_status, goal_progress)
 
     terms = sorted({(r["school_year"], r["term"]) for r in attendance})
     term_labels = [t for _, t in terms]
@@ -251,6 +282,12 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
         municipality_chart=municipality_chart,
         freshness=freshness,
         thresholds=thresholds,
+        goals=goals,
+        status_labels=STATUS_LABELS,
+        area_goals={
+            code: [g for g in goal_status if g["area_level"] == "area" and g["area_code"] == code]
+            for code, _ in areas
+        },
     )
     target = paths.reports / "lagesbild" / "index.html"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +295,47 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, target)  # a reader never sees half a report
     return target
+
+
+def _goal_sections(status: list[dict], progress: list[dict]) -> list[dict]:
+    """One section per goal: its municipality status and a chart per indicator."""
+    sections = []
+    for goal in (g for g in status if g["area_level"] == "municipality"):
+        charts = []
+        indicator_ids = dict.fromkeys(
+            p["indicator_id"] for p in progress if p["goal_id"] == goal["goal_id"]
+        )
+        for indicator in indicator_ids:
+            rows = [
+                p
+                for p in progress
+                if p["goal_id"] == goal["goal_id"] and p["indicator_id"] == indicator
+            ]
+            latest = rows[-1]
+            charts.append(
+                {
+                    "chart": line_chart(
+                        latest["indicator_title"],
+                        [r["period"] for r in rows],
+                        [Series("kommunen", [_float(r["value"]) for r in rows])],
+                        unit="%" if latest["unit"] == "percent" else "",
+                        target=_float(latest["target_value"]),
+                    ),
+                    "status": latest["status"],
+                    "baseline": _number(latest["baseline_value"]),
+                    "baseline_period": latest["baseline_period"],
+                    "target": (
+                        f"{_number(latest['target_value'])} ({latest['target_period']})"
+                        if latest["target_value"] is not None
+                        else f"riktning: {'högre' if latest['higher_is_better'] else 'lägre'}"
+                    ),
+                    "source": SOURCE_LABELS.get(latest["source"], latest["source"]),
+                    "data_through": latest["data_through"] or "–",
+                    "preliminary": latest["is_preliminary"],
+                }
+            )
+        sections.append({**goal, "charts": charts})
+    return sections
 
 
 def _float(value) -> float | None:

@@ -172,7 +172,19 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
         served["mart_problematic_absence_area_term"],
     )
     # Each chart draws one point per published value of its mart; suppressed values are gaps.
-    points = [problem.filter(pl.col("scope") == "municipality")["share_at_or_above_pct"].count()]
+    # Page order: a chart per goal × indicator (municipality), the municipality, each area.
+    goals = served["mart_goal_status"].filter(pl.col("area_level") == "municipality")
+    progress = served["mart_goal_progress"].filter(pl.col("area_level") == "municipality")
+    points = []
+    for goal in goals.sort("display_order")["goal_id"]:
+        mine = progress.filter(pl.col("goal_id") == goal)
+        points += [
+            mine.filter(pl.col("indicator_id") == indicator)["value"].count()
+            for indicator in sorted(mine["indicator_id"].unique())
+        ]
+    points.append(
+        problem.filter(pl.col("scope") == "municipality")["share_at_or_above_pct"].count()
+    )
     for code in served["dim_area"].sort("area_name")["area_code"]:
         area = attendance.filter(pl.col("area_code") == code)
         points.append(
@@ -196,7 +208,10 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
         page.goto(report.as_uri())
         assert page.title().startswith("Lägesbild")
         charts = page.locator("svg.chart")
-        assert charts.count() == len(points)  # one for the municipality, two per area
+        assert charts.count() == len(points)
+        statuses = page.locator("table.text tbody tr td:last-child").all_inner_texts()
+        assert len(statuses) == goals.height == 14  # the default goals
+        assert statuses.count("Ingen indikator än") == 5
         for i, expected in enumerate(points):
             box = charts.nth(i).bounding_box()
             assert box and box["width"] > 300 and box["height"] > 100, i

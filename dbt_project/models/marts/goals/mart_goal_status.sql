@@ -58,6 +58,7 @@ final as (
 
     select
         goals.goal_id,
+        goals.display_order,
         goals.framework,
         goals.goal,
         goals.goal_en,
