@@ -9,6 +9,7 @@ files, with the rules the marts document (percentages of offered minutes, suppre
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -268,25 +269,40 @@ def test_no_file_the_pipeline_wrote_contains_a_personnummer(first_run, municipal
 PUPILS_MIN = 100
 
 
-def test_no_published_cell_under_the_thresholds(first_run):
-    for name, frame in marts(first_run).items():
-        counts = [c for c in frame.columns if c == "pupils" or c.startswith("pupils_")]
-        for column in counts:
+def published_disclosure(paths) -> dict[str, dict]:
+    """Each published mart's disclosure declaration (dbt meta), from the run's manifest."""
+    manifest = json.loads((paths.warehouse / "dbt_target" / "manifest.json").read_text())
+    return {
+        node["name"]: node["config"].get("meta", {}).get("disclosure")
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["schema"] == "marts"
+    }
+
+
+def assert_no_small_cells(paths) -> None:
+    """Every published mart declares its person counts and rates; none is under the thresholds."""
+    declared = published_disclosure(paths)
+    for name, frame in marts(paths).items():
+        disclosure = declared.get(name)
+        assert disclosure is not None, f"{name} declares no `disclosure` meta in its dbt YAML"
+        for column in disclosure["person_counts"]:
             small = frame.filter(pl.col(column) < MIN_PERSONS)
             assert small.is_empty(), f"{name}.{column} publishes a count below {MIN_PERSONS}"
-        rates = [c for c in frame.columns if c.endswith("_pct") and c != "threshold_pct"]
-        if rates and "pupils" in frame.columns:
+        for rate, denominator in disclosure.get("rates", {}).items():
             exposed = frame.filter(
-                (pl.col("pupils").fill_null(0) < MIN_DENOMINATOR)
-                & pl.any_horizontal(pl.col(rates).is_not_null())
+                (pl.col(denominator).fill_null(0) < MIN_DENOMINATOR) & pl.col(rate).is_not_null()
             )
-            assert exposed.is_empty(), f"{name} publishes a rate over fewer than 10 pupils"
+            assert exposed.is_empty(), f"{name}.{rate} is published over fewer than 10"
         if "threshold_pct" in frame.columns:  # nested counts: no band of 1-4 pupils either
             for _, group in frame.sort("threshold_pct").group_by("scope", "area_code", "term"):
                 published = [group["pupils"][0], *group["pupils_at_or_above"]]
                 published = [v for v in published if v is not None]
                 bands = [a - b for a, b in itertools.pairwise(published)]
                 assert all(b == 0 or b >= MIN_PERSONS for b in bands), (name, group)
+
+
+def test_no_published_cell_under_the_thresholds(first_run):
+    assert_no_small_cells(first_run)
     # Pupil-level models stay in the work warehouse.
     con = duckdb.connect(str(first_run.marts_db), read_only=True)
     schemas = {
