@@ -103,7 +103,8 @@ final as (
         area_code,
         area_name,
         month,
-        {{ suppress_if('is_primary_suppressed or is_secondary_suppressed', 'vandalism_orders') }}
+        {{ suppress_if('is_primary_suppressed or is_secondary_suppressed',
+                       'cast(vandalism_orders as bigint)') }}
             as vandalism_orders,
         {{ suppress_if('is_primary_suppressed or is_secondary_suppressed',
                        'cast(vandalism_cost_sek as decimal(18, 2))') }}

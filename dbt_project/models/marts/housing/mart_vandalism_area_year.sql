@@ -204,10 +204,10 @@ final as (
         area_name,
         year,
         data_through,
-        {{ suppress_if('is_hidden', 'vandalism_orders') }} as vandalism_orders,
+        {{ suppress_if('is_hidden', 'cast(vandalism_orders as bigint)') }} as vandalism_orders,
         {{ suppress_if('is_hidden', 'cast(vandalism_cost_sek as decimal(18, 2))') }}
             as vandalism_cost_sek,
-        apartments,
+        cast(apartments as bigint) as apartments,
         {{ suppress_if('is_hidden',
                        'round(cast(vandalism_cost_sek as double) / nullif(apartments, 0), 2)') }}
             as cost_per_apartment_sek,

@@ -94,7 +94,8 @@ final as (
         year,
         category,
         is_vandalism,
-        {{ suppress_if('is_primary_suppressed or is_secondary_suppressed', 'orders') }}
+        {{ suppress_if('is_primary_suppressed or is_secondary_suppressed',
+                       'cast(orders as bigint)') }}
             as orders,
         {{ suppress_if('is_primary_suppressed or is_secondary_suppressed',
                        'cast(cost_sek as decimal(18, 2))') }}
