@@ -213,3 +213,17 @@ def test_property_register_errors_name_the_company_and_file(tmp_path):
     )
     with pytest.raises(ReferenceError, match=r"area codes missing in areas\.csv on lines \[2\]"):
         load_properties(tmp_path, tmp_path / "clean", areas, {"ekbo": "ekbo_vitec"})
+
+
+def test_the_readme_layout_example_is_a_valid_layout(tmp_path):
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Housing companies' work orders")[1]
+    example = section.split("```yaml\n")[1].split("```")[0]
+    path = tmp_path / "layouts.yml"
+    path.write_text("\n".join(line.removeprefix("   ") for line in example.splitlines()))
+    layout = load_layouts(path)["hfab_fast2"]
+    assert (layout.company, layout.costs_include_vat, layout.categories["Klotter"]) == (
+        "hfab",
+        True,
+        "graffiti",
+    )
