@@ -4,7 +4,8 @@
 `landing/housing_export/<layout>/period=<first year>/load_id=<id>/`.
 
 `clean_pending_loads` runs when a load is pending (landed, not yet cleaned according to the
-audit) or a backfill asks for one of the dataset's years. It rebuilds the whole clean dataset
+audit), the property register changed (a property's area decides its orders' area) or a
+backfill asks for one of the dataset's years. It rebuilds the whole clean dataset
 from every landed load: an order's latest version may come from any load, and a re-export may
 move an order to another year, so "latest version wins" is decided over all loads at once.
 That is cheap: a housing company has a few thousand work orders a year. Each year partition
@@ -88,9 +89,7 @@ def land_new_exports(settings: Settings, log: Callable[[str], None]) -> list[Man
     return manifests
 
 
-def load_properties(
-    drop_dir: Path, clean_dir: Path, areas: pl.DataFrame, companies: dict[str, str]
-) -> pl.DataFrame:
+def load_properties(drop_dir: Path, areas: pl.DataFrame, companies: dict[str, str]) -> pl.DataFrame:
     """The property register (company, property_id → area_code, apartments), checked.
 
     `companies` maps each company with landed exports to one of its layouts (for messages).
@@ -139,9 +138,7 @@ def load_properties(
                 "with its area code and number of apartments"
             )
     properties = frame.drop("line").with_columns(pl.col("apartments").cast(pl.Int64))
-    properties = properties.sort("company", "property_id")
-    write_parquet_atomic(properties, clean_dir / "reference" / "properties.parquet")
-    return properties
+    return properties.sort("company", "property_id")
 
 
 def _gate_loads(settings: Settings, pending, results, report_dir: Path) -> gate.GateResult:
@@ -208,12 +205,17 @@ def clean_pending_loads(
     pending = [(m, f) for m, f in loads if m.load_id not in cleaned]
     landed_years = {p for m, _ in loads for p in m.periods}
     asked = {p[:4] for p in rebuild_periods} & landed_years
-    if not pending and not asked:
-        log("housing: no new loads to clean")
+    if not loads:
+        log("housing: no work-order exports landed")
         return outcome
     layouts = load_layouts(settings.housing_layouts)
     companies = {layouts[m.dataset].company: m.dataset for m, _ in loads if m.dataset in layouts}
-    properties = load_properties(paths.drop, paths.clean, reference.areas, companies)
+    properties = load_properties(paths.drop, reference.areas, companies)
+    register = paths.clean / "reference" / "properties.parquet"
+    moved = not register.exists() or not pl.read_parquet(register).equals(properties)
+    if not pending and not asked and not moved:
+        log("housing: no new loads to clean")
+        return outcome
     started, clock = datetime.now(UTC), time.perf_counter()
 
     results = {m.load_id: _split(m, f, layouts, properties) for m, f in loads}
@@ -257,6 +259,7 @@ def clean_pending_loads(
             if gone.name.removeprefix("period=") not in years:
                 shutil.rmtree(gone)
         outcome.partitions_replaced = [f"{DATASET}/period={y}" for y in years]
+        write_parquet_atomic(properties, register)  # the areas these orders were given
         for manifest, _ in loads:  # rejections may change with later loads: write all
             _write_quarantine(paths.quarantine, manifest, results[manifest.load_id])
     shutil.rmtree(staging, ignore_errors=True)

@@ -396,9 +396,35 @@ def test_corrections_reexports_and_a_new_company(first_run, housing_env, municip
         ]
     )
     assert_marts_match(first_run, expected, drop)
+    AFTER_CORRECTIONS["orders"] = expected
     landed = read_audit(first_run.audit).filter(pl.col("source") == "housing_export")
     assert "housing/ekdalahem/arbetsorder_2025-09_kopia.csv" not in landed["file"].to_list()
     assert "housing/ekdalahem/arbetsorder_2025-09_igen.csv" in landed["file"].to_list()
+
+
+AFTER_CORRECTIONS: dict[str, pl.DataFrame] = {}
+
+
+def test_a_changed_property_register_alone_rebuilds_the_work_orders(first_run, housing_env):
+    drop = housing_env["drop"]
+    register = drop / "reference/properties.csv"
+    text = register.read_text(encoding="utf-8")
+    assert "Söder 1:7,Söderslätt,1299A0010" in text
+    register.write_text(
+        text.replace("Söder 1:7,Söderslätt,1299A0010", "Söder 1:7,Söderslätt,1299B0010")
+    )
+    audit_before = read_audit(first_run.audit).height
+
+    state = nightly(return_state=True)
+    assert state.is_completed(), state.message
+
+    moved = AFTER_CORRECTIONS["orders"].with_columns(
+        area_code=pl.when(pl.col("property_id") == "Söder 1:7")
+        .then(pl.lit("1299B0010"))
+        .otherwise(pl.col("area_code"))
+    )
+    assert_marts_match(first_run, moved, drop)
+    assert read_audit(first_run.audit).height == audit_before  # no load accounted again
 
 
 def test_a_changed_date_format_blocks_the_run_and_keeps_the_marts(first_run, housing_env):

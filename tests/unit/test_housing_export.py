@@ -201,18 +201,18 @@ def test_a_changed_export_gives_one_clear_error(tmp_path):
 def test_property_register_errors_name_the_company_and_file(tmp_path):
     areas = pl.DataFrame({"area_code": ["1299C0010"]})
     with pytest.raises(ReferenceError, match=r"properties\.csv is missing"):
-        load_properties(tmp_path, tmp_path / "clean", areas, {"ekdalahem": "ekdalahem_fast2"})
+        load_properties(tmp_path, areas, {"ekdalahem": "ekdalahem_fast2"})
     (tmp_path / "reference").mkdir()
     (tmp_path / "reference/properties.csv").write_text(
         "company,property_id,property_name,area_code,apartments\nekbo,EKBO-011,x,1299C0010,150\n"
     )
     with pytest.raises(ReferenceError, match="no properties of company 'ekdalahem'"):
-        load_properties(tmp_path, tmp_path / "clean", areas, {"ekdalahem": "ekdalahem_fast2"})
+        load_properties(tmp_path, areas, {"ekdalahem": "ekdalahem_fast2"})
     (tmp_path / "reference/properties.csv").write_text(
         "company,property_id,property_name,area_code,apartments\nekbo,EKBO-011,x,1299Z9999,150\n"
     )
     with pytest.raises(ReferenceError, match=r"area codes missing in areas\.csv on lines \[2\]"):
-        load_properties(tmp_path, tmp_path / "clean", areas, {"ekbo": "ekbo_vitec"})
+        load_properties(tmp_path, areas, {"ekbo": "ekbo_vitec"})
 
 
 def test_the_readme_layout_example_is_a_valid_layout(tmp_path):
