@@ -112,6 +112,11 @@ def parse_datetime(expr: pl.Expr, formats: list[str]) -> pl.Expr:
     )
 
 
+def _label(expr: pl.Expr) -> pl.Expr:
+    """The vectorised twin of `normalise_label`: one blank between words, lower case."""
+    return expr.str.replace_all(r"\s+", " ").str.strip_chars().str.to_lowercase()
+
+
 def _mapping(labels: dict[str, str], target: str) -> pl.DataFrame:
     return pl.DataFrame(
         {f"_{target}_label": [normalise_label(k) for k in labels], target: list(labels.values())},
@@ -140,8 +145,8 @@ def type_rows(rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFram
     amount = parse_amount_ore(raw["cost"])
     if layout.costs_include_vat:  # exact to the öre: round once, after the division
         amount = (amount / (1 + layout.vat_rate)).round(0).cast(pl.Int64)
-    label = pl.col("_category_text").map_elements(normalise_label, return_dtype=pl.String)
-    status_label = pl.col("_status_text").map_elements(normalise_label, return_dtype=pl.String)
+    label = _label(pl.col("_category_text"))
+    status_label = _label(pl.col("_status_text"))
     frame = rows.with_columns(
         company=pl.lit(layout.company),
         # Excel may hold a numeric order number as a number cell: '100034.0'

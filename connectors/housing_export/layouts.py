@@ -36,7 +36,7 @@ Status = Literal["registered", "ordered", "in_progress", "completed", "invoiced"
 
 def normalise_label(text: str) -> str:
     """Category and status labels are matched without case and surrounding blanks."""
-    return " ".join(str(text).split()).casefold()
+    return " ".join(str(text).split()).lower()
 
 
 class HousingLayout(BaseModel, extra="forbid"):

@@ -227,3 +227,10 @@ def test_the_readme_layout_example_is_a_valid_layout(tmp_path):
         True,
         "graffiti",
     )
+
+
+def test_labels_match_without_case_and_blanks(tmp_path):
+    result = load(
+        tmp_path, "l.csv", [row(phrase="  dörr/LÅS   skadegörelse ", status="utförd")], "L"
+    )
+    assert result.versions.select("category", "status").row(0) == ("doors_and_locks", "completed")
