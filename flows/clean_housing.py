@@ -277,10 +277,11 @@ def work_orders(versions: pl.DataFrame) -> Orders:
     orders = orders.join(credited, on=ORDER_KEY, how="left").with_columns(
         pl.col("credit_ore").fill_null(0), pl.col("credit_notes").fill_null(0)
     )
-    below_zero = orders.filter(pl.col("cost_excl_vat_ore") + pl.col("credit_ore") < 0)
-    over = credits.join(below_zero.select(ORDER_KEY), on=ORDER_KEY, how="semi").select(
-        *ORDER_KEY, "credit_note_id"
-    )
+    # Credit notes that would take an order below zero are rejected; the order keeps its cost.
+    below_zero = pl.col("cost_excl_vat_ore") + pl.col("credit_ore") < 0
+    over = credits.join(
+        orders.filter(below_zero).select(ORDER_KEY), on=ORDER_KEY, how="semi"
+    ).select(*ORDER_KEY, "credit_note_id")
     # Every row (in any load) of a rejected credit note goes to quarantine with the reason.
     rejected = pl.concat(
         [
@@ -292,14 +293,11 @@ def work_orders(versions: pl.DataFrame) -> Orders:
             ),
         ]
     ).select("load_id", ROW_NUMBER, "reason")
-    below = pl.col("_below").fill_null(False)
-    orders = orders.join(
-        below_zero.select(ORDER_KEY).with_columns(_below=pl.lit(True)), on=ORDER_KEY, how="left"
-    ).with_columns(
-        cost_excl_vat_ore=pl.when(below)
+    orders = orders.with_columns(
+        cost_excl_vat_ore=pl.when(below_zero)
         .then(pl.col("cost_excl_vat_ore"))
         .otherwise(pl.col("cost_excl_vat_ore") + pl.col("credit_ore")),
-        credit_notes=pl.when(below).then(0).otherwise(pl.col("credit_notes")),
+        credit_notes=pl.when(below_zero).then(0).otherwise(pl.col("credit_notes")),
     )
     orders = orders.join(counts, on=ORDER_KEY, how="left").with_columns(
         is_vandalism=pl.col("category").is_in(VANDALISM)
