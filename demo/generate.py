@@ -88,6 +88,8 @@ import pyarrow.parquet as pq
 import xlsxwriter
 
 from demo import people
+from demo.housing import generate_housing
+from demo.housing import period as housing_period
 from demo.school_calendar import CalendarDay, school_year_calendar
 
 MUNICIPALITY_CODE = "1299"
@@ -397,6 +399,11 @@ def generate(
                         summary.dirty_rows[kind] += 1
                 summary.files.append(path)
 
+    # Housing companies' work orders (demo/housing.py): properties.csv and both exports.
+    start, end = housing_period(last_school_year, through)
+    housing = generate_housing(out_dir, seed=seed, start=start, end=end, truth_dir=truth_dir)
+    summary.files += housing.files
+    report(f"wrote {len(housing.files)} housing files ({housing.orders:,} work orders)")
     summary.pupils_enrolled = int(seen_pupils.sum())
     if truth is not None:
         summary.files += truth.close(population, dirty_log)

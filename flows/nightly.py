@@ -22,7 +22,8 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
-from flows import attendance, lagesbild_report, report, warehouse
+from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
+from flows import attendance, housing, lagesbild_report, report, warehouse
 from flows.gate import GateFailed
 from flows.notify import notify_failure
 from flows.reference import Reference, load_reference
@@ -32,6 +33,8 @@ from lagesbild.settings import ConfigError, Settings
 # Sources a backfill can re-run, and what that means for each (README: rerun safety).
 BACKFILL_SOURCES = {
     ATTENDANCE_EXPORT: "lands new files, then rebuilds every month in the window from landing",
+    HOUSING_EXPORT: "lands new files, then rebuilds all work orders from landing if the window "
+    "touches a year with orders",
 }
 
 
@@ -63,6 +66,18 @@ def clean_and_gate_attendance(
     settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
 ) -> CleanOutcome:
     return attendance.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
+
+
+@task(cache_policy=NO_CACHE)
+def land_housing_exports(settings: Settings) -> list[str]:
+    return [m.file for m in housing.land_new_exports(settings, _log)]
+
+
+@task(cache_policy=NO_CACHE)
+def clean_and_gate_housing(
+    settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
+) -> CleanOutcome:
+    return housing.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
 
 
 @task(cache_policy=NO_CACHE)
@@ -131,8 +146,12 @@ def _pipeline(
             stage("extract")
             reference = load_reference_data(settings)
             summary.landed += land_attendance_exports(settings)
+            summary.landed += land_housing_exports(settings)
             stage("clean")
             summary.clean += clean_and_gate_attendance(
+                settings, reference, summary.run_id, rebuild_periods
+            )
+            summary.clean += clean_and_gate_housing(
                 settings, reference, summary.run_id, rebuild_periods
             )
             if summary.clean.gate_failed:

@@ -196,6 +196,15 @@ def _headlines(settings: Settings) -> None:
         for threshold, count, share in shares:
             figure = "suppressed (small cell)" if count is None else f"{count:,} ({share:.1f} %)"
             console.print(f"Pupils with at least {threshold:.0f} % absence in {term}: {figure}")
+        vandalism = con.execute(
+            "select year, data_through, vandalism_orders, vandalism_cost_sek, cost_change_pct "
+            "from marts.mart_vandalism_municipality_year order by year"
+        ).fetchall()
+        for year, through, orders, cost, change in vandalism:
+            figure = "suppressed (small cell)" if orders is None else f"{orders:,} orders, "
+            figure += "" if cost is None else f"{cost:,.0f} SEK excl. VAT"
+            figure += "" if change is None else f" ({change:+.1f} % on the same period before)"
+            console.print(f"Vandalism in housing, {year} (through {through}): {figure}")
     finally:
         con.close()
     console.print(

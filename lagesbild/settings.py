@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "connectors" / "attendance_export" / "layouts.yml",
         description="column mappings of the attendance export layouts",
     )
+    housing_layouts: Path = Field(
+        PROJECT_ROOT / "connectors" / "housing_export" / "layouts.yml",
+        description="column, category and status mappings of the housing companies' exports",
+    )
     expectations_dir: Path = Field(PROJECT_ROOT / "expectations")
     dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt_project")
     municipality: Municipality = Municipality()

@@ -8,6 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ValidationError, model_validator
 
+from connectors.drop_files import LayoutError
+
 FIELDS_ALWAYS = (
     "personal_id",
     "school_unit_code",
@@ -24,10 +26,6 @@ FIELDS_SPLIT_MINUTES = (
     "other_absence_minutes",
 )
 ABSENCE_CATEGORIES = ("none", "valid", "invalid", "other")
-
-
-class LayoutError(ValueError):
-    """A layout file or an export that does not match its layout."""
 
 
 class Layout(BaseModel, extra="forbid"):

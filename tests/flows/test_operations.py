@@ -345,7 +345,8 @@ def test_a_run_killed_at_any_stage_leaves_the_marts_and_the_rerun_completes(stag
     # Nothing lost or doubled: every file landed once, and its accounting holds.
     landed = [json.loads(p.read_text())["file"] for p in (data / "landing").rglob("_manifest.json")]
     assert sorted(landed) == sorted(set(landed))
-    assert len(landed) == len(list(stages["drop"].glob("attendance/*/*")))
+    exports = [*stages["drop"].glob("attendance/*/*"), *stages["drop"].glob("housing/*/*")]
+    assert len(landed) == len(exports)
     audit = read_audit(data / "audit").filter(pl.col("status") == "cleaned")
     latest = audit.sort("finished_at").group_by("load_id").last()
     assert latest.height == len(landed)

@@ -1,0 +1,99 @@
+"""Reading exports from a drop folder, shared by every file-based source.
+
+Each source declares its export layouts as data (a `layouts.yml`); this module does the part
+they have in common: hashing files, reading CSV (encoding, separator, UTF-8 BOM) and XLSX
+sheets with every value as text, and checking a header against the layout's columns. Error
+messages never quote file content: an export may hold personal data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class LayoutError(ValueError):
+    """A layout file, or an export that does not match its layout."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_csv_text(
+    path: Path, *, encoding: str, separator: str, layout_name: str, system: str
+) -> pl.DataFrame:
+    """All cells as text ('' for empty); a UTF-8 BOM wins over the declared encoding."""
+    with path.open("rb") as handle:
+        has_bom = handle.read(3) == _BOM
+    encoding = "utf8" if has_bom or encoding == "utf-8" else encoding
+    try:
+        frame = pl.read_csv(path, separator=separator, encoding=encoding, infer_schema=False)
+    except (pl.exceptions.ComputeError, UnicodeDecodeError) as exc:
+        raise LayoutError(
+            f"{path.name}: cannot be read as csv ({encoding}, separator "
+            f"'{separator}') for layout '{layout_name}' ({type(exc).__name__}; the "
+            "parser's own message is left out because it quotes file content, i.e. personal "
+            f"data). Check the export settings of the {system} or the layout's "
+            "encoding/separator."
+        ) from None  # the cause's message would quote the file
+    return frame.with_columns(pl.all().fill_null(""))
+
+
+def read_xlsx_text(path: Path, *, sheet: str | None, layout_name: str) -> pl.DataFrame:
+    """All cells as text ('' for empty); date cells arrive as 'YYYY-MM-DD HH:MM:SS'."""
+    try:
+        frame = pl.read_excel(path, sheet_name=sheet, infer_schema_length=0)
+    except Exception as exc:  # fastexcel raises its own error types
+        raise LayoutError(
+            f"{path.name}: cannot read sheet '{sheet}' for layout "
+            f"'{layout_name}' ({type(exc).__name__}; details left out: they may quote "
+            "personal data)"
+        ) from None  # the cause's message would quote the file
+    return frame.with_columns(pl.all().fill_null(""))
+
+
+def check_header(
+    path: Path,
+    columns: Iterable[str],
+    *,
+    mapped: Iterable[str],
+    ignore: Iterable[str],
+    layout_name: str,
+    guard_personal_ids: bool = False,
+) -> None:
+    """Every mapped column present and no column unaccounted for, or one clear error.
+
+    With `guard_personal_ids`, a header that holds a 6-digit run is taken for a data row
+    (a file exported without its header) and reported without echoing it.
+    """
+    present, mapped, ignore = list(columns), list(mapped), set(ignore)
+    if guard_personal_ids and any(re.search(r"\d{6}", c) for c in present if c not in mapped):
+        # Never echo these "column names": they are a data row, with a personnummer in it.
+        raise LayoutError(
+            f"{path.name}: the first row looks like data (it holds a personal id), not a "
+            f"header row as layout '{layout_name}' expects. Export the file with its header."
+        )
+    missing = [c for c in mapped if c not in present]
+    unknown = [c for c in present if c not in mapped and c not in ignore]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing}")
+        if unknown:
+            parts.append(f"unknown columns {unknown}")
+        raise LayoutError(
+            f"{path.name} does not match layout '{layout_name}': {'; '.join(parts)}. "
+            "If the system's export changed, update the layout's `columns`/`ignore` in "
+            "layouts.yml; if the file belongs to another system, move it to that folder."
+        )

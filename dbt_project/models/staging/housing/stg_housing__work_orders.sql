@@ -1,0 +1,54 @@
+{#- The clean work orders, typed; costs in SEK excluding VAT (exact decimals). -#}
+
+with
+
+source as (
+
+    {{ source_or_empty(
+        'housing', 'work_orders',
+        env_var('LAGESBILD_CLEAN_DIR') ~ '/housing_work_orders/period=*/*.parquet',
+        {'company': 'varchar', 'order_id': 'varchar', 'reported_date': 'date',
+         'completed_date': 'date', 'property_id': 'varchar', 'building': 'varchar',
+         'entrance': 'varchar', 'area_code': 'varchar', 'category': 'varchar',
+         'is_vandalism': 'boolean', 'status': 'varchar', 'cost_excl_vat_ore': 'bigint',
+         'credit_notes': 'integer', 'versions': 'integer', 'source': 'varchar',
+         'load_id': 'varchar'}
+    ) }}
+
+),
+
+renamed as (
+
+    select
+        ---------- ids
+        cast(company as varchar) as company,
+        cast(order_id as varchar) as order_id,
+        cast(property_id as varchar) as property_id,
+        cast(building as varchar) as building,
+        cast(entrance as varchar) as entrance,
+        cast(area_code as varchar) as area_code,
+
+        ---------- dates
+        cast(reported_date as date) as reported_date,
+        cast(extract(year from reported_date) as integer) as reported_year,
+        cast({{ dbt.date_trunc('month', 'reported_date') }} as date) as reported_month,
+        cast(completed_date as date) as completed_date,
+
+        ---------- text
+        cast(category as varchar) as category,
+        cast(is_vandalism as boolean) as is_vandalism,
+        cast(status as varchar) as status,
+        coalesce(status = 'cancelled', false) as is_cancelled,
+        cast(source as varchar) as source_layout,
+        cast(load_id as varchar) as load_id,
+
+        ---------- numerics
+        cast(cost_excl_vat_ore as decimal(18, 0)) / 100 as cost_excl_vat_sek,
+        cast(credit_notes as integer) as credit_notes,
+        cast(versions as integer) as versions
+
+    from source
+
+)
+
+select * from renamed
