@@ -190,6 +190,8 @@ def create_app(state: KoladaState | None = None) -> FastAPI:
                 continue
             for area in areas:
                 for year in years:
+                    if not FIRST_YEAR <= year <= LAST_YEAR:
+                        continue  # no data yet (or any more) for that year
                     if from_date is not None and state.data.updated(kpi, area, year) < from_date:
                         continue
                     entries, deleted = [], False

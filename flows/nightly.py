@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
-from flows import attendance, report, warehouse
+from flows import attendance, report, statistics, warehouse
 from flows.gate import GateFailed
 from flows.notify import notify_failure
 from flows.reference import Reference, load_reference
@@ -63,6 +63,16 @@ def clean_and_gate_attendance(
     settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
 ) -> CleanOutcome:
     return attendance.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
+
+
+@task(cache_policy=NO_CACHE)
+def land_statistics(settings: Settings) -> list[str]:
+    return [m.file for m in statistics.land_statistics(settings, _log)]
+
+
+@task(cache_policy=NO_CACHE)
+def clean_and_gate_statistics(settings: Settings, run_id: str) -> CleanOutcome:
+    return statistics.clean_statistics(settings, run_id, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -117,10 +127,12 @@ def _pipeline(
             stage("extract")
             reference = load_reference_data(settings)
             summary.landed += land_attendance_exports(settings)
+            summary.landed += land_statistics(settings)
             stage("clean")
             summary.clean += clean_and_gate_attendance(
                 settings, reference, summary.run_id, rebuild_periods
             )
+            summary.clean += clean_and_gate_statistics(settings, summary.run_id)
             if summary.clean.gate_failed:
                 failures = [
                     f"{g.partition}: {o.expectation} on {o.column}"

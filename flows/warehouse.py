@@ -44,6 +44,7 @@ def dbt_build(
     variables = {
         "min_persons": settings.suppression.min_persons,
         "min_denominator": settings.suppression.min_denominator,
+        "min_response_rate_pct": settings.statistics.min_response_rate_pct,
         "municipality_code": settings.municipality.code,
         "municipality_name": settings.municipality.name,
         "freshness_school_days": settings.freshness_school_days,

@@ -103,9 +103,11 @@ class PxWebClient:
                 return item.get("updated")
         return None
 
-    def fetch(self, table: str, selection: Mapping[str, Sequence[str]]) -> Dataset:
+    def fetch(
+        self, table: str, selection: Mapping[str, Sequence[str]], info: TableInfo | None = None
+    ) -> Dataset:
         """Every cell of the selection; variables not named are eliminated (aggregated)."""
-        info = self.table(table)
+        info = info or self.table(table)
         expanded = {}
         for variable, codes in selection.items():
             if variable not in info.variables:
