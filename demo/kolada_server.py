@@ -161,7 +161,7 @@ def create_app(state: KoladaState | None = None) -> FastAPI:
     app.state.kolada = state
 
     def common(request: Request):
-        state.log.record(request.url.path, dict(request.query_params))
+        state.log.record(f"{request.method} {request.url.path}", dict(request.query_params))
         return fault_response(state.faults.take())
 
     def lists(*values: str) -> list[list[str]] | JSONResponse:

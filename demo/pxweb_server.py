@@ -198,7 +198,7 @@ def create_app(state: PxWebState | None = None) -> FastAPI:
     def admit(request: Request):
         """Count the call; answer 429 above the window's limit, or a switched-on fault."""
         now_calls = state.log.calls
-        state.log.record(request.url.path, dict(request.query_params))
+        state.log.record(f"{request.method} {request.url.path}", dict(request.query_params))
         recent = [t for t, _, _ in now_calls if now_calls[-1][0] - t < state.time_window]
         if len(recent) > state.max_calls:
             return _problem(429, "Too many requests in the time window")
