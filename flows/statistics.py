@@ -152,10 +152,11 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
     if rows.is_empty():
         log(f"kolada: no values updated since {since} for {len(known)} KPIs")
         return []
+    fetched = [f"whole history of {len(new)} KPIs"] if new else []
+    fetched += [f"{len(known)} KPIs updated since {since}"] if known else []
     request = (
-        f"{s.kolada_url}/data/kpi/…/municipality/…/year/… ({len(kpis)} KPIs × {len(areas)} "
-        f"municipalities × {years[0]}-{years[-1]}; whole history for {len(new)} KPIs, "
-        f"from_date={since} for {len(known)})"
+        f"GET {s.kolada_url}/data/kpi/…/municipality/…/year/… ({len(areas)} municipalities, "
+        f"{years[0]}-{years[-1]}: {'; '.join(fetched)})"
     )
     release = {
         "kpis": kpis,
