@@ -67,14 +67,24 @@ def _quarantine(frame: pl.DataFrame, reason: pl.Expr | str) -> pl.DataFrame:
 
 
 def kolada_release(
-    raw: pl.DataFrame, release: dict, release_id: str, fetched_at: datetime, cat: Catalogue
+    raw: pl.DataFrame,
+    kpi_metadata: dict,
+    as_of: date,
+    release_id: str,
+    fetched_at: datetime,
+    cat: Catalogue,
 ) -> ReleaseRows:
-    """Kolada values → indicator values; status from the KPI's publication dates."""
+    """Kolada values → indicator values.
+
+    Status comes from the newest KPI metadata (`kpi_metadata`, fetched on `as_of`): a value of
+    the period a KPI's coming publication covers (`publ_period`) is preliminary when the KPI
+    has a preliminary publication and its final `publication_date` was after `as_of`. It is
+    evaluated for every release alike, so a value turns final when Kolada fixes it.
+    """
     indicators = {i.kpi: i for i in cat.of("kolada")}
     known = raw.filter(pl.col("kpi").is_in(list(indicators)))
     unknown = raw.filter(~pl.col("kpi").is_in(list(indicators)))
-    meta = release.get("kpi_metadata", {})
-    fetched = fetched_at.date()
+    meta, fetched = kpi_metadata, as_of
 
     def preliminary(kpi: str, period: int) -> bool:
         m = meta.get(kpi, {})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -55,6 +56,7 @@ from lagesbild.settings import Settings
 SOURCES = ("kolada", "pxweb", "survey")
 CLEAN_DIR = "statistics"  # clean/statistics/<dataset>.parquet
 SURVEY_DIR = "surveys"  # <drop>/surveys/*.csv|xlsx
+KPI_METADATA_FIELDS = ("title", "prel_publication_date", "publication_date", "publ_period")
 Log = Callable[[str], None]
 
 
@@ -149,8 +151,9 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
             "is_deleted": pl.Boolean,
         },
     )
-    if rows.is_empty():
-        log(f"kolada: no values updated since {since} for {len(known)} KPIs")
+    kpi_metadata = {k: {f: m.get(f) for f in KPI_METADATA_FIELDS} for k, m in metadata.items()}
+    if rows.is_empty() and previous and previous[-1].release.get("kpi_metadata") == kpi_metadata:
+        log(f"kolada: no values or publication dates changed since {since}")
         return []
     fetched = [f"whole history of {len(new)} KPIs"] if new else []
     fetched += [f"{len(known)} KPIs updated since {since}"] if known else []
@@ -163,24 +166,12 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
         "areas": areas,
         "from_date": since.isoformat() if since and known else None,
         "full_history_kpis": new,
-        "kpi_metadata": {
-            k: {
-                f: m.get(f)
-                for f in (
-                    "title",
-                    "prel_publication_date",
-                    "publication_date",
-                    "publ_period",
-                    "is_divided_by_gender",
-                )
-            }
-            for k, m in metadata.items()
-        },
+        "kpi_metadata": kpi_metadata,
     }
     periods = sorted(rows["period"].unique().to_list())
     manifest = _manifest("kolada", "kpi_values", rows, request, periods, release, now)
     land(settings.paths.landing, manifest, rows)
-    log(f"landed kolada: {rows.height:,} values, periods {periods[0]}-{periods[-1]}")
+    log(f"landed kolada: {rows.height:,} values (periods {', '.join(map(str, periods))})")
     return [manifest]
 
 
@@ -199,7 +190,7 @@ def _pxweb_client(settings: Settings, api: str) -> PxWebClient:
 
 
 def _land_pxweb(settings: Settings, catalogue: Catalogue, log: Log) -> list[Manifest]:
-    jobs = []  # (dataset, api, table, selection builder)
+    jobs = []  # (dataset, api, table, selection from the table's variables, period variable)
     for indicator in catalogue.of("pxweb"):
         d = indicator.dimensions
         wanted = list(catalogue.pxweb_areas())
@@ -213,7 +204,7 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue, log: Log) -> list[Mani
                 **indicator.selection,
             }
 
-        jobs.append((indicator.id, indicator.api, indicator.table, select, indicator.id))
+        jobs.append((indicator.id, indicator.api, indicator.table, select, d["period"]))
     if catalogue.population is not None:
         p = catalogue.population
         own = catalogue.own
@@ -228,13 +219,16 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue, log: Log) -> list[Mani
                 d["period"]: ["*"],
             }
 
-        jobs.append(("population", p.api, p.table, select_population, None))
+        jobs.append(("population", p.api, p.table, select_population, p.dimensions["period"]))
 
     previous = {m.dataset: m for m, _ in landed_loads(settings.paths.landing, "pxweb")}
     manifests = []
-    for dataset, api, table, select, indicator_id in jobs:
-        with _pxweb_client(settings, api) as client:
-            info = client.table(table)
+    clients: dict[str, PxWebClient] = {}  # one per API: its rate limit covers every table
+    with ExitStack() as stack:
+        for dataset, api, table, select, period_variable in jobs:
+            if api not in clients:
+                clients[api] = stack.enter_context(_pxweb_client(settings, api))
+            info = clients[api].table(table)
             selection = select(info.variables)
             last = previous.get(dataset)
             if (
@@ -245,29 +239,29 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue, log: Log) -> list[Mani
                 log(f"pxweb {table}: unchanged since {info.updated}, not fetched")
                 continue
             now = datetime.now(UTC)
-            data = client.fetch(table, selection, info=info)
-        rows = data.frame
-        release = {
-            "api": api,
-            "table": table,
-            "label": data.label or info.label,
-            "updated": info.updated,
-            "selection": selection,
-            "indicator": indicator_id,
-        }
-        period_dim = (
-            catalogue.population.dimensions["period"]
-            if indicator_id is None and catalogue.population
-            else next(i for i in catalogue.of("pxweb") if i.id == indicator_id).dimensions["period"]
-        )
-        periods = sorted(rows[period_dim].unique().to_list())
-        manifest = _manifest(
-            "pxweb", dataset, rows, f"POST {table} (json-stat2)", periods, release, now
-        )
-        land(settings.paths.landing, manifest, rows)
-        manifests.append(manifest)
-        log(f"landed pxweb {table}: {rows.height:,} cells, updated {info.updated}")
+            data = clients[api].fetch(table, selection, info=info)
+            manifests.append(_land_table(settings, dataset, api, table, info, selection, data,
+                                         period_variable, now))  # fmt: skip
+            log(f"landed pxweb {table}: {data.frame.height:,} cells, updated {info.updated}")
     return manifests
+
+
+def _land_table(settings, dataset, api, table, info, selection, data, period_variable, now):
+    rows = data.frame
+    release = {
+        "api": api,
+        "table": table,
+        "label": data.label or info.label,
+        "updated": info.updated,
+        "selection": selection,
+        "indicator": None if dataset == "population" else dataset,
+    }
+    periods = sorted(rows[period_variable].unique().to_list())
+    manifest = _manifest(
+        "pxweb", dataset, rows, f"POST {table} (json-stat2)", periods, release, now
+    )
+    land(settings.paths.landing, manifest, rows)
+    return manifest
 
 
 def _land_surveys(settings: Settings, catalogue: Catalogue, log: Log) -> list[Manifest]:
@@ -304,12 +298,24 @@ def _land_surveys(settings: Settings, catalogue: Catalogue, log: Log) -> list[Ma
 # -- clean, gate, audit ------------------------------------------------------------------------
 
 
-def _split(manifest: Manifest, folder: Path, catalogue: Catalogue) -> tuple[str, ReleaseRows]:
+def _fetched_at(manifest: Manifest) -> datetime:
+    return datetime.fromisoformat(manifest.extracted_at).astimezone(UTC)
+
+
+def _split(
+    manifest: Manifest, folder: Path, catalogue: Catalogue, newest_kolada: Manifest | None
+) -> tuple[str, ReleaseRows]:
     raw = pl.read_parquet(folder / DATA_FILE)
-    fetched = datetime.fromisoformat(manifest.extracted_at).astimezone(UTC)
+    fetched = _fetched_at(manifest)
     if manifest.source == "kolada":
+        assert newest_kolada is not None
         return "indicator_values", kolada_release(
-            raw, manifest.release, manifest.load_id, fetched, catalogue
+            raw,
+            newest_kolada.release.get("kpi_metadata", {}),
+            _fetched_at(newest_kolada).date(),
+            manifest.load_id,
+            fetched,
+            catalogue,
         )
     if manifest.source == "survey":
         return "indicator_values", survey_release(raw, manifest.load_id, fetched, catalogue)
@@ -350,7 +356,8 @@ def clean_statistics(settings: Settings, run_id: str, log: Log) -> CleanOutcome:
         return outcome
     started, clock = datetime.now(UTC), time.perf_counter()
 
-    split = {m.load_id: (m, *_split(m, f, catalogue)) for m, f in loads}
+    newest_kolada = next((m for m, _ in reversed(loads) if m.source == "kolada"), None)
+    split = {m.load_id: (m, *_split(m, f, catalogue, newest_kolada)) for m, f in loads}
     frames = {"indicator_values": [], "population": []}
     for _, dataset, result in split.values():
         frames[dataset].append(result.rows)
