@@ -23,7 +23,7 @@ from prefect.exceptions import MissingContextError
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
-from flows import attendance, housing, lagesbild_report, report, warehouse
+from flows import attendance, housing, lagesbild_report, report, statistics, warehouse
 from flows.gate import GateFailed
 from flows.notify import notify_failure
 from flows.reference import Reference, load_reference
@@ -78,6 +78,16 @@ def clean_and_gate_housing(
     settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
 ) -> CleanOutcome:
     return housing.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
+
+
+@task(cache_policy=NO_CACHE)
+def land_statistics(settings: Settings) -> list[str]:
+    return [m.file for m in statistics.land_statistics(settings, _log)]
+
+
+@task(cache_policy=NO_CACHE)
+def clean_and_gate_statistics(settings: Settings, run_id: str) -> CleanOutcome:
+    return statistics.clean_statistics(settings, run_id, _log)
 
 
 @task(cache_policy=NO_CACHE)
@@ -147,6 +157,7 @@ def _pipeline(
             reference = load_reference_data(settings)
             summary.landed += land_attendance_exports(settings)
             summary.landed += land_housing_exports(settings)
+            summary.landed += land_statistics(settings)
             stage("clean")
             summary.clean += clean_and_gate_attendance(
                 settings, reference, summary.run_id, rebuild_periods
@@ -154,6 +165,7 @@ def _pipeline(
             summary.clean += clean_and_gate_housing(
                 settings, reference, summary.run_id, rebuild_periods
             )
+            summary.clean += clean_and_gate_statistics(settings, summary.run_id)
             if summary.clean.gate_failed:
                 failures = [
                     f"{g.partition}: {o.expectation} on {o.column}"

@@ -40,6 +40,8 @@ class Manifest:
     columns: list[str]
     dropped_columns: list[str] = field(default_factory=list)
     pseudonymised: dict[str, str] = field(default_factory=dict)
+    # what the source said about this release (statistics: updated/publication dates, request)
+    release: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -45,6 +45,7 @@ def _run_dbt(
     variables = {
         "min_persons": settings.suppression.min_persons,
         "min_denominator": settings.suppression.min_denominator,
+        "min_response_rate_pct": settings.statistics.min_response_rate_pct,
         "municipality_code": settings.municipality.code,
         "municipality_name": settings.municipality.name,
         "freshness_school_days": settings.freshness_school_days,

@@ -136,6 +136,9 @@ def demo(
     pupils: Annotated[int, typer.Option(help="pupils enrolled per school year")] = 1500,
     years: Annotated[int, typer.Option(help="school years of data")] = 1,
     seed: Annotated[int, typer.Option()] = 2026,
+    revise_statistics: Annotated[
+        bool, typer.Option(help="let the demo statistics servers publish revisions first")
+    ] = False,
 ) -> None:
     """Generate the demo municipality and run the nightly flow on it, end to end."""
     if not os.environ.get("LAGESBILD_PSEUDONYM_KEY"):
@@ -154,9 +157,42 @@ def demo(
         through=None,
         out=settings.paths.drop,
     )
+    from demo.statistics import local_statistics_servers, write_survey_results
+
+    write_survey_results(settings.paths.drop)
     console.rule("2/2 Running the nightly flow (Prefect starts a local API first, ~20 s)")
-    _run_nightly(None)
+    with local_statistics_servers(revise=revise_statistics) as servers:
+        console.print(
+            f"Local Kolada {servers['kolada_url']}/v3 and PxWeb {servers['pxweb_url']} "
+            "(demo statistics servers, fictional values)"
+        )
+        _run_nightly(None)
     _headlines(settings)
+    _statistics_headlines(settings)
+
+
+def _statistics_headlines(settings: Settings) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(settings.paths.marts_db), read_only=True)
+    try:
+        rows = con.execute(
+            "select indicator_id, period, value, county_value, national_value,"
+            " comparison_group_value, trend, status from marts.mart_indicator_values"
+            " where area_level = 'municipality' and sex = 'T' and value is not null"
+            " qualify period = max(period) over (partition by indicator_id)"
+            " order by indicator_id"
+        ).fetchall()
+    finally:
+        con.close()
+    table = Table(title="Indicators, latest year (mart_indicator_values)")
+    for column in ("indicator", "year", "own", "county", "country", "similar", "trend"):
+        table.add_column(column, justify="left" if column in ("indicator", "trend") else "right")
+    for indicator, period, *figures, trend, status in rows:
+        cells = ["–" if v is None else f"{v:,.1f}" for v in figures]
+        label = f"{trend or '–'}{' (prel.)' if status == 'preliminary' else ''}"
+        table.add_row(indicator, str(period), *cells, label)
+    console.print(table)
 
 
 def _headlines(settings: Settings) -> None:

@@ -50,6 +50,35 @@ class PostgresTarget(BaseModel):
     lock_timeout_ms: int = Field(60_000, ge=0, description="wait this long for BI queries")
 
 
+class Statistics(BaseModel):
+    """Public statistics (Kolada, PxWeb) and survey tables; README "Public-health statistics"."""
+
+    enabled: bool = Field(
+        False, description="fetch Kolada and PxWeb in the nightly (needs internet access)"
+    )
+    catalogue: Path = Field(
+        PROJECT_ROOT / "catalogue" / "indicators.yml", description="which indicators to fetch"
+    )
+    kolada_url: str = "https://api.kolada.se/v3"
+    kolada_calls: int = Field(5, ge=1, description="at most this many Kolada calls ...")
+    kolada_seconds: float = Field(1.0, gt=0, description="... per this many seconds")
+    kolada_per_page: int = Field(5000, ge=1, le=5000)
+    scb_url: str = Field("https://statistikdatabasen.scb.se/api/v2", description="PxWeb v2")
+    fohm_url: str = Field(
+        "https://fohm-app.folkhalsomyndigheten.se/Folkhalsodata/api/v1/sv",
+        description="Folkhälsomyndigheten's PxWeb v1",
+    )
+    pxweb_calls: int = Field(10, ge=1, description="at most this many PxWeb calls ...")
+    pxweb_seconds: float = Field(10.0, gt=0, description="... per this many seconds")
+    pxweb_max_cells: int = Field(100_000, ge=1, description="cells per PxWeb request")
+    timeout: float = Field(30.0, gt=0, description="seconds per HTTP request")
+    attempts: int = Field(5, ge=1, description="tries per request on 429/5xx/timeouts")
+    backoff: float = Field(1.0, ge=0, description="first backoff in seconds, doubled per try")
+    min_response_rate_pct: float = Field(
+        50.0, ge=0, le=100, description="survey values below this response rate are suppressed"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LAGESBILD_",
@@ -76,6 +105,7 @@ class Settings(BaseSettings):
     dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt_project")
     municipality: Municipality = Municipality()
     suppression: Suppression = Suppression()
+    statistics: Statistics = Statistics()
     volume_tolerance: float = Field(
         0.5, gt=0, description="warn when a partition's rows differ more than this share"
     )

@@ -1,0 +1,173 @@
+"""PxWeb: SCB's PxWebApi 2 (`/tables/{id}`, `/metadata`, POST `/data`) and the v1 API that
+Folkhälsomyndigheten (and SCB's older `api.scb.se`) serve (GET a table = metadata, POST = data).
+
+`fetch(table, selection)` takes a selection per variable (value codes, `*` for all), expands
+it against the table's metadata, splits it into requests that stay under the cell limit
+(`maxDataCells` from v2 `/config`, else `max_cells`), and returns one long frame (see
+`jsonstat.py`). Calls are rate limited on our side, by default 10 per 10 s (the limit SCB
+publishes; its `/config` allows 30), and 429/403/5xx are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import httpx
+import polars as pl
+
+from connectors.http import HttpSource, SourceError
+from connectors.pxweb.jsonstat import Dataset, read_jsonstat2
+
+
+@dataclass
+class TableInfo:
+    table: str
+    label: str
+    updated: str | None
+    variables: dict[str, list[str]]  # variable code → value codes, in the table's order
+
+
+class PxWebClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_version: int = 2,
+        calls: int = 10,
+        per_seconds: float = 10.0,
+        max_cells: int = 100_000,
+        language: str = "sv",
+        timeout: float = 60.0,
+        attempts: int = 5,
+        backoff: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        if api_version not in (1, 2):
+            raise ValueError("PxWeb api_version is 1 or 2")
+        self.api_version, self.language = api_version, language
+        self.http = HttpSource(
+            f"PxWeb {base_url}",
+            base_url,
+            calls=calls,
+            per_seconds=per_seconds,
+            timeout=timeout,
+            attempts=attempts,
+            backoff=backoff,
+            transport=transport,
+        )
+        self._max_cells = max_cells
+        self._config_read = api_version == 1
+
+    def __enter__(self) -> PxWebClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.http.close()
+
+    @property
+    def max_cells(self) -> int:
+        """The smaller of ours and the server's published `maxDataCells` (v2 `/config`)."""
+        if not self._config_read:
+            config = self.http.request_json("GET", "config")
+            if isinstance(config, dict) and isinstance(config.get("maxDataCells"), int):
+                self._max_cells = min(self._max_cells, config["maxDataCells"])
+            self._config_read = True
+        return self._max_cells
+
+    def table(self, table: str) -> TableInfo:
+        """Label, `updated` and the variables with their value codes."""
+        if self.api_version == 2:
+            info = self.http.request_json("GET", f"tables/{table}", params={"lang": self.language})
+            meta = self.http.request_json(
+                "GET", f"tables/{table}/metadata", params={"lang": self.language}
+            )
+            if not isinstance(meta, dict) or "dimension" not in meta:
+                raise SourceError(f"PxWeb {table}: metadata is not a JSON-stat2 dataset")
+            variables = {
+                d: list(_codes(meta["dimension"][d])) for d in meta.get("id", meta["dimension"])
+            }
+            return TableInfo(table, info.get("label", ""), info.get("updated"), variables)
+        meta = self.http.request_json("GET", table)
+        if not isinstance(meta, dict) or "variables" not in meta:
+            raise SourceError(f"PxWeb {table}: the table metadata has no 'variables'")
+        variables = {v["code"]: list(v["values"]) for v in meta["variables"]}
+        return TableInfo(table, meta.get("title", ""), self._v1_updated(table), variables)
+
+    def _v1_updated(self, table: str) -> str | None:
+        folder, _, name = table.rpartition("/")
+        listing = self.http.request_json("GET", folder)
+        for item in listing if isinstance(listing, list) else []:
+            if item.get("id") == name:
+                return item.get("updated")
+        return None
+
+    def fetch(
+        self, table: str, selection: Mapping[str, Sequence[str]], info: TableInfo | None = None
+    ) -> Dataset:
+        """Every cell of the selection; variables not named are eliminated (aggregated)."""
+        info = info or self.table(table)
+        expanded = {}
+        for variable, codes in selection.items():
+            if variable not in info.variables:
+                raise SourceError(
+                    f"PxWeb {table}: no variable {variable!r}; it has {', '.join(info.variables)}"
+                )
+            known = info.variables[variable]
+            chosen = known if list(codes) == ["*"] else list(codes)
+            unknown = [c for c in chosen if c not in known]
+            if unknown:
+                raise SourceError(f"PxWeb {table}: {variable} has no value(s) {unknown[:5]}")
+            expanded[variable] = chosen
+        parts = [self._post(table, part) for part in split_selection(expanded, self.max_cells)]
+        first = parts[0]
+        first.frame = pl.concat([p.frame for p in parts], how="vertical")
+        return first
+
+    def _post(self, table: str, selection: dict[str, list[str]]) -> Dataset:
+        if self.api_version == 2:
+            body = {
+                "selection": [{"variableCode": v, "valueCodes": c} for v, c in selection.items()]
+            }
+            answer = self.http.request_json(
+                "POST",
+                f"tables/{table}/data",
+                params={"lang": self.language, "outputFormat": "json-stat2"},
+                json=body,
+            )
+        else:
+            body = {
+                "query": [
+                    {"code": v, "selection": {"filter": "item", "values": c}}
+                    for v, c in selection.items()
+                ],
+                "response": {"format": "json-stat2"},
+            }
+            answer = self.http.request_json("POST", table, json=body)
+        return read_jsonstat2(answer)
+
+
+def _codes(dimension: dict) -> list[str]:
+    index = dimension["category"]["index"]
+    if isinstance(index, list):
+        return index
+    return [c for c, _ in sorted(index.items(), key=lambda item: item[1])]
+
+
+def split_selection(selection: dict[str, list[str]], max_cells: int) -> list[dict[str, list[str]]]:
+    """Split a selection into parts of at most `max_cells` cells, cutting the largest list."""
+    cells = math.prod(len(c) for c in selection.values())
+    if cells <= max_cells:
+        return [selection]
+    variable = max(selection, key=lambda v: len(selection[v]))
+    codes = selection[variable]
+    if len(codes) == 1:
+        raise SourceError(f"PxWeb: one cell slice is above the limit of {max_cells} cells")
+    other = cells // len(codes)
+    per_part = max(max_cells // other, 1)
+    parts = []
+    for start in range(0, len(codes), per_part):
+        part = {**selection, variable: codes[start : start + per_part]}
+        parts += split_selection(part, max_cells)
+    return parts

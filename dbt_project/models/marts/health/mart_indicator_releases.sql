@@ -1,0 +1,48 @@
+{#-
+    Every release of every indicator value (the history): what each fetch or survey file
+    said, so a revised or withdrawn value stays queryable. Survey values are suppressed
+    like in mart_indicator_values.
+-#}
+with
+
+releases as (
+
+    select * from {{ ref('stg_statistics__indicator_values') }}
+
+),
+
+flagged as (
+
+    select
+        *,
+        coalesce(respondents < {{ var('min_denominator') }}, false)
+            or coalesce(response_rate_pct < {{ var('min_response_rate_pct') }}, false)
+            as is_survey_suppressed
+    from releases
+
+)
+
+select
+    indicator_id,
+    area_code,
+    period,
+    sex,
+    population_group,
+    release_id,
+    source,
+    survey,
+    {{ suppress_if('is_survey_suppressed', 'value') }} as value,
+    status,
+    source_status,
+    is_deleted,
+    {{ suppress_count('respondents') }} as respondents,
+    response_rate_pct,
+    {{ suppression_flag(['is_survey_suppressed', is_small_count('respondents')]) }}
+        as is_suppressed,
+    published_on,
+    fetched_at,
+    row_number() over (
+        partition by indicator_id, area_code, period, sex, population_group
+        order by release_id desc
+    ) = 1 as is_latest_release
+from flagged

@@ -1,0 +1,151 @@
+"""The indicator catalogue (`catalogue/indicators.yml`): which statistics to fetch, for whom.
+
+Validated on load, so a typo stops the run with a message naming the entry, before any call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from lagesbild.settings import ConfigError
+
+PXWEB_APIS = {"scb": 2, "fohm": 1}  # api name → PxWeb version (base URLs are settings)
+
+
+class Region(BaseModel):
+    kolada: str = Field(pattern=r"^\d{4}$")
+    pxweb: str
+    name: str
+
+
+class ComparisonGroup(BaseModel):
+    name: str
+    codes: list[str] = Field(min_length=1)
+
+
+class Municipalities(BaseModel):
+    county: Region
+    country: Region
+    comparison_group: ComparisonGroup
+
+
+class Indicator(BaseModel):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    source: Literal["kolada", "pxweb", "survey"]
+    title: str
+    unit: str
+    higher_is_better: bool
+    group: str = "all"
+    goals: list[str] = []
+    kpi: str | None = None  # kolada
+    api: Literal["scb", "fohm"] | None = None  # pxweb
+    table: str | None = None
+    contents: str | None = None
+    dimensions: dict[str, str] = {}  # area / sex / period → the table's variable codes
+    selection: dict[str, list[str]] = {}  # further variables, fixed values
+    sex_codes: dict[str, Literal["T", "K", "M"]] = {}
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> Indicator:
+        if self.source == "kolada" and not self.kpi:
+            raise ValueError(f"{self.id}: a kolada indicator needs `kpi`")
+        if self.source == "pxweb":
+            missing = [f for f in ("api", "table", "contents") if not getattr(self, f)]
+            missing += [f"dimensions.{d}" for d in ("area", "sex", "period")
+                        if d not in self.dimensions]  # fmt: skip
+            if missing:
+                raise ValueError(f"{self.id}: a pxweb indicator needs {', '.join(missing)}")
+        return self
+
+
+class Population(BaseModel):
+    api: Literal["scb", "fohm"]
+    table: str
+    contents: str
+    dimensions: dict[str, str]
+    total_age: str
+    sex_codes: dict[str, Literal["K", "M"]]
+
+
+class Catalogue(BaseModel):
+    municipalities: Municipalities
+    first_year: int = Field(ge=1990)
+    indicators: list[Indicator]
+    population: Population | None = None
+    own: str = ""  # the own municipality's code, from the settings
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalogue:
+        ids = [i.id for i in self.indicators]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"indicator ids used twice: {', '.join(twice)}")
+        return self
+
+    def of(self, source: str) -> list[Indicator]:
+        return [i for i in self.indicators if i.source == source]
+
+    @property
+    def kolada_areas(self) -> list[str]:
+        m = self.municipalities
+        return [self.own, m.county.kolada, m.country.kolada, *m.comparison_group.codes]
+
+    def pxweb_areas(self) -> dict[str, str]:
+        """PxWeb region code → our area code (Kolada's: 0000 the country, 00LL a county)."""
+        m = self.municipalities
+        codes = {c: c for c in (self.own, *m.comparison_group.codes)}
+        return codes | {m.county.pxweb: m.county.kolada, m.country.pxweb: m.country.kolada}
+
+    def roles(self) -> pl.DataFrame:
+        """One row per municipality-level area code and its role in the comparisons."""
+        m = self.municipalities
+        rows = [
+            (self.own, "own", "own municipality"),
+            (m.county.kolada, "county", m.county.name),
+            (m.country.kolada, "country", m.country.name),
+        ] + [(c, "comparison", m.comparison_group.name) for c in m.comparison_group.codes]
+        return pl.DataFrame(rows, schema=["area_code", "role", "role_name"], orient="row")
+
+    def indicator_table(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            [
+                {
+                    "indicator_id": i.id,
+                    "source": i.source,
+                    "source_id": i.kpi or i.table or "",
+                    "title": i.title,
+                    "unit": i.unit,
+                    "higher_is_better": i.higher_is_better,
+                    "population_group": i.group,
+                    "goals": ",".join(i.goals),
+                }
+                for i in self.indicators
+            ],
+            schema={
+                "indicator_id": pl.String,
+                "source": pl.String,
+                "source_id": pl.String,
+                "title": pl.String,
+                "unit": pl.String,
+                "higher_is_better": pl.Boolean,
+                "population_group": pl.String,
+                "goals": pl.String,
+            },
+        )
+
+
+def load_catalogue(path: Path, own_code: str) -> Catalogue:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Catalogue.model_validate({**raw, "own": own_code})
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"indicator catalogue {path} not found (setting statistics.catalogue)"
+        ) from exc
+    except (yaml.YAMLError, ValidationError, TypeError) as exc:
+        raise ConfigError(f"indicator catalogue {path} is not valid:\n{exc}") from exc

@@ -1,0 +1,159 @@
+"""The PxWeb connector: the real samples, and the local PxWeb (SCB v2 and a v1 like
+Folkhälsomyndigheten's) with its cell and call limits and faults. Expected values come from
+the server's data model (`population_value`, `alcohol_value`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from connectors.http import SourceError
+from connectors.pxweb.client import PxWebClient, split_selection
+from connectors.pxweb.jsonstat import read_jsonstat2, read_px_json
+from demo.generate import AREAS
+from demo.pxweb_server import ALCOHOL, POPULATION, PxWebState, alcohol_value, create_app
+from demo.pxweb_server import population_value as population
+from demo.servers import serve
+
+SAMPLES = Path(__file__).resolve().parent / "samples" / "pxweb"  # real samples, see README
+POPULATION_SELECTION = {
+    "Region": ["*"], "Alder": ["*"], "Kon": ["1", "2"], "ContentsCode": ["000007Y7"],
+    "Tid": ["2023", "2024"],
+}  # fmt: skip
+
+
+def sample(name: str) -> dict:
+    return json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+
+
+def test_real_samples_parse():
+    data = read_jsonstat2(sample("scb_v2_TAB638_data_jsonstat2.json"))
+    assert data.table_id == "TAB638" and data.updated == "2025-02-21T07:00:00Z"
+    assert data.frame.rows(named=True) == [
+        {"Region": "00", "Civilstand": "OG", "Alder": "0", "Kon": "1",
+         "ContentsCode": "BE0101N1", "Tid": "2024", "value": 50937.0, "status": None}
+    ]  # fmt: skip
+    v1 = read_px_json(sample("scb_v1_response_json_BefolkningNy.json"))
+    assert v1.frame.select("Tid", "ContentsCode", "value").rows() == [
+        ("2010", "BE0101N1", 9415570.0), ("2010", "BE0101N2", 74888.0),
+        ("2011", "BE0101N1", 9482855.0), ("2011", "BE0101N2", 67285.0),
+        ("2012", "BE0101N1", 9555893.0), ("2012", "BE0101N2", 73038.0),
+    ]  # fmt: skip
+    assert v1.updated == "2025-02-21T07:00:00Z"
+
+
+def test_the_real_config_sets_the_cell_limit():
+    import httpx
+
+    config = (SAMPLES / "scb_v2_config.json").read_bytes()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=config))
+    with PxWebClient("https://statistikdatabasen.scb.se/api/v2", transport=transport) as c:
+        assert c.max_cells == 100_000  # ours is lower than SCB's 150,000
+    with PxWebClient("https://x/api/v2", max_cells=10**6, transport=transport) as c:
+        assert c.max_cells == 150_000
+
+
+def test_jsonstat2_any_dimensions_row_major():
+    body = {
+        "class": "dataset", "id": ["a", "b", "c"], "size": [2, 1, 3],
+        "dimension": {
+            "a": {"category": {"index": {"x": 0, "y": 1}}},
+            "b": {"category": {"index": ["only"]}},
+            "c": {"category": {"index": {"0180C1010_DeSO2025": 0, "2": 1, "3": 2}}},
+        },
+        "value": [1, 2, None, 4, 5, 6], "status": {"2": ".."},
+    }  # fmt: skip
+    frame = read_jsonstat2(body).frame
+    assert frame.rows() == [
+        ("x", "only", "0180C1010", 1.0, None), ("x", "only", "2", 2.0, None),
+        ("x", "only", "3", None, ".."), ("y", "only", "0180C1010", 4.0, None),
+        ("y", "only", "2", 5.0, None), ("y", "only", "3", 6.0, None),
+    ]  # fmt: skip
+    with pytest.raises(SourceError, match="5 values for 6 cells"):
+        read_jsonstat2({**body, "value": [1, 2, 3, 4, 5]})
+
+
+def test_split_selection_stays_under_the_limit():
+    selection = {"a": [str(i) for i in range(10)], "b": ["1", "2"], "c": ["x", "y", "z"]}
+    parts = split_selection(selection, 12)
+    assert all(len(p["a"]) * len(p["b"]) * len(p["c"]) <= 12 for p in parts)
+    assert sorted(a for p in parts for a in p["a"]) == sorted(selection["a"])
+    assert len(parts) == 5
+
+
+@pytest.fixture(scope="module")
+def pxweb():
+    state = PxWebState(max_cells=1000, max_calls=3, time_window=1)
+    with serve(create_app(state)) as url:
+        yield state, url
+
+
+@pytest.fixture
+def state(pxweb):
+    state, _ = pxweb
+    state.faults.clear()
+    state.log.clear()
+    return state
+
+
+def scb(pxweb, **options) -> PxWebClient:
+    return PxWebClient(f"{pxweb[1]}/api/v2", **{"calls": 3, "per_seconds": 1.2,
+                                                "backoff": 0.05, **options})  # fmt: skip
+
+
+def test_v2_population_split_under_the_cell_limit_and_suffixes_stripped(pxweb, state):
+    with scb(pxweb) as c:
+        data = c.fetch(POPULATION, POPULATION_SELECTION)
+    frame = data.frame
+    assert frame.height == 9 * 102 * 2 * 2
+    assert set(frame["Region"]) == {code for code, _ in AREAS} | {"1299"}  # no _DeSO2025
+    for row in frame.sample(50, seed=1).iter_rows(named=True):
+        assert row["value"] == population(row["Region"], row["Alder"], row["Kon"], row["Tid"])
+    posts = [p for _, p, _ in state.log.calls if p.startswith("POST")]
+    assert len(posts) == 4  # 3,672 cells, at most 1,000 per request (a 403 otherwise)
+    assert data.updated == "2025-02-21T07:00:00Z"
+
+
+def test_calls_stay_within_the_rate_limit(pxweb, state):
+    with scb(pxweb) as c:  # 3 calls per 1.2 s: under the server's 3 per second, with margin
+        c.fetch(POPULATION, POPULATION_SELECTION)
+        c.fetch(POPULATION, {**POPULATION_SELECTION, "Tid": ["2022"]})
+    assert len(state.log.calls) == 11  # config, 2 × (info, metadata), 4 + 2 data
+    assert state.log.max_in_window(1.0) <= 3  # so the server never answered 429
+
+
+def test_v1_table_like_folkhalsomyndigheten(pxweb, state):
+    with PxWebClient(f"{pxweb[1]}/Folkhalsodata/api/v1/sv", api_version=1, calls=3,
+                     per_seconds=1.2) as c:  # fmt: skip
+        info = c.table(ALCOHOL)
+        data = c.fetch(
+            ALCOHOL,
+            {"Region": ["12", "1299"], "Kon": ["3"], "Alder": ["16-29"],
+             "ContentsCode": ["Andel"], "Tid": ["*"]},
+            info=info,
+        )  # fmt: skip
+    assert info.updated == "2025-06-10T09:30:00"
+    expected = {
+        (r, y): alcohol_value(r, "3", "16-29", y, "Andel")
+        for r in ("12", "1299") for y in ("2021", "2022", "2023", "2024")
+    }  # fmt: skip
+    got = {(r["Region"], r["Tid"]): r["value"] for r in data.frame.iter_rows(named=True)}
+    assert got == expected
+
+
+def test_faults_retried_or_clear(pxweb, state):
+    state.faults.add("429", retry_after=1)
+    state.faults.add("500")
+    with scb(pxweb) as c:
+        data = c.fetch(POPULATION, {**POPULATION_SELECTION, "Region": ["1299"]})
+    assert data.frame.filter(pl.col("Alder") == "tot")["value"].to_list() == [
+        population("1299", "tot", k, t) for k in ("1", "2") for t in ("2023", "2024")
+    ]
+    state.faults.add("malformed")
+    with scb(pxweb) as c, pytest.raises(SourceError, match="not JSON"):
+        c.table(POPULATION)
+    with scb(pxweb) as c, pytest.raises(SourceError, match="no variable 'Kommun'"):
+        c.fetch(POPULATION, {"Kommun": ["1299"]})
