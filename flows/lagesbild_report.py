@@ -194,9 +194,25 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
             "select * from mart_goal_progress where area_level = 'municipality' "
             "order by goal_id, indicator_id, period_start",
         )
+        profile = _rows(con, "select * from mart_area_profile order by area_code, year")
+        vandalism = _rows(
+            con,
+            "select scope, area_code, year, data_through, vandalism_cost_sek, "
+            "cost_per_apartment_sek from mart_vandalism_area_year order by area_code, year",
+        )
     finally:
         con.close()
     goals = _goal_sections(goal_status, goal_progress)
+    years = sorted({r["year"] for r in vandalism})
+    year_labels = [_year_label(y, vandalism) for y in years]
+
+    def vandalism_series(scope: str, code: str | None, column: str) -> list[float | None]:
+        found = {
+            r["year"]: r[column]
+            for r in vandalism
+            if r["scope"] == scope and (code is None or r["area_code"] == code)
+        }
+        return [_float(found.get(y)) for y in years]
 
     terms = sorted({(r["school_year"], r["term"]) for r in attendance})
     term_labels = [t for _, t in terms]
@@ -253,6 +269,18 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
                     term_labels,
                     [Series(f"minst {t:g} %", share("area", code, t)) for t in thresholds],
                 ),
+                "vandalism_chart": line_chart(
+                    f"Skadegörelse hos bostadsbolagen, kr per lägenhet — {name}",
+                    year_labels,
+                    [
+                        Series(
+                            "kr per lägenhet",
+                            vandalism_series("area", code, "cost_per_apartment_sek"),
+                        )
+                    ],
+                    unit="",
+                ),
+                "profile": [_profile_row(r) for r in profile if r["area_code"] == code],
                 "rows": [
                     {
                         "term": t,
@@ -269,6 +297,12 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
         term_labels,
         [Series(f"minst {t:g} %", share("municipality", None, t)) for t in thresholds],
     )
+    vandalism_chart = line_chart(
+        f"Skadegörelse hos bostadsbolagen, kr exkl. moms — {municipality_name}",
+        year_labels,
+        [Series("kostnad", vandalism_series("municipality", None, "vandalism_cost_sek"))],
+        unit="",
+    )
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"])
     )
@@ -280,6 +314,7 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
         overview=overview,
         pages=pages,
         municipality_chart=municipality_chart,
+        vandalism_chart=vandalism_chart,
         freshness=freshness,
         thresholds=thresholds,
         goals=goals,
@@ -295,6 +330,28 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, target)  # a reader never sees half a report
     return target
+
+
+def _year_label(year: int, vandalism: list[dict]) -> str:
+    """A year still in progress says how far its figures go (e.g. `2026 t.o.m. 10-31`)."""
+    through = max((r["data_through"] for r in vandalism if r["year"] == year), default=None)
+    if through is None or (through.month, through.day) == (12, 31):
+        return str(year)
+    return f"{year} t.o.m. {through:%m-%d}"
+
+
+def _profile_row(row: dict) -> dict:
+    return {
+        "year": row["year"],
+        "inhabitants": _number(row["inhabitants"]),
+        "school_year": row["school_year"] or "–",
+        "absence": _number(row["school_absence_pct"]),
+        "problematic": _number(row["problematic_absence_15_pct"]),
+        "per_apartment": _number(row["cost_per_apartment_sek"], 0),
+        "per_1000": _number(row["cost_per_1000_inhabitants_sek"], 0),
+        "safe": _number(row.get("feel_safe_outdoors_evening")),
+        "leisure": _number(row.get("meaningful_leisure")),
+    }
 
 
 def _goal_sections(status: list[dict], progress: list[dict]) -> list[dict]:

@@ -172,7 +172,8 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
         served["mart_problematic_absence_area_term"],
     )
     # Each chart draws one point per published value of its mart; suppressed values are gaps.
-    # Page order: a chart per goal × indicator (municipality), the municipality, each area.
+    # Page order: a chart per goal × indicator (municipality); the municipality's problematic
+    # absence and vandalism; per area absence, problematic absence and vandalism.
     goals = served["mart_goal_status"].filter(pl.col("area_level") == "municipality")
     progress = served["mart_goal_progress"].filter(pl.col("area_level") == "municipality")
     points = []
@@ -185,6 +186,8 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
     points.append(
         problem.filter(pl.col("scope") == "municipality")["share_at_or_above_pct"].count()
     )
+    vandalism = served["mart_vandalism_area_year"]
+    points.append(vandalism.filter(pl.col("scope") == "municipality")["vandalism_cost_sek"].count())
     for code in served["dim_area"].sort("area_name")["area_code"]:
         area = attendance.filter(pl.col("area_code") == code)
         points.append(
@@ -194,6 +197,8 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
             )
         )
         points.append(problem.filter(pl.col("area_code") == code)["share_at_or_above_pct"].count())
+        mine = vandalism.filter((pl.col("scope") == "area") & (pl.col("area_code") == code))
+        points.append(mine["cost_per_apartment_sek"].count())
     assert sum(points) > 0
     errors: list[str] = []
     with sync_playwright() as playwright:

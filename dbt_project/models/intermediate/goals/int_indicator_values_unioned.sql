@@ -1,7 +1,9 @@
 {#-
     Every measured value the goals can be followed up on, in one shape:
-    indicator × area level × area × period. Suppressed with the same macros as the marts
-    (or taken from published marts), so a goal never shows a figure a mart would withhold.
+    indicator × area level × area × period: attendance (from the pupil-term sums, with the
+    suppression macros), public statistics and surveys (mart_indicator_values, both sexes)
+    and the housing companies' vandalism costs (mart_vandalism_area_year). A goal therefore
+    never shows a figure a mart would withhold.
 
     Attendance is measured per school year (läsår, `2025/26`): terms are not comparable
     with each other (absence peaks in the spring term), and the statistics are yearly too.
@@ -14,6 +16,24 @@ with
 pupil_terms as (
 
     select * from {{ ref('int_pupil_term_absence_summed') }}
+
+),
+
+statistics as (
+
+    select * from {{ ref('mart_indicator_values') }}
+
+),
+
+indicators as (
+
+    select * from {{ ref('dim_indicator') }}
+
+),
+
+vandalism as (
+
+    select * from {{ ref('mart_vandalism_area_year') }}
 
 ),
 
@@ -131,11 +151,67 @@ problematic_absence as (
 
 ),
 
+public_statistics as (
+
+    -- Kolada, PxWeb and surveys: both sexes together (`T`); values already suppressed.
+    select
+        statistics.indicator_id,
+        indicators.title as indicator_title,
+        indicators.unit,
+        indicators.higher_is_better,
+        indicators.source,
+        statistics.area_level,
+        statistics.area_code,
+        cast(statistics.period as varchar) as period,
+        {{ period_start('cast(statistics.period as varchar)') }} as period_start,
+        cast(statistics.value as double) as value,
+        cast(cast(statistics.period as varchar) || '-12-31' as date) as data_through,
+        statistics.status = 'preliminary' as is_preliminary,
+        statistics.is_suppressed
+
+    from statistics
+    inner join indicators
+        on statistics.indicator_id = indicators.indicator_id
+    where statistics.sex = 'T'
+
+),
+
+housing_vandalism as (
+
+    {%- for indicator_id, title, column in [
+        ('vandalism_cost_sek', 'Kostnad för skadegörelse hos bostadsbolagen, kr exkl. moms', 'vandalism_cost_sek'),
+        ('vandalism_cost_per_apartment_sek', 'Kostnad för skadegörelse per lägenhet, kr exkl. moms', 'cost_per_apartment_sek'),
+    ] %}
+    select
+        '{{ indicator_id }}' as indicator_id,
+        '{{ title }}' as indicator_title,
+        'SEK' as unit,
+        false as higher_is_better,
+        'housing' as source,
+        scope as area_level,
+        area_code,
+        cast(year as varchar) as period,
+        {{ period_start('cast(year as varchar)') }} as period_start,
+        cast({{ column }} as double) as value,
+        data_through,
+        -- the current year is the year so far
+        data_through < cast(cast(year as varchar) || '-12-31' as date) as is_preliminary,
+        is_suppressed
+    from vandalism
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
+
+),
+
 unioned as (
 
     select * from school_absence
     union all
     select * from problematic_absence
+    union all
+    select * from public_statistics
+    union all
+    select * from housing_vandalism
 
 )
 

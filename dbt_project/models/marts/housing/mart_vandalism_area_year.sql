@@ -196,14 +196,20 @@ flagged as (
 
 ),
 
+population as (
+
+    select area_code, year, inhabitants from {{ ref('int_population_area_year') }}
+
+),
+
 final as (
 
     select
-        scope,
-        area_code,
-        area_name,
-        year,
-        data_through,
+        flagged.scope,
+        flagged.area_code,
+        flagged.area_name,
+        flagged.year,
+        flagged.data_through,
         {{ suppress_if('is_hidden', 'cast(vandalism_orders as bigint)') }} as vandalism_orders,
         {{ suppress_if('is_hidden', 'cast(vandalism_cost_sek as decimal(18, 2))') }}
             as vandalism_cost_sek,
@@ -211,12 +217,20 @@ final as (
         {{ suppress_if('is_hidden',
                        'round(cast(vandalism_cost_sek as double) / nullif(apartments, 0), 2)') }}
             as cost_per_apartment_sek,
+        cast(population.inhabitants as bigint) as inhabitants,
+        {{ suppress_if('is_hidden',
+                       'round(1000 * cast(vandalism_cost_sek as double) / nullif(population.inhabitants, 0), 2)') }}
+            as cost_per_1000_inhabitants_sek,
         {{ suppress_if('is_hidden or is_change_suppressed or not has_previous_year',
                        safe_pct('vandalism_cost_sek - previous_cost_sek', 'previous_cost_sek', 1)) }}
             as cost_change_pct,
         {{ suppression_flag(['is_hidden', 'is_change_suppressed']) }} as is_suppressed
 
     from flagged
+    -- Population is known for years SCB has published (31 December): NULL before that.
+    left join population
+        on flagged.area_code = population.area_code
+        and flagged.year = population.year
 
 )
 
