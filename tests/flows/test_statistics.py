@@ -253,6 +253,84 @@ def test_population_denominators(first_run):
     assert len(AGES) == 101
 
 
+def test_area_profile_joins_every_source_exactly(first_run, municipality):
+    """mart_area_profile against the sources: the PxWeb server's population, the vandalism
+    mart, the survey values and attendance recomputed from the generator's truth."""
+    from tests.flows.test_nightly import ABSENCES, truth_days
+
+    con = duckdb.connect(str(first_run.marts_db), read_only=True)
+    try:
+        profile = con.sql("select * from mart_area_profile").pl()
+        vandalism = con.sql("select * from mart_vandalism_area_year where scope = 'area'").pl()
+        values = con.sql(
+            "select * from mart_indicator_values where area_level = 'area' and sex = 'T'"
+        ).pl()
+    finally:
+        con.close()
+    assert profile.select("area_code", "year").is_duplicated().sum() == 0
+    # Attendance per area over school year 2025/26 (counted for 2026), from the truth.
+    pupils = (
+        truth_days(municipality)
+        .group_by("pupil_id", "area_code", "school_year")
+        .agg(pl.col("offered_minutes", *ABSENCES).sum())
+        .with_columns(absence=pl.sum_horizontal(ABSENCES))
+    )
+    attendance = {
+        row["area_code"]: row
+        for row in pupils.group_by("area_code")
+        .agg(
+            pupils=pl.len(),
+            absence=pl.col("absence").sum(),
+            offered=pl.col("offered_minutes").sum(),
+            at_15=(100 * pl.col("absence") >= 15 * pl.col("offered_minutes")).sum(),
+        )
+        .iter_rows(named=True)
+    }
+    checked = {"population": 0, "vandalism": 0, "survey": 0, "attendance": 0}
+    for row in profile.iter_rows(named=True):
+        area, year = row["area_code"], row["year"]
+        if 2022 <= year <= 2024:  # the years the demo PxWeb server publishes
+            assert row["inhabitants"] == sum(
+                population_value(area, "tot", s, str(year)) for s in ("1", "2")
+            ), row
+            checked["population"] += 1
+        else:
+            assert row["inhabitants"] is None, row
+        match = vandalism.filter((pl.col("area_code") == area) & (pl.col("year") == year))
+        if match.height:
+            source = match.row(0, named=True)
+            for column in ("vandalism_orders", "vandalism_cost_sek", "cost_per_apartment_sek"):
+                assert row[column] == source[column], (column, row)
+            if source["vandalism_cost_sek"] is not None and row["inhabitants"]:
+                per_1000 = 1000 * float(source["vandalism_cost_sek"]) / row["inhabitants"]
+                assert close(row["cost_per_1000_inhabitants_sek"], per_1000), row
+                checked["vandalism"] += 1
+        survey = values.filter(
+            (pl.col("area_code") == area)
+            & (pl.col("period") == year)
+            & (pl.col("indicator_id") == "alcohol_last_month_y9")
+        )
+        expected = survey["value"][0] if survey.height else None
+        assert row["alcohol_last_month_y9"] == expected, row
+        checked["survey"] += survey.height
+        truth = attendance.get(area) if year == 2026 else None
+        if truth is None:
+            assert row["school_absence_pct"] is None, row
+            continue
+        small = truth["pupils"] < 10
+        assert close(
+            row["school_absence_pct"], None if small else 100 * truth["absence"] / truth["offered"]
+        )
+        few = small or truth["at_15"] < 5
+        share = None if few else 100 * truth["at_15"] / truth["pupils"]
+        assert close(row["problematic_absence_15_pct"], share), row
+        assert row["is_school_year_in_progress"] is True
+        checked["attendance"] += 1
+    # Every source really took part (the survey file has one area value, 1299C0010).
+    assert checked["population"] >= 8 * 3 and checked["attendance"] == len(attendance)
+    assert checked["vandalism"] > 0 and checked["survey"] == 1, checked
+
+
 def test_second_run_fetches_increments_revisions_and_deletions(first_run, servers):
     kolada, pxweb = servers["kolada"], servers["pxweb"]
     today = date.today()
