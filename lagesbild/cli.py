@@ -349,18 +349,16 @@ def status() -> None:
             "calendar_through": "calendar through",
         },
     )
-    for row in freshness.filter(pl.col("is_stale") | pl.col("is_calendar_outdated")).iter_rows(
-        named=True
-    ):
-        if row["is_calendar_outdated"]:
-            console.print(
-                f"[yellow]The school calendar ends {row['calendar_through']}: add the "
-                "new school year to reference/school_calendar.csv.[/yellow]"
-            )
-        if row["is_stale"]:
-            console.print(
-                f"[red]{row['source_layout']} is stale: latest day {row['latest_day']}.[/red]"
-            )
+    outdated = freshness.filter(pl.col("is_calendar_outdated"))
+    if outdated.height:  # one calendar for every source: say it once
+        console.print(
+            f"[yellow]The school calendar ends {outdated['calendar_through'][0]}: add the "
+            "new school year to reference/school_calendar.csv.[/yellow]"
+        )
+    for row in freshness.filter(pl.col("is_stale")).iter_rows(named=True):
+        console.print(
+            f"[red]{row['source_layout']} is stale: latest day {row['latest_day']}.[/red]"
+        )
 
     published = runs.filter(pl.col("published"))["finished_at"].max()
     newest_clean = cleaned["finished_at"].max()
