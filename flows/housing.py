@@ -196,7 +196,8 @@ def clean_pending_loads(
     log: Callable[[str], None],
     rebuild_periods: frozenset[str] = frozenset(),
 ) -> CleanOutcome:
-    """Rebuild the clean work orders when a load is new or a backfill touches their years."""
+    """Rebuild the clean work orders when a load is new, the property register changed or
+    a backfill touches their years; account the new loads."""
     paths = settings.paths
     outcome = CleanOutcome()
     loads = landed_loads(paths.landing, SOURCE)
@@ -212,8 +213,8 @@ def clean_pending_loads(
     companies = {layouts[m.dataset].company: m.dataset for m, _ in loads if m.dataset in layouts}
     properties = load_properties(paths.drop, reference.areas, companies)
     register = paths.clean / "reference" / "properties.parquet"
-    moved = not register.exists() or not pl.read_parquet(register).equals(properties)
-    if not pending and not asked and not moved:
+    register_changed = not register.exists() or not pl.read_parquet(register).equals(properties)
+    if not pending and not asked and not register_changed:
         log("housing: no new loads to clean")
         return outcome
     started, clock = datetime.now(UTC), time.perf_counter()
