@@ -228,7 +228,7 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
     assert errors == []
     assert requests == [report.as_uri()]  # self-contained: nothing else fetched
     # The screenshot shows the charts: the first series colour is drawn, not a blank page.
-    pixels = Image.open(shot).convert("RGB").getdata()
+    pixels = list(Image.open(shot).convert("RGB").get_flattened_data())
     series_colour = (0x1F, 0x5F, 0x8B)
     assert sum(1 for p in pixels if p == series_colour) > 200
     assert len(set(pixels)) > 50
