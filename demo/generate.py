@@ -89,6 +89,7 @@ import xlsxwriter
 
 from demo import people
 from demo.school_calendar import CalendarDay, school_year_calendar
+from demo.ss12000_store import StoreWriter
 
 MUNICIPALITY_CODE = "1299"
 MUNICIPALITY_NAME = "Ekdala kommun"
@@ -325,6 +326,7 @@ def generate(
     last_school_year: int = 2025,
     through: date | None = None,
     truth_dir: Path | None = None,
+    ss12000_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GenerationSummary:
     """Write the fictional municipality's source files to out_dir (the drop folder).
@@ -350,6 +352,10 @@ def generate(
     summary.files += _write_reference(out_dir, calendars, report)
 
     truth = _TruthWriter(truth_dir) if truth_dir is not None else None
+    # The local SS 12000 server's data: the same valid lessons as the exports (no dirty rows).
+    api = None
+    if ss12000_dir is not None:
+        api = StoreWriter(ss12000_dir, SCHOOLS, MUNICIPALITY_CODE, MUNICIPALITY_NAME)
     dirty_log: list[tuple[str, int, str]] = []
     seen_pupils = np.zeros(population.size, dtype=bool)
     day_state = np.zeros(population.size, dtype=np.int8)
@@ -370,6 +376,8 @@ def generate(
             seen_pupils[month_frame["pupil"].unique().to_numpy()] = True
             if truth is not None:
                 truth.write(month_frame)
+            if api is not None:
+                api.write(month_frame)
 
             for system in (SKOLA24, IST):
                 frame = month_frame.filter(pl.col("system") == system)
@@ -398,6 +406,8 @@ def generate(
                 summary.files.append(path)
 
     summary.pupils_enrolled = int(seen_pupils.sum())
+    if api is not None:
+        summary.files += api.close(population.id12)
     if truth is not None:
         summary.files += truth.close(population, dirty_log)
         report(f"wrote the ground truth to {truth_dir}")
