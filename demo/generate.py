@@ -34,10 +34,10 @@ Absence model (every number below is a constant in this module)
     * Going home sick: on about 0.5 % of present days (more in winter) the pupil leaves
       after a random lesson; the rest of the day is valid absence.
     * Single lessons on present days: skipping a lesson (invalid, whole lesson; far more
-      common in grades 7-9), late arrival (invalid 2.5-15 minutes in steps of 2.5, mostly the
+      common in grades 7-9), late arrival (invalid 2-15 whole minutes, mostly the
       first lesson), a valid appointment (whole lesson) and unclassified absence ("other",
-      whole lesson or 2.5-15 minutes).
-    * A lesson has at most one absence type, all minutes are multiples of 2.5 (exact binary
+      whole lesson or 2-15 minutes).
+    * A lesson has at most one absence type, all minutes are whole numbers (exact binary
       floats) and never exceed the lesson, and attended + valid + invalid + other = offered.
 
     Outcome with the defaults (measured on the ground truth): about 7 % of offered time is
@@ -166,7 +166,8 @@ LATE_LATER_LESSONS = 0.25  # relative probability for the other lessons
 APPOINTMENT = 0.002  # valid absence from a single lesson (dentist, meeting)
 OTHER = 0.002  # single-lesson absence not yet classified
 WHOLE_LESSON_OTHER = 0.7  # share of "other" single-lesson absence that is the whole lesson
-PARTIAL_MINUTES = np.array([2.5, 5.0, 7.5, 10.0, 12.5, 15.0])
+# Whole minutes, as SS 12000 reports them (integer sums), so exports and API agree exactly.
+PARTIAL_MINUTES = np.array([2.0, 5.0, 7.0, 10.0, 12.0, 15.0])
 WEEKDAY_FACTOR = np.array([1.25, 0.95, 0.9, 0.95, 1.2])  # Monday .. Friday
 SEASON_FACTOR = {1: 1.35, 2: 1.7, 3: 1.3, 4: 0.95, 5: 0.85, 6: 0.75}
 SEASON_FACTOR |= {8: 0.6, 9: 0.8, 10: 1.0, 11: 1.1, 12: 1.2}
@@ -709,7 +710,7 @@ def _ist_frame(frame: pl.DataFrame, population: Population) -> pl.DataFrame:
 
 
 def _decimal_comma(minutes: pl.Expr) -> pl.Expr:
-    """2.5 -> "2,5", 45.0 -> "45": minutes are multiples of 2.5, so halves suffice."""
+    """2.5 -> "2,5", 45.0 -> "45" (the generator writes whole minutes; halves would do)."""
     halves = (minutes * 2).round().cast(pl.Int64)
     whole = (halves // 2).cast(pl.String)
     return pl.when(halves % 2 == 0).then(whole).otherwise(pl.concat_str(whole, pl.lit(",5")))

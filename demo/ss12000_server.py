@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import polars as pl
 import uvicorn
@@ -145,7 +146,8 @@ class SS12000Server:
         @app.post("/token")
         async def token(request: Request) -> Response:
             self.token_requests += 1
-            form = await request.form()
+            # application/x-www-form-urlencoded (parsed here: no python-multipart needed)
+            form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
             if form.get("grant_type") != "client_credentials":
                 return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
             if (form.get("client_id"), form.get("client_secret")) != (

@@ -61,6 +61,9 @@ class StoreWriter:
         folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, month_frame: pl.DataFrame) -> None:
+        minutes = month_frame.select(pl.col("^.*_minutes$"))
+        if minutes.select(pl.any_horizontal(pl.all() % 1 != 0).any()).item():
+            raise ValueError("SS 12000 sums are whole minutes; the generator wrote fractions")
         self.parts.append(
             month_frame.select(
                 "pupil_id",
