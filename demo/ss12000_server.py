@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import secrets
 import socket
 import threading
@@ -344,3 +345,31 @@ def running(server: SS12000Server, host: str = "127.0.0.1") -> Iterator[str]:
 
 def serve_store(folder: Path, **kwargs) -> SS12000Server:
     return SS12000Server(Store.load(folder), **kwargs)
+
+
+DEMO_SETTINGS = ("BASE_URL", "TOKEN_URL", "CLIENT_ID", "CLIENT_SECRET", "PAGE_SIZE")
+
+
+@contextmanager
+def serving_demo(store_dir: Path, page_size: int = 5000) -> Iterator[str]:
+    """Serve the demo store and point the pipeline's settings at it while the block runs."""
+    server = serve_store(store_dir)
+    with running(server) as url:
+        values = dict(
+            zip(
+                DEMO_SETTINGS,
+                (url, f"{url}/token", server.client_id, server.client_secret, str(page_size)),
+                strict=True,
+            )
+        )
+        names = {f"LAGESBILD_SS12000__{k}": v for k, v in values.items()}
+        previous = {k: os.environ.get(k) for k in names}
+        os.environ.update(names)
+        try:
+            yield url
+        finally:
+            for k, v in previous.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v

@@ -65,6 +65,9 @@ def generate(
     last_school_year: Annotated[int, typer.Option(help="2025 means 2025/26")] = 2025,
     through: Annotated[str | None, typer.Option(help="stop at this date (YYYY-MM-DD)")] = None,
     out: Annotated[Path | None, typer.Option(help="drop folder; default from settings")] = None,
+    ss12000: Annotated[
+        Path | None, typer.Option(help="also write the local SS 12000 server's data here")
+    ] = None,
 ) -> None:
     """Generate the fictional demo municipality's source files into the drop folder."""
     from demo.generate import generate as run_generator
@@ -78,6 +81,7 @@ def generate(
         seed=seed,
         last_school_year=last_school_year,
         through=date.fromisoformat(through) if through else None,
+        ss12000_dir=ss12000,
         progress=lambda message: console.print(f"  {message}"),
     )
     console.print(
@@ -153,9 +157,16 @@ def demo(
         last_school_year=2025,
         through=None,
         out=settings.paths.drop,
+        ss12000=settings.data_dir / "demo_ss12000",
     )
     console.rule("2/2 Running the nightly flow (Prefect starts a local API first, ~20 s)")
-    _run_nightly(None)
+    from demo.ss12000_server import serving_demo
+
+    # The exports and a local SS 12000 server describe the same attendance; the API wins
+    # (attendance_precedence) and the audit counts the export rows it superseded.
+    with serving_demo(settings.data_dir / "demo_ss12000") as url:
+        console.print(f"  local SS 12000 server on {url} (stopped after the run)")
+        _run_nightly(None)
     _headlines(settings)
 
 

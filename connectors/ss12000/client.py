@@ -128,10 +128,11 @@ class SS12000Client:
                 f"SS 12000 token endpoint {self.config.token_url} answered without an "
                 "access_token; is token_url the platform's OAuth2 token endpoint?"
             ) from exc
-        self._token_expires = time.monotonic() + expires_in
+        # renew a little early (half the lifetime for short-lived tokens)
+        self._token_expires = time.monotonic() + expires_in - min(TOKEN_MARGIN, expires_in / 2)
 
     def _bearer(self) -> str:
-        if self._token is None or time.monotonic() > self._token_expires - TOKEN_MARGIN:
+        if self._token is None or time.monotonic() > self._token_expires:
             self._fetch_token()
         return f"Bearer {self._token}"
 

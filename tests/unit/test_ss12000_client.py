@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import date
 from pathlib import Path
 
@@ -252,3 +253,15 @@ def test_spec_examples_parse_through_the_same_code():
     assert frame["pupil_key"].to_list() == [pseudonym(KEY, "200112240129")]
     assert "200112240129" not in frame.write_ndjson()
     assert frame["enrolments"].list.len().to_list() == [len(person["enrolments"])]
+
+
+def test_a_short_lived_token_is_renewed_before_it_expires(server):
+    short = SS12000Server(small_store(), token_lifetime=1)
+    with running(short) as url:
+        config = ClientConfig(url, url + "/token", short.client_id, short.client_secret)
+        with SS12000Client(config) as client:
+            list(client.pages("/organisations"))
+            time.sleep(0.6)  # past half the lifetime: renewed before the server would refuse
+            list(client.pages("/organisations"))
+    assert short.token_requests == 2
+    assert [path for path, _ in short.requests] == ["/organisations", "/organisations"]
