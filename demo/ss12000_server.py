@@ -55,22 +55,27 @@ class _Invalid(Exception):
 
 @dataclass
 class Faults:
-    queue: list[str] = field(default_factory=list)
+    queue: list[tuple[str, str | None]] = field(default_factory=list)  # (kind, path or any)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, times: int = 1) -> None:
+    def add(self, kind: str, times: int = 1, path: str | None = None) -> None:
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind}; known: {', '.join(FAULTS)}")
         with self.lock:
-            self.queue += [kind] * times
+            self.queue += [(kind, path)] * times
 
     def clear(self) -> None:
         with self.lock:
             self.queue.clear()
 
-    def next(self) -> str | None:
+    def next(self, path: str) -> str | None:
+        """The first queued fault for this path (or for any path), removed from the queue."""
         with self.lock:
-            return self.queue.pop(0) if self.queue else None
+            for i, (kind, only) in enumerate(self.queue):
+                if only is None or only == path:
+                    del self.queue[i]
+                    return kind
+            return None
 
 
 class SS12000Server:
@@ -172,7 +177,7 @@ class SS12000Server:
                     {k: request.query_params.getlist(k) for k in request.query_params},
                 )
             )
-            fault = self.faults.next()
+            fault = self.faults.next(request.url.path)
             if fault == "expire_token":
                 self.tokens.clear()
             if not self._authorised(request):

@@ -152,31 +152,41 @@ def land_delta(
             PERSONS: (lambda c, a: resources.persons(c, key, a), resources.PERSON_SCHEMA),
             ABSENCES: (resources.absences, resources.ABSENCE_SCHEMA),
         }
+        # Absences and deletions are landed last: if a run fails before the days they name
+        # are landed, their watermarks have not moved and the next run sees them again.
+        land_last: list[tuple[str, pl.DataFrame, dict]] = []
         changed: set[date] = set()  # earlier days whose minutes a changed absence touched
         for dataset, (fetch, schema) in fetchers.items():
             after = watermark(landing, dataset)
             frame = _concat(fetch(client, after), schema)
             log(f"ss12000 {dataset}: {frame.height:,} modified after {after or 'the start'}")
-            if frame.height:
-                request = {"meta.modified.after": after, "describe": f"modified after {after}"}
-                manifests.append(_land(landing, dataset, month, frame, request))
-            if dataset == ABSENCES:
+            request = {"meta.modified.after": after, "describe": f"modified after {after}"}
+            if frame.height and dataset == ABSENCES:
+                land_last.append((dataset, frame, request))
                 changed |= _days(frame)
+            elif frame.height:
+                manifests.append(_land(landing, dataset, month, frame, request))
 
         # Deletions: ask from a little before the last deletions load; keep only new ids.
         previous = _loads(landing, DELETED)
         after = None
         if previous:
-            last = datetime.fromisoformat(previous[-1][0].request["asked_at"])
-            after = (last - CLOCK_SKEW).isoformat(timespec="seconds")
+            asked_before = datetime.fromisoformat(previous[-1][0].request["asked_at"])
+            after = (asked_before - CLOCK_SKEW).isoformat(timespec="seconds")
         tombstones = resources.deleted(client, after or "1970-01-01T00:00:00+00:00", ["Absence"])
         known = _landed(landing, DELETED, ["id"])
         if not known.is_empty():
             tombstones = tombstones.filter(~pl.col("id").is_in(known["id"].implode()))
         if tombstones.height:
             request = {"after": after, "asked_at": asked_at.isoformat(), "describe": "Absence"}
-            manifests.append(_land(landing, DELETED, month, tombstones, request))
-            gone = _landed(landing, ABSENCES, ["absence_id", "start_time", "end_time"]).filter(
+            land_last.append((DELETED, tombstones, request))
+            columns = ["absence_id", "start_time", "end_time"]
+            known_absences = [
+                pl.DataFrame(schema=dict.fromkeys(columns, pl.String)),
+                _landed(landing, ABSENCES, columns),
+                *[f.select(columns) for d, f, _ in land_last if d == ABSENCES],
+            ]
+            gone = pl.concat([f for f in known_absences if f.width], how="vertical").filter(
                 pl.col("absence_id").is_in(tombstones["id"].implode())
             )
             changed |= _days(gone)
@@ -203,6 +213,8 @@ def land_delta(
                 f"ss12000 aggregatedAttendance {period}: {frame.height:,} rows, "
                 f"{request['describe']}"
             )
+        for dataset, frame, request in land_last:
+            manifests.append(_land(landing, dataset, month, frame, request))
         log(f"ss12000: {client.requests} API calls")
     return manifests
 
