@@ -1,5 +1,9 @@
 """Attendance exports through the layers: drop folder → landing → clean + quarantine → audit.
 
+The clean stage also takes the SS 12000 attendance loads (`flows.ss12000`): per month, the
+lessons of every source are combined, and where more than one source has a school unit on a
+day, `attendance_precedence` decides (the audit counts each load's `rows_superseded`).
+
 `land_new_exports` lands every new file (by sha256). `clean_pending_loads` cleans every landed
 load that has not been cleaned yet (derived from landing and the audit, not from local state,
 so a crashed or gate-failed run is simply picked up by the next one). It builds and gates one

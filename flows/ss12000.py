@@ -94,13 +94,18 @@ def _landed(landing: Path, dataset: str, columns: list[str] | None = None) -> pl
     return pl.concat([pl.read_parquet(f, columns=columns) for f in folders], how="vertical")
 
 
+def _instant(column: str) -> pl.Expr:
+    """RFC 3339 text → UTC instant; text that is not one → null (sorts as the oldest)."""
+    return pl.col(column).str.to_datetime(time_zone="UTC", strict=False)
+
+
 def watermark(landing: Path, dataset: str) -> str | None:
     """The largest `meta.modified` landed for a resource (compared as instants)."""
     landed = _landed(landing, dataset, ["meta_modified"])
     if landed.is_empty():
         return None
-    stamps = landed["meta_modified"].drop_nulls().to_list()
-    return max(stamps, key=lambda s: datetime.fromisoformat(s)) if stamps else None
+    latest = landed.with_columns(_at=_instant("meta_modified")).drop_nulls("_at")
+    return latest.sort("_at")["meta_modified"][-1] if latest.height else None
 
 
 def _land(landing: Path, dataset: str, period: str, frame: pl.DataFrame, request: dict) -> Manifest:
@@ -288,7 +293,7 @@ class Lookups:
         persons = _landed(landing, PERSONS)
         if persons.is_empty():
             persons = pl.DataFrame(schema=resources.PERSON_SCHEMA)
-        persons = persons.with_columns(_at=pl.col("meta_modified").str.to_datetime(time_zone="UTC"))
+        persons = persons.with_columns(_at=_instant("meta_modified"))
         persons = persons.sort("_at", maintain_order=True).unique("person_id", keep="last")
         self.pupils = persons.select("person_id", "pupil_key", "pupil_id_kind")
         self.enrolments = (
@@ -300,7 +305,7 @@ class Lookups:
         orgs = _landed(landing, ORGANISATIONS)
         if orgs.is_empty():
             orgs = pl.DataFrame(schema=resources.ORGANISATION_SCHEMA)
-        orgs = orgs.with_columns(_at=pl.col("meta_modified").str.to_datetime(time_zone="UTC"))
+        orgs = orgs.with_columns(_at=_instant("meta_modified"))
         self.schools = (
             orgs.sort("_at", maintain_order=True)
             .unique("organisation_id", keep="last")

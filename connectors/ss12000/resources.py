@@ -122,10 +122,8 @@ def person_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
                 "meta_modified": _modified(p),
             }
         )
-    schema = {"civic_no": pl.String, **{k: v for k, v in PERSON_SCHEMA.items()}}
-    for name in ("pupil_key", "pupil_id_kind"):
-        schema.pop(name)
-    frame = pl.DataFrame(rows, schema=schema)
+    raw = {k: v for k, v in PERSON_SCHEMA.items() if k not in ("pupil_key", "pupil_id_kind")}
+    frame = pl.DataFrame(rows, schema={"civic_no": pl.String, **raw})
     return pseudonymise_column(frame, "civic_no", key).select(list(PERSON_SCHEMA))
 
 
