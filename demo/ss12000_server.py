@@ -154,6 +154,10 @@ class SS12000Server:
             self.token_requests += 1
             # application/x-www-form-urlencoded (parsed here: no python-multipart needed)
             form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+            basic = request.headers.get("Authorization", "")
+            if basic.startswith("Basic "):  # client_secret_basic instead of the form body
+                pair = base64.b64decode(basic.removeprefix("Basic ")).decode()
+                form["client_id"], _, form["client_secret"] = pair.partition(":")
             if form.get("grant_type") != "client_credentials":
                 return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
             if (form.get("client_id"), form.get("client_secret")) != (

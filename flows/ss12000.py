@@ -77,6 +77,7 @@ def client_config(settings: Settings) -> ClientConfig:
         page_size=ss.page_size,
         timeout=ss.timeout,
         max_attempts=ss.max_attempts,
+        token_auth=ss.token_auth,
     )
 
 

@@ -12,6 +12,7 @@ import os
 from datetime import date
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -52,6 +53,9 @@ class SS12000(BaseModel):
     client_secret: SecretStr | None = Field(None, description="environment only")
     client_secret_block: str | None = Field(None, description="Prefect Secret block name")
     scopes: list[str] = Field(default_factory=list, description="OAuth2 scopes to request")
+    token_auth: Literal["post", "basic"] = Field(
+        "post", description="client credentials in the token request body, or HTTP Basic"
+    )
     page_size: int = Field(500, ge=1, description="`limit` per page")
     timeout: float = Field(30, gt=0, description="seconds per HTTP call")
     max_attempts: int = Field(5, ge=1, description="tries per call on timeouts, 429 and 5xx")

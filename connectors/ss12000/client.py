@@ -57,6 +57,7 @@ class ClientConfig:
     timeout: float = 30.0
     max_attempts: int = 5
     backoff_max: float = 30.0
+    token_auth: str = "post"  # client credentials in the form body, or "basic" (HTTP Basic)
 
 
 def _describe(response: httpx.Response) -> str:
@@ -96,17 +97,19 @@ class SS12000Client:
     # -- token -----------------------------------------------------------------------------
 
     def _fetch_token(self) -> None:
-        data = {
-            "grant_type": "client_credentials",
-            "client_id": self.config.client_id,
-            "client_secret": self.config.client_secret,
-        }
+        data = {"grant_type": "client_credentials"}
+        auth = None
+        if self.config.token_auth == "basic":
+            auth = (self.config.client_id, self.config.client_secret)
+        else:
+            data |= {"client_id": self.config.client_id, "client_secret": self.config.client_secret}
         if self.config.scopes:
             data["scope"] = " ".join(self.config.scopes)
         try:
             response = self._http.post(
                 self.config.token_url,
                 data=data,
+                auth=auth,
             )
         except httpx.TransportError as exc:
             raise _Retryable(f"token endpoint: {type(exc).__name__}") from exc

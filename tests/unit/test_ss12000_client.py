@@ -194,6 +194,18 @@ def test_malformed_json_is_a_clear_error_not_retried(client, server):
     assert len(server.requests) == 1
 
 
+def test_credentials_by_http_basic(server):
+    config = ClientConfig(
+        server.url, server.url + "/token", "lagesbild-demo", "demo-secret", token_auth="basic"
+    )
+    with SS12000Client(config) as client:
+        assert organisations_of(client) == [SCHOOL]
+
+
+def organisations_of(client) -> list[str]:
+    return [o["schoolUnitCode"] for page in client.pages("/organisations") for o in page]
+
+
 def test_wrong_credentials_name_the_settings(server):
     config = ClientConfig(server.url, server.url + "/token", "lagesbild-demo", "wrong")
     with SS12000Client(config) as client, pytest.raises(SS12000Error, match="CLIENT_ID"):
