@@ -34,10 +34,10 @@ Absence model (every number below is a constant in this module)
     * Going home sick: on about 0.5 % of present days (more in winter) the pupil leaves
       after a random lesson; the rest of the day is valid absence.
     * Single lessons on present days: skipping a lesson (invalid, whole lesson; far more
-      common in grades 7-9), late arrival (invalid 2.5-15 minutes in steps of 2.5, mostly the
+      common in grades 7-9), late arrival (invalid 2-15 whole minutes, mostly the
       first lesson), a valid appointment (whole lesson) and unclassified absence ("other",
-      whole lesson or 2.5-15 minutes).
-    * A lesson has at most one absence type, all minutes are multiples of 2.5 (exact binary
+      whole lesson or 2-15 minutes).
+    * A lesson has at most one absence type, all minutes are whole numbers (exact binary
       floats) and never exceed the lesson, and attended + valid + invalid + other = offered.
 
     Outcome with the defaults (measured on the ground truth): about 7 % of offered time is
@@ -91,6 +91,7 @@ from demo import people
 from demo.housing import generate_housing
 from demo.housing import period as housing_period
 from demo.school_calendar import CalendarDay, school_year_calendar
+from demo.ss12000_store import StoreWriter
 
 MUNICIPALITY_CODE = "1299"
 MUNICIPALITY_NAME = "Ekdala kommun"
@@ -167,7 +168,8 @@ LATE_LATER_LESSONS = 0.25  # relative probability for the other lessons
 APPOINTMENT = 0.002  # valid absence from a single lesson (dentist, meeting)
 OTHER = 0.002  # single-lesson absence not yet classified
 WHOLE_LESSON_OTHER = 0.7  # share of "other" single-lesson absence that is the whole lesson
-PARTIAL_MINUTES = np.array([2.5, 5.0, 7.5, 10.0, 12.5, 15.0])
+# Whole minutes, as SS 12000 reports them (integer sums), so exports and API agree exactly.
+PARTIAL_MINUTES = np.array([2.0, 5.0, 7.0, 10.0, 12.0, 15.0])
 WEEKDAY_FACTOR = np.array([1.25, 0.95, 0.9, 0.95, 1.2])  # Monday .. Friday
 SEASON_FACTOR = {1: 1.35, 2: 1.7, 3: 1.3, 4: 0.95, 5: 0.85, 6: 0.75}
 SEASON_FACTOR |= {8: 0.6, 9: 0.8, 10: 1.0, 11: 1.1, 12: 1.2}
@@ -327,6 +329,7 @@ def generate(
     last_school_year: int = 2025,
     through: date | None = None,
     truth_dir: Path | None = None,
+    ss12000_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GenerationSummary:
     """Write the fictional municipality's source files to out_dir (the drop folder).
@@ -352,6 +355,10 @@ def generate(
     summary.files += _write_reference(out_dir, calendars, report)
 
     truth = _TruthWriter(truth_dir) if truth_dir is not None else None
+    # The local SS 12000 server's data: the same valid lessons as the exports (no dirty rows).
+    api = None
+    if ss12000_dir is not None:
+        api = StoreWriter(ss12000_dir, SCHOOLS, MUNICIPALITY_CODE, MUNICIPALITY_NAME)
     dirty_log: list[tuple[str, int, str]] = []
     seen_pupils = np.zeros(population.size, dtype=bool)
     day_state = np.zeros(population.size, dtype=np.int8)
@@ -372,6 +379,8 @@ def generate(
             seen_pupils[month_frame["pupil"].unique().to_numpy()] = True
             if truth is not None:
                 truth.write(month_frame)
+            if api is not None:
+                api.write(month_frame)
 
             for system in (SKOLA24, IST):
                 frame = month_frame.filter(pl.col("system") == system)
@@ -405,6 +414,8 @@ def generate(
     summary.files += housing.files
     report(f"wrote {len(housing.files)} housing files ({housing.orders:,} work orders)")
     summary.pupils_enrolled = int(seen_pupils.sum())
+    if api is not None:
+        summary.files += api.close(population.id12)
     if truth is not None:
         summary.files += truth.close(population, dirty_log)
         report(f"wrote the ground truth to {truth_dir}")
@@ -706,7 +717,7 @@ def _ist_frame(frame: pl.DataFrame, population: Population) -> pl.DataFrame:
 
 
 def _decimal_comma(minutes: pl.Expr) -> pl.Expr:
-    """2.5 -> "2,5", 45.0 -> "45": minutes are multiples of 2.5, so halves suffice."""
+    """2.5 -> "2,5", 45.0 -> "45" (the generator writes whole minutes; halves would do)."""
     halves = (minutes * 2).round().cast(pl.Int64)
     whole = (halves // 2).cast(pl.String)
     return pl.when(halves % 2 == 0).then(whole).otherwise(pl.concat_str(whole, pl.lit(",5")))

@@ -1,5 +1,9 @@
 """Attendance exports through the layers: drop folder → landing → clean + quarantine → audit.
 
+The clean stage also takes the SS 12000 attendance loads (`flows.ss12000`): per month, the
+lessons of every source are combined, and where more than one source has a school unit on a
+day, `attendance_precedence` decides (the audit counts each load's `rows_superseded`).
+
 `land_new_exports` lands every new file (by sha256). `clean_pending_loads` cleans every landed
 load that has not been cleaned yet (derived from landing and the audit, not from local state,
 so a crashed or gate-failed run is simply picked up by the next one). It builds and gates one
@@ -22,7 +26,7 @@ import polars as pl
 
 from connectors.attendance_export.layouts import Layout, LayoutError, load_layouts
 from connectors.attendance_export.resources import SOURCE, read_new_exports
-from flows import gate
+from flows import gate, ss12000
 from flows.clean_attendance import LoadResult, parse_date, periods_of, pupil_days, split_load
 from flows.reference import Reference
 from flows.storage import (
@@ -81,7 +85,12 @@ def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None])
     return manifests
 
 
-def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools: set[str]):
+def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools: set[str], api):
+    if manifest.source == ss12000.SOURCE:
+        lookups, owners = api
+        return ss12000.split_load(
+            ss12000.read_load(folder), lookups, schools, manifest.load_id, owners
+        )
     layout = layouts.get(manifest.dataset)
     if layout is None:
         raise LayoutError(
@@ -93,6 +102,22 @@ def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools
 
 def _month(lessons: pl.DataFrame, period: str) -> pl.DataFrame:
     return lessons.filter(pl.col("date").dt.strftime("%Y-%m") == period)
+
+
+def apply_precedence(lessons: pl.DataFrame, precedence: list[str]) -> tuple[pl.DataFrame, dict]:
+    """Per school unit x day keep only the strongest source that has it.
+
+    Returns the served lessons and, per load, how many of its rows were superseded.
+    Sources missing from `precedence` rank after every listed one.
+    """
+    rank = pl.col("source").replace_strict(
+        {s: i for i, s in enumerate(precedence)}, default=len(precedence), return_dtype=pl.Int32
+    )
+    ranked = lessons.with_columns(_rank=rank)
+    best = pl.col("_rank").min().over("school_unit_code", "date")
+    served = ranked.filter(pl.col("_rank") == best)
+    lost = ranked.filter(pl.col("_rank") != best).group_by("load_id").len()
+    return served.drop("_rank"), dict(lost.iter_rows())
 
 
 def _gate_loads(settings: Settings, pending, results, report_dir: Path) -> gate.GateResult:
@@ -136,7 +161,10 @@ def clean_pending_loads(
     outcome = CleanOutcome()
     audit = read_audit(paths.audit)
     cleaned = set(audit.filter(pl.col("status") == "cleaned").get_column("load_id").to_list())
-    loads = landed_loads(paths.landing, SOURCE)
+    api_loads = ss12000.attendance_loads(paths.landing)
+    loads = sorted(
+        landed_loads(paths.landing, SOURCE) + api_loads, key=lambda item: item[0].load_id
+    )
     pending = [
         (m, f) for m, f in loads if m.load_id not in cleaned or rebuild_periods & set(m.periods)
     ]
@@ -145,6 +173,8 @@ def clean_pending_loads(
         return outcome
     layouts = load_layouts(settings.attendance_layouts)
     schools = reference.school_codes
+    api = (ss12000.Lookups(paths.landing), ss12000.day_owners(api_loads)) if api_loads else None
+    superseded: dict[str, int] = {}
     started = datetime.now(UTC)
     clock = time.perf_counter()
 
@@ -172,10 +202,15 @@ def clean_pending_loads(
         lessons = []
         for manifest, folder in loads:
             if period in manifest.periods:
-                result = _split(manifest, folder, layouts, schools)
+                result = _split(manifest, folder, layouts, schools, api)
                 account(manifest, result)
                 lessons.append(_month(result.lessons, period))
-        days = pupil_days(pl.concat(lessons))
+        served, lost = apply_precedence(pl.concat(lessons), settings.attendance_precedence)
+        for load_id, count in lost.items():
+            superseded[load_id] = superseded.get(load_id, 0) + count
+        if lost:
+            log(f"precedence period={period}: {sum(lost.values()):,} rows superseded")
+        days = pupil_days(served)
         parameters = gate.attendance_parameters(
             days,
             schools,
@@ -196,7 +231,7 @@ def clean_pending_loads(
         log(f"gate attendance period={period}: {result.status} ({days.height:,} pupil days)")
     for manifest, folder in pending:  # loads with no usable date still need their accounting
         if manifest.load_id not in results:
-            account(manifest, _split(manifest, folder, layouts, schools))
+            account(manifest, _split(manifest, folder, layouts, schools, api))
         unseen = set(touched[manifest.load_id]) - set(periods)
         if unseen:  # only if date formats changed since landing; never drop those rows
             raise LayoutError(
@@ -236,7 +271,7 @@ def clean_pending_loads(
         outcome.loads.append(
             {
                 "run_id": run_id,
-                "source": SOURCE,
+                "source": manifest.source,
                 "dataset": manifest.dataset,
                 "load_id": manifest.load_id,
                 "file": manifest.file,
@@ -245,6 +280,7 @@ def clean_pending_loads(
                 "rows_clean": result.clean,
                 "rows_quarantined": result.quarantined,
                 "rows_duplicate": result.duplicates,
+                "rows_superseded": superseded.get(manifest.load_id, 0),
                 "status": "gate_failed" if outcome.gate_failed else "cleaned",
                 "gate": worst,
                 "started_at": started,

@@ -23,7 +23,7 @@ from prefect.exceptions import MissingContextError
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
-from flows import attendance, housing, lagesbild_report, report, statistics, warehouse
+from flows import attendance, housing, lagesbild_report, report, ss12000, statistics, warehouse
 from flows.gate import GateFailed
 from flows.notify import notify_failure
 from flows.reference import Reference, load_reference
@@ -33,6 +33,7 @@ from lagesbild.settings import ConfigError, Settings
 # Sources a backfill can re-run, and what that means for each (README: rerun safety).
 BACKFILL_SOURCES = {
     ATTENDANCE_EXPORT: "lands new files, then rebuilds every month in the window from landing",
+    ss12000.SOURCE: "fetches every school day in the window again, then rebuilds those months",
     HOUSING_EXPORT: "lands new files, then rebuilds all work orders from landing if the window "
     "touches a year with orders",
 }
@@ -58,6 +59,15 @@ def load_reference_data(settings: Settings) -> Reference:
 @task(cache_policy=NO_CACHE)
 def land_attendance_exports(settings: Settings) -> list[str]:
     manifests = attendance.land_new_exports(settings, settings.require_pseudonym_key(), _log)
+    return [m.file for m in manifests]
+
+
+@task(cache_policy=NO_CACHE)
+def land_ss12000(
+    settings: Settings, reference: Reference, run_date: date, window: tuple[date, date] | None
+) -> list[str]:
+    key = settings.require_pseudonym_key()
+    manifests = ss12000.land_delta(settings, key, reference.school_days, run_date, _log, window)
     return [m.file for m in manifests]
 
 
@@ -133,6 +143,7 @@ def _pipeline(
     run_date: date | None,
     rebuild_periods: frozenset[str] = frozenset(),
     window: str | None = None,
+    api_window: tuple[date, date] | None = None,
 ) -> report.RunSummary:
     settings = Settings()
     settings.require_pseudonym_key()  # fail before any work if the key is missing
@@ -156,6 +167,8 @@ def _pipeline(
             stage("extract")
             reference = load_reference_data(settings)
             summary.landed += land_attendance_exports(settings)
+            if ss12000.enabled(settings):
+                summary.landed += land_ss12000(settings, reference, summary.run_date, api_window)
             summary.landed += land_housing_exports(settings)
             summary.landed += land_statistics(settings)
             stage("clean")
@@ -232,4 +245,5 @@ def backfill(
         raise ConfigError(f"backfill window is empty: --from {date_from} is after --to {date_to}")
     periods = months(date_from, date_to)
     _log(f"backfill {source} {date_from}..{date_to}: rebuilding {', '.join(sorted(periods))}")
-    return _pipeline("backfill", run_date, periods, f"{source} {date_from}..{date_to}")
+    api_window = (date_from, date_to) if source == ss12000.SOURCE else None
+    return _pipeline("backfill", run_date, periods, f"{source} {date_from}..{date_to}", api_window)

@@ -40,6 +40,7 @@ class Manifest:
     columns: list[str]
     dropped_columns: list[str] = field(default_factory=list)
     pseudonymised: dict[str, str] = field(default_factory=dict)
+    request: dict = field(default_factory=dict)  # API loads: what was asked (e.g. the days)
     # what the source said about this release (statistics: updated/publication dates, request)
     release: dict = field(default_factory=dict)
 
@@ -118,6 +119,8 @@ AUDIT_SCHEMA = {
     "rows_clean": pl.Int64,
     "rows_quarantined": pl.Int64,
     "rows_duplicate": pl.Int64,
+    # clean rows not served: a source earlier in `attendance_precedence` has that school-day
+    "rows_superseded": pl.Int64,
     "status": pl.String,  # cleaned | gate_failed | failed
     "gate": pl.String,  # passed | passed_with_warnings | failed
     "started_at": pl.Datetime("us", "UTC"),
@@ -150,7 +153,9 @@ def append_audit(audit_dir: Path, rows: list[dict]) -> None:
     if not rows:
         return
     new = pl.DataFrame(rows, schema=AUDIT_SCHEMA)
-    write_parquet_atomic(pl.concat([read_audit(audit_dir), new]), audit_dir / "loads.parquet")
+    # diagonal: an audit written before a column was added keeps its rows (null there)
+    merged = pl.concat([read_audit(audit_dir), new], how="diagonal_relaxed")
+    write_parquet_atomic(merged, audit_dir / "loads.parquet")
 
 
 # -- runs ------------------------------------------------------------------------------------

@@ -65,6 +65,9 @@ def generate(
     last_school_year: Annotated[int, typer.Option(help="2025 means 2025/26")] = 2025,
     through: Annotated[str | None, typer.Option(help="stop at this date (YYYY-MM-DD)")] = None,
     out: Annotated[Path | None, typer.Option(help="drop folder; default from settings")] = None,
+    ss12000: Annotated[
+        Path | None, typer.Option(help="also write the local SS 12000 server's data here")
+    ] = None,
 ) -> None:
     """Generate the fictional demo municipality's source files into the drop folder."""
     from demo.generate import generate as run_generator
@@ -78,6 +81,7 @@ def generate(
         seed=seed,
         last_school_year=last_school_year,
         through=date.fromisoformat(through) if through else None,
+        ss12000_dir=ss12000,
         progress=lambda message: console.print(f"  {message}"),
     )
     console.print(
@@ -156,14 +160,23 @@ def demo(
         last_school_year=2025,
         through=None,
         out=settings.paths.drop,
+        ss12000=settings.data_dir / "demo_ss12000",
     )
     from demo.statistics import local_statistics_servers, write_survey_results
 
     write_survey_results(settings.paths.drop)
     console.rule("2/2 Running the nightly flow (Prefect starts a local API first, ~20 s)")
-    with local_statistics_servers(revise=revise_statistics) as servers:
+    from demo.ss12000_server import serving_demo
+
+    # The exports and a local SS 12000 server describe the same attendance; the API wins
+    # (attendance_precedence) and the audit counts the export rows it superseded.
+    with (
+        serving_demo(settings.data_dir / "demo_ss12000") as url,
+        local_statistics_servers(revise=revise_statistics) as servers,
+    ):
+        console.print(f"  local SS 12000 server on {url} (stopped after the run)")
         console.print(
-            f"Local Kolada {servers['kolada_url']}/v3 and PxWeb {servers['pxweb_url']} "
+            f"  local Kolada {servers['kolada_url']}/v3 and PxWeb {servers['pxweb_url']} "
             "(demo statistics servers, fictional values)"
         )
         _run_nightly(None)

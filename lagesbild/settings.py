@@ -9,8 +9,10 @@ in the working directory (or the file named by `LAGESBILD_CONFIG`), then the def
 from __future__ import annotations
 
 import os
+from datetime import date
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -79,6 +81,30 @@ class Statistics(BaseModel):
     )
 
 
+class SS12000(BaseModel):
+    """An SS 12000 v2 server of a school platform (README 'Attendance over SS 12000').
+
+    Off while `base_url` is unset. The client secret comes from the environment
+    (`LAGESBILD_SS12000__CLIENT_SECRET`) or a Prefect Secret block, never from a file.
+    """
+
+    base_url: str | None = Field(None, description="API root, e.g. https://host/ss12000/v2")
+    token_url: str | None = Field(None, description="OAuth2 client-credentials token endpoint")
+    client_id: str | None = None
+    client_secret: SecretStr | None = Field(None, description="environment only")
+    client_secret_block: str | None = Field(None, description="Prefect Secret block name")
+    scopes: list[str] = Field(default_factory=list, description="OAuth2 scopes to request")
+    token_auth: Literal["post", "basic"] = Field(
+        "post", description="client credentials in the token request body, or HTTP Basic"
+    )
+    page_size: int = Field(500, ge=1, description="`limit` per page")
+    timeout: float = Field(30, gt=0, description="seconds per HTTP call")
+    max_attempts: int = Field(5, ge=1, description="tries per call on timeouts, 429 and 5xx")
+    first_day: date | None = Field(
+        None, description="first day fetched when nothing has landed; default calendar start"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LAGESBILD_",
@@ -104,6 +130,11 @@ class Settings(BaseSettings):
     expectations_dir: Path = Field(PROJECT_ROOT / "expectations")
     dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt_project")
     municipality: Municipality = Municipality()
+    ss12000: SS12000 = SS12000()
+    attendance_precedence: list[str] = Field(
+        ["ss12000", "skola24_csv", "ist_xlsx"],
+        description="attendance sources, strongest first: decides each school x day both cover",
+    )
     suppression: Suppression = Suppression()
     statistics: Statistics = Statistics()
     volume_tolerance: float = Field(

@@ -37,9 +37,11 @@ def municipality(tmp_path_factory) -> dict[str, Path]:
     from demo.generate import generate
 
     root = tmp_path_factory.mktemp("municipality")
-    drop, truth = root / "drop", root / "truth"
-    generate(drop, pupils=PUPILS, years=1, seed=7, through=THROUGH, truth_dir=truth)
-    return {"root": root, "drop": drop, "truth": truth}
+    drop, truth, api = root / "drop", root / "truth", root / "ss12000"
+    generate(
+        drop, pupils=PUPILS, years=1, seed=7, through=THROUGH, truth_dir=truth, ss12000_dir=api
+    )
+    return {"root": root, "drop": drop, "truth": truth, "ss12000": api}
 
 
 @pytest.fixture(scope="module")

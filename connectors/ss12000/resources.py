@@ -1,0 +1,202 @@
+"""SS 12000 resources as polars frames: what lagesbild keeps of each, nothing more.
+
+Each `*_frame` function turns a list of raw objects (one page, or a sample file) into a
+frame with a fixed schema, so landing never depends on which optional fields a platform
+sends. Personal data: `civicNo` is replaced by its HMAC pseudonym (`pupil_key`) here, before
+anything can be written; names, addresses, e-mails, phone numbers, birth dates, sex and
+responsibles are never read. A pupil with a `securityMarking` keeps only what the marts need
+(school unit and grade per enrolment), like every other pupil.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from connectors.personal_ids import pseudonymise_column
+from connectors.ss12000.client import SS12000Client
+
+ORGANISATION_SCHEMA = {
+    "organisation_id": pl.String,
+    "organisation_type": pl.String,
+    "school_unit_code": pl.String,
+    "display_name": pl.String,
+    "municipality_code": pl.String,
+    "meta_modified": pl.String,
+}
+PERSON_SCHEMA = {
+    "person_id": pl.String,
+    "pupil_key": pl.String,
+    "pupil_id_kind": pl.String,
+    "security_marking": pl.String,
+    "enrolments": pl.List(
+        pl.Struct(
+            {
+                "organisation_id": pl.String,
+                "school_year": pl.Int32,
+                "school_type": pl.String,
+                "start_date": pl.String,
+                "end_date": pl.String,
+            }
+        )
+    ),
+    "meta_modified": pl.String,
+}
+AGGREGATED_SCHEMA = {
+    "student_id": pl.String,
+    "activity_id": pl.String,
+    "organisation_id": pl.String,  # of the activity (expand=activity)
+    "start_date": pl.String,
+    "end_date": pl.String,
+    "attendance_sum": pl.Int64,
+    "valid_absence_sum": pl.Int64,
+    "invalid_absence_sum": pl.Int64,
+    "other_attendance_sum": pl.Int64,
+    "reported_sum": pl.Int64,
+    "offered_sum": pl.Int64,
+}
+ABSENCE_SCHEMA = {
+    "absence_id": pl.String,
+    "student_id": pl.String,
+    "organisation_id": pl.String,
+    "type": pl.String,
+    "start_time": pl.String,
+    "end_time": pl.String,
+    "meta_modified": pl.String,
+}
+DELETED_SCHEMA = {"entity": pl.String, "id": pl.String}
+
+# /deletedEntities list keys per entity type (the spec misspells activities as 'activitites').
+DELETED_KEYS = {"Absence": "absences", "Person": "persons", "Organisation": "organisations"}
+
+
+def _ref(obj: dict, key: str) -> str | None:
+    value = obj.get(key)
+    return value.get("id") if isinstance(value, dict) else None
+
+
+def _modified(obj: dict) -> str | None:
+    meta = obj.get("meta")
+    return meta.get("modified") if isinstance(meta, dict) else None
+
+
+def organisation_frame(objects: Iterable[dict]) -> pl.DataFrame:
+    rows = [
+        {
+            "organisation_id": o.get("id"),
+            "organisation_type": o.get("organisationType"),
+            "school_unit_code": o.get("schoolUnitCode"),
+            "display_name": o.get("displayName"),
+            "municipality_code": o.get("municipalityCode"),
+            "meta_modified": _modified(o),
+        }
+        for o in objects
+    ]
+    return pl.DataFrame(rows, schema=ORGANISATION_SCHEMA)
+
+
+def person_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
+    """Pupils: id, pseudonymised civicNo, security marking, enrolments. Nothing else."""
+    rows = []
+    for p in objects:
+        civic = p.get("civicNo")
+        rows.append(
+            {
+                "person_id": p.get("id"),
+                "civic_no": civic.get("value") if isinstance(civic, dict) else None,
+                "security_marking": p.get("securityMarking"),
+                "enrolments": [
+                    {
+                        "organisation_id": _ref(e, "enroledAt"),
+                        "school_year": e.get("schoolYear"),
+                        "school_type": e.get("schoolType"),
+                        "start_date": e.get("startDate"),
+                        "end_date": e.get("endDate"),
+                    }
+                    for e in p.get("enrolments") or []
+                    if not e.get("cancelled")
+                ],
+                "meta_modified": _modified(p),
+            }
+        )
+    raw = {k: v for k, v in PERSON_SCHEMA.items() if k not in ("pupil_key", "pupil_id_kind")}
+    frame = pl.DataFrame(rows, schema={"civic_no": pl.String, **raw})
+    return pseudonymise_column(frame, "civic_no", key).select(list(PERSON_SCHEMA))
+
+
+def aggregated_frame(objects: Iterable[dict]) -> pl.DataFrame:
+    rows = []
+    for a in objects:
+        activity = (a.get("_embedded") or {}).get("activity") or {}
+        rows.append(
+            {
+                "student_id": _ref(a, "student"),
+                "activity_id": _ref(a, "activity"),
+                "organisation_id": _ref(activity, "organisation"),
+                "start_date": a.get("startDate"),
+                "end_date": a.get("endDate"),
+                "attendance_sum": a.get("attendanceSum"),
+                "valid_absence_sum": a.get("validAbsenceSum"),
+                "invalid_absence_sum": a.get("invalidAbsenceSum"),
+                "other_attendance_sum": a.get("otherAttendanceSum"),
+                "reported_sum": a.get("reportedSum"),
+                "offered_sum": a.get("offeredSum"),
+            }
+        )
+    return pl.DataFrame(rows, schema=AGGREGATED_SCHEMA, strict=False)
+
+
+def absence_frame(objects: Iterable[dict]) -> pl.DataFrame:
+    rows = [
+        {
+            "absence_id": a.get("id"),
+            "student_id": _ref(a, "student"),
+            "organisation_id": _ref(a, "organisation"),
+            "type": a.get("type"),
+            "start_time": a.get("startTime"),
+            "end_time": a.get("endTime"),
+            "meta_modified": _modified(a),
+        }
+        for a in objects
+    ]
+    return pl.DataFrame(rows, schema=ABSENCE_SCHEMA)
+
+
+def _modified_after(after: str | None) -> dict[str, Any]:
+    return {"meta.modified.after": after} if after else {}
+
+
+def organisations(client: SS12000Client, after: str | None) -> Iterator[pl.DataFrame]:
+    for page in client.pages("/organisations", {"type": "Skolenhet", **_modified_after(after)}):
+        yield organisation_frame(page)
+
+
+def persons(client: SS12000Client, key: bytes, after: str | None) -> Iterator[pl.DataFrame]:
+    params = {"relationship.entity.type": "enrolment", **_modified_after(after)}
+    for page in client.pages("/persons", params):
+        yield person_frame(page, key)
+
+
+def absences(client: SS12000Client, after: str | None) -> Iterator[pl.DataFrame]:
+    for page in client.pages("/absences", _modified_after(after)):
+        yield absence_frame(page)
+
+
+def aggregated_attendance(client: SS12000Client, day: date) -> Iterator[pl.DataFrame]:
+    """One day's summed minutes per pupil x activity (a one-day window is the day grain)."""
+    params = {"startDate": day.isoformat(), "endDate": day.isoformat(), "expand": ["activity"]}
+    for page in client.pages("/aggregatedAttendance", params):
+        yield aggregated_frame(page)
+
+
+def deleted(client: SS12000Client, after: str, entities: list[str]) -> pl.DataFrame:
+    by_key = client.deleted_entities(after, entities)
+    rows = [
+        {"entity": entity, "id": i}
+        for entity in entities
+        for i in by_key.get(DELETED_KEYS[entity], [])
+    ]
+    return pl.DataFrame(rows, schema=DELETED_SCHEMA)

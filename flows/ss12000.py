@@ -1,0 +1,426 @@
+"""School attendance over SS 12000: land each resource's delta, map it onto the clean grain.
+
+Landing (`land_delta`), one run:
+
+1. `/organisations` (school units) and `/persons` (pupils, `civicNo` pseudonymised in the
+   connector) modified after their watermark;
+2. `/absences` modified after its watermark and `/deletedEntities` (Absence) after the last
+   deletions load: a late report or a removed absence names a day whose minutes changed;
+3. `/aggregatedAttendance` for one day at a time (a one-day window is the day grain) for the
+   new school days since the last landed day, plus the earlier days that step 2 named. A
+   backfill asks for every school day of its window instead.
+
+Watermarks are derived from landing (the largest `meta.modified` landed per resource; the
+request time of the last deletions load), never from local state, so deleting a bad load
+makes the next run fetch it again. Each day asked for is recorded in the load's manifest
+(`request.days`): the latest load that asked for a day is the truth for that whole day, so a
+correction replaces the day's rows and a pupil-day the server no longer has disappears.
+
+Mapping (`split_load`): one row per pupil x activity x day → the lesson contract of the
+exports (`flows.clean_attendance`): student → `pupil_key` (landed persons), activity's
+organisation → `school_unit_code`, grade from the enrolment at that school on that day,
+attended = attendanceSum + otherAttendanceSum (another school activity is presence),
+other absence = what is offered but neither attended nor valid/invalid absence (not yet
+assessed). Rows that cannot be mapped are quarantined with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from connectors.ss12000 import resources
+from connectors.ss12000.client import SOURCE, ClientConfig, SS12000Client
+from flows.clean_attendance import MINUTES, LoadResult
+from flows.storage import DATA_FILE, Manifest, land, landed_loads, new_load_id
+from lagesbild.settings import ConfigError, Settings
+
+ORGANISATIONS, PERSONS, ABSENCES = "organisations", "persons", "absences"
+DELETED, ATTENDANCE = "deleted_entities", "aggregated_attendance"
+CLOCK_SKEW = timedelta(minutes=10)  # deletions are asked for a little before the last ask
+GRADES = {0: "F", **{g: str(g) for g in range(1, 10)}}
+
+
+def enabled(settings: Settings) -> bool:
+    return bool(settings.ss12000.base_url)
+
+
+def client_config(settings: Settings) -> ClientConfig:
+    ss = settings.ss12000
+    missing = [n for n in ("base_url", "token_url", "client_id") if not getattr(ss, n)]
+    if missing:
+        raise ConfigError(
+            "SS 12000 is half configured: set "
+            + ", ".join(f"LAGESBILD_SS12000__{n.upper()}" for n in missing)
+            + " (or [ss12000] in lagesbild.toml), or unset base_url to turn it off."
+        )
+    secret = ss.client_secret.get_secret_value() if ss.client_secret else None
+    if not secret and ss.client_secret_block:
+        from prefect.blocks.system import Secret  # only when a block is configured
+
+        secret = Secret.load(ss.client_secret_block).get()
+    if not secret:
+        raise ConfigError(
+            "SS 12000 client secret missing: set LAGESBILD_SS12000__CLIENT_SECRET in the "
+            "environment or name a Prefect Secret block in ss12000.client_secret_block."
+        )
+    return ClientConfig(
+        base_url=ss.base_url,
+        token_url=ss.token_url,
+        client_id=ss.client_id,
+        client_secret=secret,
+        scopes=ss.scopes,
+        page_size=ss.page_size,
+        timeout=ss.timeout,
+        max_attempts=ss.max_attempts,
+        token_auth=ss.token_auth,
+    )
+
+
+# -- landing ---------------------------------------------------------------------------------
+
+
+def _loads(landing: Path, dataset: str) -> list[tuple[Manifest, Path]]:
+    return [(m, f) for m, f in landed_loads(landing, SOURCE) if m.dataset == dataset]
+
+
+def _landed(landing: Path, dataset: str, columns: list[str] | None = None) -> pl.DataFrame:
+    folders = [f / DATA_FILE for _, f in _loads(landing, dataset)]
+    if not folders:
+        return pl.DataFrame()
+    return pl.concat([pl.read_parquet(f, columns=columns) for f in folders], how="vertical")
+
+
+def _instant(column: str) -> pl.Expr:
+    """RFC 3339 text → UTC instant; text that is not one → null (sorts as the oldest)."""
+    return pl.col(column).str.to_datetime(time_zone="UTC", strict=False)
+
+
+def watermark(landing: Path, dataset: str) -> str | None:
+    """The largest `meta.modified` landed for a resource (compared as instants)."""
+    landed = _landed(landing, dataset, ["meta_modified"])
+    if landed.is_empty():
+        return None
+    latest = landed.with_columns(_at=_instant("meta_modified")).drop_nulls("_at")
+    return latest.sort("_at")["meta_modified"][-1] if latest.height else None
+
+
+def _land(landing: Path, dataset: str, period: str, frame: pl.DataFrame, request: dict) -> Manifest:
+    digest = hashlib.sha256(frame.write_ndjson().encode() + repr(request).encode()).hexdigest()
+    manifest = Manifest(
+        source=SOURCE,
+        dataset=dataset,
+        load_id=new_load_id(digest),
+        period=period,
+        periods=[period],
+        file=f"ss12000:{dataset}:{request.get('describe', '')}",
+        sha256=digest,
+        rows=frame.height,
+        extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        columns=frame.columns,
+        pseudonymised={"civicNo": "pupil_key"} if dataset == PERSONS else {},
+        request={k: v for k, v in request.items() if k != "describe"},
+    )
+    land(landing, manifest, frame)
+    return manifest
+
+
+def _concat(frames: Iterable[pl.DataFrame], schema: dict) -> pl.DataFrame:
+    return pl.concat([pl.DataFrame(schema=schema), *frames], how="vertical")
+
+
+def landed_days(landing: Path) -> set[date]:
+    return {
+        date.fromisoformat(d) for m, _ in _loads(landing, ATTENDANCE) for d in m.request["days"]
+    }
+
+
+def land_delta(
+    settings: Settings,
+    key: bytes,
+    school_days: set[date],
+    run_date: date,
+    log: Callable[[str], None],
+    window: tuple[date, date] | None = None,
+) -> list[Manifest]:
+    """Land what changed since the last run (or every school day of a backfill `window`)."""
+    landing = settings.paths.landing
+    month = f"{run_date:%Y-%m}"
+    manifests: list[Manifest] = []
+    with SS12000Client(client_config(settings)) as client:
+        asked_at = datetime.now(UTC)
+        fetchers = {
+            ORGANISATIONS: (resources.organisations, resources.ORGANISATION_SCHEMA),
+            PERSONS: (lambda c, a: resources.persons(c, key, a), resources.PERSON_SCHEMA),
+            ABSENCES: (resources.absences, resources.ABSENCE_SCHEMA),
+        }
+        # Absences and deletions are landed last: if a run fails before the days they name
+        # are landed, their watermarks have not moved and the next run sees them again.
+        land_last: list[tuple[str, pl.DataFrame, dict]] = []
+        changed: set[date] = set()  # earlier days whose minutes a changed absence touched
+        for dataset, (fetch, schema) in fetchers.items():
+            after = watermark(landing, dataset)
+            frame = _concat(fetch(client, after), schema)
+            log(f"ss12000 {dataset}: {frame.height:,} modified after {after or 'the start'}")
+            request = {"meta.modified.after": after, "describe": f"modified after {after}"}
+            if frame.height and dataset == ABSENCES:
+                land_last.append((dataset, frame, request))
+                changed |= _days(frame)
+            elif frame.height:
+                manifests.append(_land(landing, dataset, month, frame, request))
+
+        # Deletions: ask from a little before the last deletions load; keep only new ids.
+        previous = _loads(landing, DELETED)
+        after = None
+        if previous:
+            asked_before = datetime.fromisoformat(previous[-1][0].request["asked_at"])
+            after = (asked_before - CLOCK_SKEW).isoformat(timespec="seconds")
+        tombstones = resources.deleted(client, after or "1970-01-01T00:00:00+00:00", ["Absence"])
+        known = _landed(landing, DELETED, ["id"])
+        if not known.is_empty():
+            tombstones = tombstones.filter(~pl.col("id").is_in(known["id"].implode()))
+        if tombstones.height:
+            request = {"after": after, "asked_at": asked_at.isoformat(), "describe": "Absence"}
+            land_last.append((DELETED, tombstones, request))
+            columns = ["absence_id", "start_time", "end_time"]
+            known_absences = [
+                pl.DataFrame(schema=dict.fromkeys(columns, pl.String)),
+                _landed(landing, ABSENCES, columns),
+                *[f.select(columns) for d, f, _ in land_last if d == ABSENCES],
+            ]
+            gone = pl.concat([f for f in known_absences if f.width], how="vertical").filter(
+                pl.col("absence_id").is_in(tombstones["id"].implode())
+            )
+            changed |= _days(gone)
+        log(f"ss12000 deletedEntities: {tombstones.height} new absence deletions")
+
+        days = _days_to_fetch(settings, landing, school_days, run_date, changed, window)
+        by_month: dict[str, list[date]] = {}
+        for day in days:
+            by_month.setdefault(f"{day:%Y-%m}", []).append(day)
+        for period, period_days in sorted(by_month.items()):
+            frame = _concat(
+                (f for d in period_days for f in resources.aggregated_attendance(client, d)),
+                resources.AGGREGATED_SCHEMA,
+            )
+            request = {
+                "days": [d.isoformat() for d in period_days],
+                "describe": f"{period_days[0]}..{period_days[-1]} ({len(period_days)} days)",
+            }
+            if _same_rows(frame, _current(landing, period_days)):
+                log(f"ss12000 aggregatedAttendance {period}: unchanged, nothing landed")
+                continue
+            manifests.append(_land(landing, ATTENDANCE, period, frame, request))
+            log(
+                f"ss12000 aggregatedAttendance {period}: {frame.height:,} rows, "
+                f"{request['describe']}"
+            )
+        for dataset, frame, request in land_last:
+            manifests.append(_land(landing, dataset, month, frame, request))
+        log(f"ss12000: {client.requests} API calls")
+    return manifests
+
+
+def _current(landing: Path, days: list[date]) -> pl.DataFrame:
+    """The landed rows that are the truth for these days now (their latest load's rows)."""
+    loads = _loads(landing, ATTENDANCE)
+    owners = day_owners(loads)
+    frames = []
+    for manifest, folder in loads:
+        mine = [d.isoformat() for d in days if owners.get(d) == manifest.load_id]
+        if mine:
+            rows = pl.read_parquet(folder / DATA_FILE)
+            frames.append(rows.filter(pl.col("start_date").is_in(mine)))
+    return _concat(frames, resources.AGGREGATED_SCHEMA)
+
+
+def _same_rows(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    """Same rows in any order (a re-fetch that found nothing new is not landed again)."""
+    return a.height == b.height and a.sort(pl.all()).equals(b.sort(pl.all()))
+
+
+def _days(absences: pl.DataFrame) -> set[date]:
+    """The school days an absence spans (start and end are local times: take their dates)."""
+    days: set[date] = set()
+    for start, end in absences.select("start_time", "end_time").iter_rows():
+        first, last = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
+        days |= {first + timedelta(days=i) for i in range((last - first).days + 1)}
+    return days
+
+
+def _days_to_fetch(
+    settings: Settings,
+    landing: Path,
+    school_days: set[date],
+    run_date: date,
+    changed: set[date],
+    window: tuple[date, date] | None,
+) -> list[date]:
+    if window is not None:
+        return sorted(d for d in school_days if window[0] <= d <= window[1])
+    have = landed_days(landing)
+    if have:
+        start = max(have) + timedelta(days=1)
+    else:
+        start = settings.ss12000.first_day or min(school_days, default=run_date)
+    new = {d for d in school_days if start <= d < run_date}
+    return sorted(new | (changed & have))
+
+
+# -- mapping onto the clean grain ------------------------------------------------------------
+
+
+def attendance_loads(landing: Path) -> list[tuple[Manifest, Path]]:
+    return _loads(landing, ATTENDANCE)
+
+
+def day_owners(loads: list[tuple[Manifest, Path]]) -> dict[date, str]:
+    """For each day, the latest load that asked for it: that load's rows are the day."""
+    owners: dict[date, str] = {}
+    for manifest, _ in sorted(loads, key=lambda item: item[0].load_id):
+        for day in manifest.request.get("days", []):
+            owners[date.fromisoformat(day)] = manifest.load_id
+    return owners
+
+
+class Lookups:
+    """Landed persons and organisations, the latest version of each (read once per run)."""
+
+    def __init__(self, landing: Path):
+        persons = _landed(landing, PERSONS)
+        if persons.is_empty():
+            persons = pl.DataFrame(schema=resources.PERSON_SCHEMA)
+        persons = persons.with_columns(_at=_instant("meta_modified"))
+        persons = persons.sort("_at", maintain_order=True).unique("person_id", keep="last")
+        self.pupils = persons.select("person_id", "pupil_key", "pupil_id_kind")
+        self.enrolments = (
+            persons.select("person_id", "enrolments")
+            .explode("enrolments")
+            .unnest("enrolments")
+            .drop_nulls("organisation_id")
+        )
+        orgs = _landed(landing, ORGANISATIONS)
+        if orgs.is_empty():
+            orgs = pl.DataFrame(schema=resources.ORGANISATION_SCHEMA)
+        orgs = orgs.with_columns(_at=_instant("meta_modified"))
+        self.schools = (
+            orgs.sort("_at", maintain_order=True)
+            .unique("organisation_id", keep="last")
+            .select("organisation_id", "school_unit_code")
+        )
+
+
+def split_load(
+    rows: pl.DataFrame,
+    lookups: Lookups,
+    known_schools: set[str],
+    load_id: str,
+    owners: dict[date, str],
+) -> LoadResult:
+    """Landed aggregatedAttendance rows of one load → clean lesson rows, quarantine, counts.
+
+    Days a later load asked for again are left out of `lessons` (that load is the truth for
+    them) but still count as clean here: they were valid when this load was cleaned.
+    """
+    original = rows.columns
+    sums = [
+        "attendance_sum",
+        "valid_absence_sum",
+        "invalid_absence_sum",
+        "other_attendance_sum",
+        "offered_sum",
+    ]
+    frame = (
+        rows.with_row_index("_row")
+        .join(lookups.pupils, left_on="student_id", right_on="person_id", how="left")
+        .join(lookups.schools, on="organisation_id", how="left")
+        .with_columns(
+            date=pl.col("start_date").str.to_date(strict=False),
+            _end=pl.col("end_date").str.to_date(strict=False),
+        )
+    )
+    # Grade: the enrolment at this school unit that spans the day (0 = förskoleklass).
+    grade = (
+        frame.select("_row", "student_id", "organisation_id", "start_date")
+        .join(
+            lookups.enrolments,
+            left_on=["student_id", "organisation_id"],
+            right_on=["person_id", "organisation_id"],
+        )
+        .filter(
+            (pl.col("start_date_right").fill_null("0000") <= pl.col("start_date"))
+            & (pl.col("start_date") <= pl.col("end_date").fill_null("9999"))
+        )
+        .group_by("_row")
+        .agg(pl.col("school_year").first())
+    )
+    frame = frame.join(grade, on="_row", how="left").with_columns(
+        grade=pl.col("school_year").replace_strict(GRADES, default=None, return_dtype=pl.String),
+        attended_minutes=pl.col("attendance_sum") + pl.col("other_attendance_sum"),
+        offered_minutes=pl.col("offered_sum"),
+        valid_absence_minutes=pl.col("valid_absence_sum"),
+        invalid_absence_minutes=pl.col("invalid_absence_sum"),
+    )
+    frame = frame.with_columns(
+        other_absence_minutes=pl.col("offered_minutes")
+        - pl.col("attended_minutes")
+        - pl.col("valid_absence_minutes")
+        - pl.col("invalid_absence_minutes")
+    )
+    checks = [
+        ("missing_personal_id", pl.col("pupil_id_kind") == "missing"),
+        ("invalid_personal_id", pl.col("pupil_id_kind") == "invalid"),
+        ("unknown_student", pl.col("pupil_key").is_null()),
+        ("invalid_date", pl.col("date").is_null()),
+        ("not_one_day", pl.col("_end") != pl.col("date")),
+        (
+            "unknown_school_unit",
+            ~pl.col("school_unit_code").fill_null("").is_in(sorted(known_schools)),
+        ),
+        ("no_enrolment", pl.col("grade").is_null()),
+        ("invalid_number", pl.any_horizontal([pl.col(c).is_null() for c in sums])),
+        (
+            "minutes_out_of_range",
+            pl.any_horizontal([pl.col(c) < 0 for c in sums]) | (pl.col("offered_sum") > 24 * 60),
+        ),
+        ("minutes_do_not_add_up", pl.col("other_absence_minutes") < 0),
+    ]
+    reason = pl.lit(None, dtype=pl.String)
+    for name, failed in reversed(checks):
+        reason = pl.when(failed.fill_null(False)).then(pl.lit(name)).otherwise(reason)
+    typed = frame.with_columns(reason=reason).sort("_row")
+    usable = typed.filter(pl.col("reason").is_null())
+    key = ["student_id", "activity_id", "date"]
+    first = usable.select(pl.struct(key).is_first_distinct()).to_series()
+    exact = usable.select(pl.struct(original).is_first_distinct()).to_series()
+    repeats = usable.filter(~first & ~exact)  # the same row twice: a duplicate
+    conflicts = usable.filter(~first & exact).with_columns(reason=pl.lit("conflicting_duplicate"))
+    owned = pl.col("date").is_in(sorted(d for d, owner in owners.items() if owner == load_id))
+    distinct = usable.filter(first)
+    lessons = distinct.filter(owned).select(
+        "pupil_key",
+        "school_unit_code",
+        "date",
+        lesson_start="activity_id",  # the lesson key of the exports; here the activity
+        grade="grade",
+        **{m: pl.col(m).cast(pl.Float64) for m in MINUTES},
+        source=pl.lit(SOURCE),
+        load_id=pl.lit(load_id),
+    )
+    quarantine = (
+        pl.concat([typed.filter(pl.col("reason").is_not_null()), conflicts])
+        .sort("_row")
+        .select(*original, "reason", load_id=pl.lit(load_id))
+    )
+    result = LoadResult(lessons, quarantine, rows.height, distinct.height, repeats.height)
+    if result.received != result.clean + result.quarantined + result.duplicates:
+        raise AssertionError(f"row accounting broken for SS 12000 load {load_id}")
+    return result
+
+
+def read_load(folder: Path) -> pl.DataFrame:
+    return pl.read_parquet(folder / DATA_FILE)

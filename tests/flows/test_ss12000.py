@@ -1,0 +1,245 @@
+"""Attendance over SS 12000 end to end: the nightly against the local SS 12000 server.
+
+The server serves the same generated municipality as the exports (the generator writes both
+from the same simulated days; the API has no dirty rows). Expected figures come from the
+generator's ground truth, as in test_nightly; the request log of the server shows what the
+client asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+
+from demo.ss12000_server import SS12000Server, running
+from demo.ss12000_store import Store, entity_id
+from flows.nightly import backfill, nightly
+from flows.storage import landed_loads, read_audit
+from lagesbild.settings import Settings
+from tests.flows.conftest import THROUGH, pipeline_at
+from tests.flows.test_nightly import (
+    ABSENCES,
+    _personal_ids,
+    _text_of,
+    assert_matches,
+    expected_rates,
+    marts,
+    truth_days,
+)
+
+RUN_DATE = THROUGH + timedelta(days=1)
+PAGE_SIZE = 2000
+
+
+@pytest.fixture(scope="module")
+def server(municipality):
+    server = SS12000Server(Store.load(municipality["ss12000"]))
+    with running(server) as url:
+        server.url = url
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api_env(municipality, server, tmp_path_factory):
+    data = tmp_path_factory.mktemp("api-data")
+    settings = {
+        "ss12000__base_url": server.url,
+        "ss12000__token_url": server.url + "/token",
+        "ss12000__client_id": server.client_id,
+        "ss12000__client_secret": server.client_secret,
+        "ss12000__page_size": str(PAGE_SIZE),
+        "ss12000__max_attempts": "2",
+    }
+    with pipeline_at(data, municipality["drop"], **settings):
+        yield data
+
+
+@pytest.fixture(scope="module")
+def first_run(api_env, server):
+    state = nightly(run_date=RUN_DATE, return_state=True)
+    assert state.is_completed(), state.message
+    requests = list(server.requests)
+    server.requests.clear()
+    return Settings().paths, requests
+
+
+def school_days(municipality) -> list[date]:
+    calendar = pl.read_csv(municipality["drop"] / "reference/school_calendar.csv")
+    days = calendar.filter(pl.col("is_school_day")).get_column("date").str.to_date()
+    return sorted(d for d in days.to_list() if d < RUN_DATE)
+
+
+def first_asks(requests, path: str) -> list[dict]:
+    return [q for p, q in requests if p == path and "pageToken" not in q]
+
+
+def expected_grade_month(days: pl.DataFrame) -> pl.DataFrame:
+    days = days.with_columns(month=pl.col("date").dt.truncate("1mo"))
+    return expected_rates(
+        days.group_by("school_unit_code", "grade", "month").agg(
+            pupils=pl.col("pupil_id").n_unique(),
+            offered_minutes=pl.col("offered_minutes").sum(),
+            **{c: pl.col(c).sum() for c in ABSENCES},
+        )
+    )
+
+
+def test_api_and_exports_give_the_same_marts_as_the_truth(first_run, municipality):
+    paths, _ = first_run
+    actual = marts(paths)["mart_attendance_school_grade_month"]
+    assert_matches(
+        actual,
+        expected_grade_month(truth_days(municipality)),
+        ["school_unit_code", "grade", "month"],
+    )
+    clean = pl.read_parquet(paths.clean / "attendance" / "period=*" / "*.parquet")
+    assert clean["source"].unique().to_list() == ["ss12000"]  # precedence: the API wins
+
+
+def test_one_request_per_school_day_and_page_tokens_only_with_limit(first_run, municipality):
+    _, requests = first_run
+    asked = [q["startDate"] for q in first_asks(requests, "/aggregatedAttendance")]
+    assert asked == [[d.isoformat()] for d in school_days(municipality)]
+    for path, query in requests:
+        if "pageToken" in query:
+            assert set(query) == {"pageToken", "limit"}, (path, query)
+    lessons = pl.read_parquet(municipality["truth"] / "lessons.parquet")
+    pages = sum(1 for p, _ in requests if p == "/aggregatedAttendance")
+    per_day = lessons.group_by("date").len()["len"]
+    assert pages == sum((n + PAGE_SIZE - 1) // PAGE_SIZE for n in per_day.to_list())
+
+
+def test_audit_shows_the_precedence_decision(first_run, municipality):
+    paths, _ = first_run
+    audit = read_audit(paths.audit)
+    lessons = pl.read_parquet(municipality["truth"] / "lessons.parquet").height
+    api = audit.filter(pl.col("source") == "ss12000")
+    exports = audit.filter(pl.col("source") == "attendance_export")
+    # one API row per pupil x lesson (an activity is a lesson slot), none rejected or lost
+    assert api["rows_received"].sum() == api["rows_clean"].sum() == lessons
+    assert api["rows_quarantined"].sum() == api["rows_superseded"].sum() == 0
+    # every valid export lesson is covered by the API for its school and day
+    assert exports["rows_clean"].sum() == exports["rows_superseded"].sum() == lessons
+    for row in audit.iter_rows(named=True):
+        assert row["rows_received"] == (
+            row["rows_clean"] + row["rows_quarantined"] + row["rows_duplicate"]
+        )
+
+
+def test_no_personnummer_in_anything_the_api_run_wrote(first_run, municipality):
+    paths, _ = first_run
+    ids = _personal_ids(municipality["drop"])
+    assert len(list(landed_loads(paths.landing, "ss12000"))) >= 4
+    for path in paths.data.rglob("*"):
+        if path.is_file() and "prefect" not in path.parts and ".wal" not in path.suffix:
+            raw = pl.read_parquet(path).write_ndjson() if path.suffix == ".parquet" else None
+            text = re.sub(r"(?<=\d)[-+](?=[0-9A-Z]{4})", "", raw or _text_of(path))
+            assert not set(re.findall(r"[0-9A-Z]{10,12}", text)) & ids, path
+
+
+def _snapshot(paths) -> tuple[dict[str, bytes], dict[str, pl.DataFrame]]:
+    """Clean partitions byte for byte; marts by content (their row order is not content)."""
+    clean = paths.clean / "attendance"
+    return {str(p): p.read_bytes() for p in sorted(clean.rglob("*.parquet"))}, marts(paths)
+
+
+def _same(a, b) -> bool:
+    return (
+        a[0] == b[0] and a[1].keys() == b[1].keys() and all(a[1][k].equals(b[1][k]) for k in a[1])
+    )
+
+
+def _landed(paths) -> dict[str, str]:
+    return {m.load_id: m.dataset for m, _ in landed_loads(paths.landing, "ss12000")}
+
+
+def test_second_run_fetches_only_the_delta_and_changes_nothing(first_run, server):
+    paths, _ = first_run
+    before, loads = _snapshot(paths), _landed(paths)
+    state = nightly(run_date=RUN_DATE, return_state=True)
+    assert state.is_completed(), state.message
+    requests = list(server.requests)
+    server.requests.clear()
+    assert first_asks(requests, "/aggregatedAttendance") == []
+    landed = pl.read_parquet(paths.landing / "ss12000" / "persons" / "**" / "*.parquet")
+    watermark = max(landed["meta_modified"].to_list())
+    assert first_asks(requests, "/persons")[0]["meta.modified.after"] == [watermark]
+    assert _landed(paths) == loads and _same(_snapshot(paths), before)
+
+
+def test_a_late_report_and_a_deleted_absence_reach_the_marts(first_run, server, municipality):
+    paths, _ = first_run
+    truth = truth_days(municipality)
+    store = server.store
+    # A guardian reports a September day of invalid absence late; a reported sick day in
+    # October is deleted by the school (it becomes invalid absence).
+    reported = (
+        truth.filter((pl.col("invalid_absence_minutes") > 0) & (pl.col("date").dt.month() == 9))
+        .sort("pupil_id", "date")
+        .row(0, named=True)
+    )
+    store.report_absence(entity_id("person", reported["pupil_id"]), reported["date"])
+    absence = (
+        store.absences.filter(pl.col("date").dt.month() == 10).sort("absence_id").row(0, named=True)
+    )
+    deleted_pupil = next(
+        i
+        for i in truth["pupil_id"].unique().to_list()
+        if entity_id("person", i) == absence["student_id"]
+    )
+    store.delete_absence(absence["absence_id"])
+
+    # First the server keeps failing on aggregatedAttendance: the run fails, nothing is
+    # published, and the changed absences are not landed, so the next run still sees them.
+    before = paths.marts_db.read_bytes(), _snapshot(paths)[0], _landed(paths)
+    server.faults.add("503_overload", times=2, path="/aggregatedAttendance")  # max_attempts 2
+    state = nightly(run_date=RUN_DATE, return_state=True)
+    assert state.is_failed() and not server.faults.queue
+    assert "kept failing on /aggregatedAttendance" in str(state.result(raise_on_failure=False))
+    assert (paths.marts_db.read_bytes(), _snapshot(paths)[0], _landed(paths)) == before
+    server.requests.clear()
+
+    state = nightly(run_date=RUN_DATE, return_state=True)
+    assert state.is_completed(), state.message
+    asked = [q["startDate"] for q in first_asks(server.requests, "/aggregatedAttendance")]
+    server.requests.clear()
+    assert sorted(asked) == sorted([[reported["date"].isoformat()], [absence["date"].isoformat()]])
+
+    late = (pl.col("pupil_id") == reported["pupil_id"]) & (pl.col("date") == reported["date"])
+    gone = (pl.col("pupil_id") == deleted_pupil) & (pl.col("date") == absence["date"])
+    changed = truth.with_columns(
+        valid_absence_minutes=pl.when(late)
+        .then(
+            pl.col("valid_absence_minutes")
+            + pl.col("invalid_absence_minutes")
+            + pl.col("other_absence_minutes")
+        )
+        .when(gone)
+        .then(0.0)
+        .otherwise(pl.col("valid_absence_minutes")),
+        invalid_absence_minutes=pl.when(late)
+        .then(0.0)
+        .when(gone)
+        .then(pl.col("invalid_absence_minutes") + pl.col("valid_absence_minutes"))
+        .otherwise(pl.col("invalid_absence_minutes")),
+        other_absence_minutes=pl.when(late).then(0.0).otherwise(pl.col("other_absence_minutes")),
+    )
+    assert changed.filter(gone)["invalid_absence_minutes"].item() > 0  # the test sees a change
+    actual = marts(paths)["mart_attendance_school_grade_month"]
+    assert_matches(actual, expected_grade_month(changed), ["school_unit_code", "grade", "month"])
+
+
+def test_backfill_refetches_the_window_and_changes_nothing_unchanged(first_run, server):
+    paths, _ = first_run
+    before = _snapshot(paths)
+    state = backfill(
+        "ss12000", date(2025, 10, 1), date(2025, 10, 31), run_date=RUN_DATE, return_state=True
+    )
+    assert state.is_completed(), state.message
+    asked = [q["startDate"][0] for q in first_asks(server.requests, "/aggregatedAttendance")]
+    server.requests.clear()
+    assert asked and all(d.startswith("2025-10") for d in asked)
+    assert _same(_snapshot(paths), before)

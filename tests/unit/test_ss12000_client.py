@@ -1,0 +1,279 @@
+"""The SS 12000 client against the local SS 12000 server: paging, token, faults, errors.
+
+The server holds a small hand-made store (23 pupils with distinct `meta.modified`), so every
+expected count below follows from the store built here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from connectors.personal_ids import luhn_check_digit, pseudonym
+from connectors.ss12000 import resources
+from connectors.ss12000.client import ClientConfig, SS12000Client, SS12000Error
+from demo.ss12000_server import SS12000Server, running
+from demo.ss12000_store import Store, entity_id
+
+PUPILS = 23
+PAGE = 5
+KEY = b"unit-test-key"
+SCHOOL = "34817265"
+ORG = entity_id("organisation", SCHOOL)
+SAMPLES = Path("/work/shared/reference/samples/ss12000")
+DAY = date(2025, 9, 3)
+
+
+def civic(i: int) -> str:
+    serial = f"{100 + i:03d}"
+    return f"20120101{serial}{luhn_check_digit('120101' + serial)}"
+
+
+def small_store() -> Store:
+    enrolment = {
+        "enroledAt": {"id": ORG},
+        "schoolYear": 7,
+        "schoolType": "GR",
+        "startDate": "2025-07-01",
+        "endDate": "2026-06-30",
+    }
+    persons = pl.DataFrame(
+        {
+            "enrolments": [[enrolment]] * PUPILS,
+            "person_id": [entity_id("person", i) for i in range(PUPILS)],
+            "civic_no": [civic(i) for i in range(PUPILS)],
+            "security_marking": ["Ingen"] * PUPILS,
+            # pupil i was last modified on day i of September
+            "meta_modified": [f"2025-09-{i + 1:02d}T10:00:00+02:00" for i in range(PUPILS)],
+        }
+    )
+    lessons = pl.DataFrame(
+        {
+            "grade": ["7"] * PUPILS * 2,
+            "date": [DAY] * PUPILS * 2,
+            "lesson_start": ["08:00", "09:00"] * PUPILS,
+            "offered_minutes": [60.0] * PUPILS * 2,
+            "attended_minutes": [60.0, 50.0] * PUPILS,
+            "valid_absence_minutes": [0.0, 10.0] * PUPILS,
+            "invalid_absence_minutes": [0.0] * PUPILS * 2,
+            "other_absence_minutes": [0.0] * PUPILS * 2,
+            "student_id": [entity_id("person", i // 2) for i in range(PUPILS * 2)],
+            "organisation_id": [ORG] * PUPILS * 2,
+            "activity_id": [entity_id("activity", s) for s in ("08:00", "09:00")] * PUPILS,
+        }
+    )
+    absences = pl.DataFrame(
+        schema={
+            "absence_id": pl.String,
+            "student_id": pl.String,
+            "organisation_id": pl.String,
+            "date": pl.Date,
+            "type": pl.String,
+            "meta_modified": pl.String,
+        }
+    )
+    organisations = [
+        {
+            "id": ORG,
+            "meta": {"created": "2025-01-01T00:00:00Z", "modified": "2025-01-01T00:00:00Z"},
+            "displayName": "Ekdalaskolan",
+            "organisationType": "Skolenhet",
+            "schoolUnitCode": SCHOOL,
+            "municipalityCode": "1299",
+        }
+    ]
+    return Store(organisations, persons, lessons, absences)
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = SS12000Server(small_store())
+    with running(server) as url:
+        server.url = url
+        yield server
+
+
+@pytest.fixture
+def client(server):
+    server.faults.clear()
+    server.requests.clear()
+    server.token_requests = 0
+    config = ClientConfig(
+        base_url=server.url,
+        token_url=server.url + "/token",
+        client_id=server.client_id,
+        client_secret=server.client_secret,
+        page_size=PAGE,
+        timeout=1.0,
+        max_attempts=3,
+        backoff_max=1.0,
+    )
+    with SS12000Client(config) as client:
+        yield client
+
+
+def persons(client) -> pl.DataFrame:
+    return pl.concat(list(resources.persons(client, KEY, None)))
+
+
+def test_full_paging_follows_page_tokens_with_limit_only(client, server):
+    frame = persons(client)
+    assert frame.height == PUPILS and frame["person_id"].n_unique() == PUPILS
+    assert sorted(frame["pupil_key"]) == sorted(pseudonym(KEY, civic(i)) for i in range(PUPILS))
+    assert len(server.requests) == math.ceil(PUPILS / PAGE)
+    first, *rest = [query for _, query in server.requests]
+    assert first == {"relationship.entity.type": ["enrolment"], "limit": [str(PAGE)]}
+    assert all(set(query) == {"pageToken", "limit"} for query in rest)
+
+
+def test_modified_after_is_exclusive_and_survives_paging(client):
+    # pupils 0..9 were modified on 1..10 September; after the 10th at 10:00 come pupils 10..22
+    frame = pl.concat(list(resources.persons(client, KEY, "2025-09-10T10:00:00+02:00")))
+    assert frame.height == PUPILS - 10
+    assert sorted(frame["person_id"]) == sorted(entity_id("person", i) for i in range(10, PUPILS))
+
+
+def test_server_rejects_page_token_combined_with_a_filter(client, server):
+    token = httpx.post(
+        server.url + "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "lagesbild-demo",
+            "client_secret": "demo-secret",
+        },
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    page = httpx.get(server.url + "/persons", params={"limit": 2}, headers=headers).json()
+    mixed = httpx.get(
+        server.url + "/persons",
+        params={"pageToken": page["pageToken"], "meta.modified.after": "2025-01-01T00:00:00Z"},
+        headers=headers,
+    )
+    assert mixed.status_code == 400 and mixed.json()["code"] == "400_invalid_filter"
+
+
+def test_token_expiring_mid_run_is_renewed_once(client, server):
+    pages = []
+    for page in client.pages("/persons"):
+        pages.append(page)
+        if len(pages) == 2:  # every issued token stops working after the second page
+            server.faults.add("expire_token")
+    assert sorted(p["id"] for page in pages for p in page) == sorted(
+        entity_id("person", i) for i in range(PUPILS)
+    )
+    assert server.token_requests == 2
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503_overload", "slow"])
+def test_transient_faults_are_retried(client, server, fault):
+    server.faults.add(fault)
+    assert persons(client).height == PUPILS
+    assert len(server.requests) == math.ceil(PUPILS / PAGE) + 1  # one call was retried
+
+
+def test_persistent_5xx_gives_a_clear_error_after_max_attempts(client, server):
+    server.faults.add("503_overload", times=3)
+    with pytest.raises(
+        SS12000Error, match=r"kept failing on /persons after 3 attempts.*503_overload"
+    ):
+        persons(client)
+    assert len(server.requests) == 3
+
+
+def test_malformed_json_is_a_clear_error_not_retried(client, server):
+    server.faults.add("malformed")
+    with pytest.raises(SS12000Error, match="not JSON on /persons"):
+        persons(client)
+    assert len(server.requests) == 1
+
+
+def test_credentials_by_http_basic(server):
+    config = ClientConfig(
+        server.url, server.url + "/token", "lagesbild-demo", "demo-secret", token_auth="basic"
+    )
+    with SS12000Client(config) as client:
+        assert organisations_of(client) == [SCHOOL]
+
+
+def organisations_of(client) -> list[str]:
+    return [o["schoolUnitCode"] for page in client.pages("/organisations") for o in page]
+
+
+def test_wrong_credentials_name_the_settings(server):
+    config = ClientConfig(server.url, server.url + "/token", "lagesbild-demo", "wrong")
+    with SS12000Client(config) as client, pytest.raises(SS12000Error, match="CLIENT_ID"):
+        list(client.pages("/organisations"))
+
+
+def test_aggregated_attendance_needs_its_dates_and_maps_organisation(client, server):
+    frame = pl.concat(list(resources.aggregated_attendance(client, DAY)))
+    assert frame.height == PUPILS * 2
+    assert frame["organisation_id"].unique().to_list() == [ORG]
+    assert frame["offered_sum"].sum() == PUPILS * 120 and frame["valid_absence_sum"].sum() == (
+        PUPILS * 10
+    )
+    with pytest.raises(SS12000Error, match="400 400_invalid_filter"):
+        list(client.pages("/aggregatedAttendance", {"startDate": "2025-09-01"}))
+
+
+def test_deleted_entities_after_a_time(client, server):
+    store = server.store
+    store.absences = pl.DataFrame(
+        {
+            "absence_id": ["a1"],
+            "student_id": [entity_id("person", 0)],
+            "organisation_id": [ORG],
+            "date": [DAY],
+            "type": ["Anmäld frånvaro"],
+            "meta_modified": ["2025-09-03T07:30:00+00:00"],
+        },
+        schema=store.absences.schema,
+    )
+    before = Store.now()
+    store.delete_absence("a1")
+    frame = resources.deleted(client, before, ["Absence"])
+    assert frame.to_dicts() == [{"entity": "Absence", "id": "a1"}]
+    assert resources.deleted(client, Store.now(), ["Absence"]).height == 0
+
+
+def test_spec_examples_parse_through_the_same_code():
+    page = json.loads((SAMPLES / "synthetic_examples/aggregated_attendance_page.json").read_text())
+    row = resources.aggregated_frame(page["data"]).row(0, named=True)
+    assert (row["attendance_sum"], row["valid_absence_sum"], row["invalid_absence_sum"]) == (
+        2400,
+        180,
+        120,
+    )
+    assert (row["other_attendance_sum"], row["offered_sum"], row["start_date"]) == (
+        60,
+        2820,
+        "2024-08-19",
+    )
+    org = json.loads((SAMPLES / "synthetic_examples/organisation_schoolunit.json").read_text())
+    assert resources.organisation_frame([org])["school_unit_code"].to_list() == ["12345678"]
+    absences = json.loads((SAMPLES / "synthetic_examples/absences_page.json").read_text())
+    assert resources.absence_frame(absences["data"])["type"].to_list() == ["Anmäld frånvaro"]
+    person = json.loads((SAMPLES / "skolverket-ref-api/sampledata_person.json").read_text())
+    frame = resources.person_frame([person], KEY)
+    assert frame["pupil_key"].to_list() == [pseudonym(KEY, "200112240129")]
+    assert "200112240129" not in frame.write_ndjson()
+    assert frame["enrolments"].list.len().to_list() == [len(person["enrolments"])]
+
+
+def test_a_short_lived_token_is_renewed_before_it_expires(server):
+    short = SS12000Server(small_store(), token_lifetime=1)
+    with running(short) as url:
+        config = ClientConfig(url, url + "/token", short.client_id, short.client_secret)
+        with SS12000Client(config) as client:
+            list(client.pages("/organisations"))
+            time.sleep(0.6)  # past half the lifetime: renewed before the server would refuse
+            list(client.pages("/organisations"))
+    assert short.token_requests == 2
+    assert [path for path, _ in short.requests] == ["/organisations", "/organisations"]

@@ -1,0 +1,129 @@
+"""Mapping SS 12000 rows onto the clean lesson contract, and source precedence."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from connectors.ss12000 import resources
+from flows import ss12000
+from flows.attendance import apply_precedence
+from flows.storage import Manifest, land
+
+KEY = b"k"
+SCHOOL, ORG, OTHER_ORG = "34817265", "org-1", "org-2"
+DAY = date(2025, 9, 3)
+
+
+def _landed(tmp_path, dataset: str, frame: pl.DataFrame, load_id: str) -> None:
+    manifest = Manifest(
+        source="ss12000",
+        dataset=dataset,
+        load_id=load_id,
+        period="2025-09",
+        periods=["2025-09"],
+        file=dataset,
+        sha256="0" * 64,
+        rows=frame.height,
+        extracted_at="2025-09-04T00:00:00+00:00",
+        columns=frame.columns,
+    )
+    land(tmp_path, manifest, frame)
+
+
+def _lookups(tmp_path) -> ss12000.Lookups:
+    enrolment = {
+        "enroledAt": {"id": ORG},
+        "schoolYear": 0,
+        "startDate": "2025-07-01",
+        "endDate": "2026-06-30",
+    }
+    persons = [
+        {"id": "p1", "civicNo": {"value": "201201011002"}, "enrolments": [enrolment]},
+        {"id": "p2", "civicNo": {"value": "201201011003"}, "enrolments": [enrolment]},  # bad
+        {"id": "p3", "civicNo": {"value": "201201011010"}, "enrolments": []},
+    ]
+    for p in persons:
+        p["meta"] = {"modified": "2025-09-01T00:00:00Z"}
+    _landed(tmp_path, "persons", resources.person_frame(persons, KEY), "1")
+    orgs = [
+        {"id": ORG, "schoolUnitCode": SCHOOL, "meta": {"modified": "2025-01-01T00:00:00Z"}},
+        {"id": OTHER_ORG, "schoolUnitCode": "99999999", "meta": {"modified": "2025-01-01Z"}},
+    ]
+    _landed(tmp_path, "organisations", resources.organisation_frame(orgs), "2")
+    return ss12000.Lookups(tmp_path)
+
+
+def _row(student: str, activity: str, org: str = ORG, **sums) -> dict:
+    values = {"attendanceSum": 40, "validAbsenceSum": 0, "invalidAbsenceSum": 5,
+              "otherAttendanceSum": 0, "offeredSum": 45, **sums}  # fmt: skip
+    return {
+        "student": {"id": student},
+        "activity": {"id": activity},
+        "_embedded": {"activity": {"id": activity, "organisation": {"id": org}}},
+        "startDate": DAY.isoformat(),
+        "endDate": DAY.isoformat(),
+        **values,
+    }
+
+
+def test_rows_map_to_lessons_or_quarantine_with_a_reason(tmp_path):
+    rows = resources.aggregated_frame(
+        [
+            _row("p1", "a1"),  # clean: grade F, 5 invalid minutes
+            _row("p1", "a2", otherAttendanceSum=3, offeredSum=50),  # 2 minutes not assessed
+            _row("p1", "a2", otherAttendanceSum=3, offeredSum=50),  # exact repeat
+            _row("p1", "a1", attendanceSum=45, invalidAbsenceSum=0),  # same lesson, other data
+            _row("p2", "a1"),  # civicNo with a wrong check digit
+            _row("p9", "a1"),  # not among the landed persons
+            _row("p3", "a1"),  # no enrolment
+            _row("p1", "a3", org=OTHER_ORG),  # a school unit not in the reference
+            _row("p1", "a4", attendanceSum=50),  # more than offered
+        ]
+    )
+    result = ss12000.split_load(rows, _lookups(tmp_path), {SCHOOL}, "L1", ss12000.day_owners([]))
+    assert (result.received, result.clean, result.quarantined, result.duplicates) == (9, 2, 6, 1)
+    assert result.quarantine["reason"].to_list() == [
+        "conflicting_duplicate",
+        "invalid_personal_id",
+        "unknown_student",
+        "no_enrolment",
+        "unknown_school_unit",
+        "minutes_do_not_add_up",
+    ]
+    assert result.lessons.is_empty()  # L1 does not own the day: no load asked for it
+
+
+def test_the_latest_load_asking_for_a_day_owns_it_and_minutes_map(tmp_path):
+    rows = resources.aggregated_frame([_row("p1", "a1"), _row("p1", "a2", otherAttendanceSum=3,
+                                                              offeredSum=50)])  # fmt: skip
+
+    def manifest(load_id):
+        return Manifest("ss12000", "aggregated_attendance", load_id, "2025-09", ["2025-09"],
+                        "f", "0", 2, "", [], request={"days": [DAY.isoformat()]})  # fmt: skip
+
+    owners = ss12000.day_owners([(manifest("L2"), None), (manifest("L1"), None)])
+    assert owners == {DAY: "L2"}
+    lessons = ss12000.split_load(rows, _lookups(tmp_path), {SCHOOL}, "L2", owners).lessons
+    assert lessons.select("grade", "offered_minutes", "attended_minutes",
+                          "invalid_absence_minutes", "other_absence_minutes").rows() == [
+        ("F", 45.0, 40.0, 5.0, 0.0),
+        ("F", 50.0, 43.0, 5.0, 2.0),
+    ]  # fmt: skip
+
+
+def test_precedence_per_school_day_and_unlisted_sources_last():
+    lessons = pl.DataFrame(
+        {
+            "school_unit_code": ["A", "A", "A", "B", "B", "C"],
+            "date": [DAY] * 6,
+            "source": ["skola24_csv", "ss12000", "ss12000", "skola24_csv", "newsys", "newsys"],
+            "load_id": ["e1", "s1", "s1", "e1", "n1", "n1"],
+        }
+    )
+    served, lost = apply_precedence(lessons, ["ss12000", "skola24_csv"])
+    assert sorted(served["load_id"].to_list()) == ["e1", "n1", "s1", "s1"]
+    assert lost == {"e1": 1, "n1": 1}
+    served, lost = apply_precedence(lessons, ["skola24_csv", "ss12000"])
+    assert lost == {"s1": 2, "n1": 1}
