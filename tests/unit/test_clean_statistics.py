@@ -71,7 +71,7 @@ def test_the_indicator_gate_blocks_impossible_values():
     from lagesbild.settings import PROJECT_ROOT
 
     good = release(kolada_rows(("U07452", "1299", 2024, "T", 950.0, False)), "r1").rows
-    frame = pl.concat([good, good.with_columns(sex=pl.lit("X"), period=pl.lit(2023))])
+    frame = pl.concat([good, good.with_columns(sex=pl.lit("X"), period=pl.lit(2023, pl.Int64))])
     frame = frame.with_columns(percent_value=pl.Series([None, 120.0]))
     result = gate.validate_frame(
         frame,
