@@ -197,7 +197,7 @@ def test_survey_values_suppressed_and_bad_rows_quarantined(first_run):
     assert got == {
         ("1299", 2022, "T"): (25.0, 198, False, None),
         ("1299", 2024, "T"): (21.5, 212, False, None),
-        ("1299", 2024, "K"): (23.0, 104, False, None),
+        ("1299", 2024, "K"): (None, 104, True, "secondary"),  # T and K would reveal M
         ("1299", 2024, "M"): (None, 8, True, "few_respondents"),  # 8 < 10 respondents
         ("1299C0010", 2024, "T"): (None, 41, True, "low_response_rate"),  # 44 % < 50 %
     }
