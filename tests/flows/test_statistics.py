@@ -201,6 +201,8 @@ def test_survey_values_suppressed_and_bad_rows_quarantined(first_run):
         ("1299", 2024, "M"): (None, 8, True, "few_respondents"),  # 8 < 10 respondents
         ("1299C0010", 2024, "T"): (None, 41, True, "low_response_rate"),  # 44 % < 50 %
     }
+    names = dict(zip(survey["area_code"], survey["area_name"], strict=True))
+    assert names == {"1299": "Ekdala kommun", "1299C0010": "Centrum"}  # reference areas
     own_2024 = survey.filter((pl.col("area_code") == "1299") & (pl.col("period") == 2024))
     county = dict(zip(own_2024["sex"], own_2024["county_value"], strict=True))
     assert county == {"T": 24.0, "K": None, "M": None}  # the county's survey row is T only

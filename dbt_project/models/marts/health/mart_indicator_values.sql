@@ -25,6 +25,12 @@ roles as (
 
 ),
 
+areas as (
+
+    select * from {{ ref('stg_reference__areas') }}
+
+),
+
 own as (
 
     select
@@ -107,6 +113,10 @@ select
     t.indicator_id,
     t.area_code,
     t.area_level,
+    coalesce(
+        a.area_name,
+        case when t.area_level = 'municipality' then {{ municipality_name_literal() }} end
+    ) as area_name,
     t.period,
     t.sex,
     t.population_group,
@@ -158,6 +168,7 @@ select
 
 from with_trend as t
 inner join indicators as i on i.indicator_id = t.indicator_id
+left join areas as a on a.area_code = t.area_code
 left join comparisons as c
     on c.indicator_id = t.indicator_id
     and c.period = t.period
