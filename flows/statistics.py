@@ -171,7 +171,11 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
     periods = sorted(rows["period"].unique().to_list())
     manifest = _manifest("kolada", "kpi_values", rows, request, periods, release, now)
     land(settings.paths.landing, manifest, rows)
-    log(f"landed kolada: {rows.height:,} values (periods {', '.join(map(str, periods))})")
+    log(
+        f"landed kolada: {rows.height:,} values (periods {', '.join(map(str, periods))})"
+        if rows.height
+        else "landed kolada: no values changed, KPI publication dates did (statuses follow)"
+    )
     return [manifest]
 
 
