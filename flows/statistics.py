@@ -19,7 +19,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -108,7 +108,10 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
     previous = [m for m, _ in landed_loads(settings.paths.landing, "kolada")]
     fetched_before = {k for m in previous if m.release.get("areas") == areas
                       for k in m.release.get("kpis", [])}  # fmt: skip
-    since = max((date.fromisoformat(m.extracted_at[:10]) for m in previous), default=None)
+    last_fetch = max((date.fromisoformat(m.extracted_at[:10]) for m in previous), default=None)
+    # A day of overlap: values updated later on the day of the last fetch are not missed
+    # whether Kolada's from_date is inclusive or not; repeats count as duplicates.
+    since = last_fetch - timedelta(days=1) if last_fetch else None
     years = list(range(catalogue.first_year, date.today().year + 1))
     now = datetime.now(UTC)
     with KoladaClient(
@@ -152,8 +155,9 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
         },
     )
     kpi_metadata = {k: {f: m.get(f) for f in KPI_METADATA_FIELDS} for k, m in metadata.items()}
-    if rows.is_empty() and previous and previous[-1].release.get("kpi_metadata") == kpi_metadata:
-        log(f"kolada: no values or publication dates changed since {since}")
+    same_dates = bool(previous) and previous[-1].release.get("kpi_metadata") == kpi_metadata
+    if same_dates and (rows.is_empty() or _sha(rows) in {m.sha256 for m in previous}):
+        log(f"kolada: no values or publication dates changed since {since} (already landed)")
         return []
     fetched = [f"whole history of {len(new)} KPIs"] if new else []
     fetched += [f"{len(known)} KPIs updated since {since}"] if known else []
@@ -171,7 +175,11 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
     periods = sorted(rows["period"].unique().to_list())
     manifest = _manifest("kolada", "kpi_values", rows, request, periods, release, now)
     land(settings.paths.landing, manifest, rows)
-    log(f"landed kolada: {rows.height:,} values (periods {', '.join(map(str, periods))})")
+    log(
+        f"landed kolada: {rows.height:,} values (periods {', '.join(map(str, periods))})"
+        if rows.height
+        else "landed kolada: no values changed, KPI publication dates did (statuses follow)"
+    )
     return [manifest]
 
 

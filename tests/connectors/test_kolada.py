@@ -166,3 +166,13 @@ def test_unusable_rows_are_named():
                                      "values": [{"gender": "X", "value": 1}]}]})  # fmt: skip
     with pytest.raises(SourceError, match="no 'values' list"):
         parse_data_page({"detail": "Not found"})
+
+
+def test_ou_data_for_school_units(kolada, state):
+    units = ["V15E129900101", "V15E129900102"]
+    with client(kolada) as c:
+        values = list(c.ou_data(["N15419"], units, [2024, 2025]))
+    assert as_set(values) == expected(state, ["N15419"], units, [2024, 2025])
+    assert [p for _, p, _ in state.log.calls] == [
+        "GET /v3/oudata/kpi/N15419/ou/V15E129900101,V15E129900102/year/2024,2025"
+    ]

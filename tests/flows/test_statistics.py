@@ -8,7 +8,7 @@ the marts document, never from the pipeline's output.
 from __future__ import annotations
 
 import shutil
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -197,10 +197,12 @@ def test_survey_values_suppressed_and_bad_rows_quarantined(first_run):
     assert got == {
         ("1299", 2022, "T"): (25.0, 198, False, None),
         ("1299", 2024, "T"): (21.5, 212, False, None),
-        ("1299", 2024, "K"): (23.0, 104, False, None),
+        ("1299", 2024, "K"): (None, 104, True, "secondary"),  # T and K would reveal M
         ("1299", 2024, "M"): (None, 8, True, "few_respondents"),  # 8 < 10 respondents
         ("1299C0010", 2024, "T"): (None, 41, True, "low_response_rate"),  # 44 % < 50 %
     }
+    names = dict(zip(survey["area_code"], survey["area_name"], strict=True))
+    assert names == {"1299": "Ekdala kommun", "1299C0010": "Centrum"}  # reference areas
     own_2024 = survey.filter((pl.col("area_code") == "1299") & (pl.col("period") == 2024))
     county = dict(zip(own_2024["sex"], own_2024["county_value"], strict=True))
     assert county == {"T": 24.0, "K": None, "M": None}  # the county's survey row is T only
@@ -344,11 +346,12 @@ def test_second_run_fetches_increments_revisions_and_deletions(first_run, server
     assert state.is_completed(), state.message
 
     data_calls = [q for _, path, q in kolada.log.calls if path.startswith("GET /v3/data/")]
-    assert data_calls and all(q.get("from_date") == today.isoformat() for q in data_calls)
+    since = (today - timedelta(days=1)).isoformat()  # the last fetch's day, with a day's overlap
+    assert data_calls and all(q.get("from_date") == since for q in data_calls)
     loads = [m for m, _ in landed_loads(first_run.landing, "kolada")]
     assert len(loads) == 2
     assert loads[1].rows == 1 + 3  # the revised value; the deleted row's K, M and T
-    assert loads[1].release["from_date"] == today.isoformat()
+    assert loads[1].release["from_date"] == since
     posted = [p for _, p, _ in pxweb.log.calls if p.startswith("POST")]
     assert not any(p.endswith("hlv1alkoxreg.px") for p in posted)  # `updated` unchanged
     assert posted.count("POST /api/v2/tables/TAB6574/data") == 3  # new version, in 3 parts

@@ -64,3 +64,24 @@ def test_history_keeps_changes_and_counts_repeats():
         ("1299", 2024, 940.0, False, "r2"),
     ]
     assert duplicates.select("area_code", "release_id").rows() == [("0012", "r2")]
+
+
+def test_the_indicator_gate_blocks_impossible_values():
+    from flows import gate
+    from lagesbild.settings import PROJECT_ROOT
+
+    good = release(kolada_rows(("U07452", "1299", 2024, "T", 950.0, False)), "r1").rows
+    frame = pl.concat([good, good.with_columns(sex=pl.lit("X"), period=pl.lit(2023, pl.Int64))])
+    frame = frame.with_columns(percent_value=pl.Series([None, 120.0]))
+    result = gate.validate_frame(
+        frame,
+        PROJECT_ROOT / "expectations" / "indicator_values.json",
+        {"indicator_ids": [i.id for i in CATALOGUE.indicators]},
+        partition="statistics",
+    )
+    failed = sorted((o.expectation, o.column) for o in result.critical_failures)
+    assert failed == [
+        ("expect_column_values_to_be_between", "percent_value"),
+        ("expect_column_values_to_be_in_set", "sex"),
+    ]
+    assert result.status == "failed"

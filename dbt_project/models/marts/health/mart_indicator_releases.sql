@@ -1,7 +1,7 @@
 {#-
     Every release of every indicator value (the history): what each fetch or survey file
     said, so a revised or withdrawn value stays queryable. Survey values are suppressed
-    like in mart_indicator_values.
+    like in mart_indicator_values (primary and secondary).
 -#}
 with
 
@@ -17,8 +17,29 @@ flagged as (
         *,
         coalesce(respondents < {{ var('min_denominator') }}, false)
             or coalesce(response_rate_pct < {{ var('min_response_rate_pct') }}, false)
-            as is_survey_suppressed
+            as is_primary_suppressed
     from releases
+
+),
+
+secondary as (
+
+    select
+        *,
+        {{ secondary_suppression(
+            ['indicator_id', 'area_code', 'period', 'population_group', 'release_id'],
+            "sex in ('K', 'M')", "sex = 'T'", 'is_primary_suppressed',
+            ['respondents', 'sex']) }} as is_secondary_suppressed
+    from flagged
+
+),
+
+suppressed as (
+
+    select
+        *,
+        is_primary_suppressed or is_secondary_suppressed as is_survey_suppressed
+    from secondary
 
 )
 
@@ -45,4 +66,4 @@ select
         partition by indicator_id, area_code, period, sex, population_group
         order by release_id desc
     ) = 1 as is_latest_release
-from flagged
+from suppressed

@@ -2,7 +2,8 @@
     The indicator mart: the own municipality's (and its areas') current values with the
     county, the country and the comparison group beside them, and the trend.
     Survey values with fewer respondents than min_denominator or a response rate below
-    min_response_rate_pct are published as NULL with is_suppressed.
+    min_response_rate_pct are published as NULL with is_suppressed; when that hides one sex,
+    the other sex is hidden too (secondary suppression: the total and it would reveal it).
 -#}
 with
 
@@ -24,6 +25,12 @@ roles as (
 
 ),
 
+areas as (
+
+    select * from {{ ref('stg_reference__areas') }}
+
+),
+
 own as (
 
     select
@@ -38,12 +45,35 @@ own as (
 
 ),
 
+primary_flagged as (
+
+    select
+        *,
+        is_few_respondents or is_low_response_rate as is_primary_suppressed
+    from own
+
+),
+
+secondary_flagged as (
+
+    -- one sex suppressed: the other is too, or the total and it would reveal it
+    select
+        *,
+        {{ secondary_suppression(
+            ['indicator_id', 'area_code', 'period', 'population_group'],
+            "sex in ('K', 'M')", "sex = 'T'", 'is_primary_suppressed',
+            ['respondents', 'sex']) }} as is_secondary_suppressed
+    from primary_flagged
+
+),
+
 published as (
 
     select
         *,
-        {{ suppress_if('is_few_respondents or is_low_response_rate', 'value') }} as published_value
-    from own
+        {{ suppress_if('is_primary_suppressed or is_secondary_suppressed', 'value') }}
+            as published_value
+    from secondary_flagged
 
 ),
 
@@ -83,6 +113,10 @@ select
     t.indicator_id,
     t.area_code,
     t.area_level,
+    coalesce(
+        a.area_name,
+        case when t.area_level = 'municipality' then {{ municipality_name_literal() }} end
+    ) as area_name,
     t.period,
     t.sex,
     t.population_group,
@@ -127,12 +161,14 @@ select
     case
         when t.is_few_respondents then 'few_respondents'
         when t.is_low_response_rate then 'low_response_rate'
+        when t.is_secondary_suppressed then 'secondary'
     end as suppression_reason,
-    {{ suppression_flag(['t.is_few_respondents', 't.is_low_response_rate',
+    {{ suppression_flag(['t.is_primary_suppressed', 't.is_secondary_suppressed',
                          is_small_count('t.respondents')]) }} as is_suppressed
 
 from with_trend as t
 inner join indicators as i on i.indicator_id = t.indicator_id
+left join areas as a on a.area_code = t.area_code
 left join comparisons as c
     on c.indicator_id = t.indicator_id
     and c.period = t.period
