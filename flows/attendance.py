@@ -34,9 +34,8 @@ from flows.storage import (
     CleanOutcome,
     Manifest,
     append_audit,
-    land,
+    land_export,
     landed_loads,
-    new_load_id,
     read_audit,
     write_parquet_atomic,
 )
@@ -64,21 +63,8 @@ def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None])
             parse_date(pl.col(layout.source_column("date")).str.strip_chars(), layout.date_formats)
         ).to_series()
         periods = periods_of(dates) or ["unknown"]
-        manifest = Manifest(
-            source=SOURCE,
-            dataset=layout.name,
-            load_id=new_load_id(batch.file.sha256),
-            period=periods[0],
-            periods=periods,
-            file=str(batch.file.path.relative_to(paths.drop)),
-            sha256=batch.file.sha256,
-            rows=batch.rows.height,
-            extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            columns=batch.rows.columns,
-            dropped_columns=batch.dropped_columns,
-            pseudonymised={layout.source_column("personal_id"): "pupil_key"},
-        )
-        land(paths.landing, manifest, batch.rows)
+        personal_id = {layout.source_column("personal_id"): "pupil_key"}
+        manifest = land_export(paths.landing, paths.drop, SOURCE, batch, periods, personal_id)
         landed.add(batch.file.sha256)
         manifests.append(manifest)
         log(f"landed {manifest.file}: {manifest.rows:,} rows, periods {', '.join(periods)}")
@@ -118,26 +104,6 @@ def apply_precedence(lessons: pl.DataFrame, precedence: list[str]) -> tuple[pl.D
     served = ranked.filter(pl.col("_rank") == best)
     lost = ranked.filter(pl.col("_rank") != best).group_by("load_id").len()
     return served.drop("_rank"), dict(lost.iter_rows())
-
-
-def _gate_loads(settings: Settings, pending, results, report_dir: Path) -> gate.GateResult:
-    """Validate the loads themselves: a mostly-quarantined file blocks the run."""
-    loads = pl.DataFrame(
-        {
-            "file": [m.file for m, _ in pending],
-            "rows_received": [results[m.load_id].received for m, _ in pending],
-            "rows_quarantined": [results[m.load_id].quarantined for m, _ in pending],
-        }
-    ).with_columns(
-        quarantine_share=pl.col("rows_quarantined") / pl.max_horizontal("rows_received", 1)
-    )
-    return gate.validate_frame(
-        loads,
-        settings.expectations_dir / "attendance_loads.json",
-        {"max_quarantine_share": settings.max_quarantine_share},
-        partition="loads",
-        report_dir=report_dir,
-    )
 
 
 def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
@@ -238,7 +204,15 @@ def clean_pending_loads(
                 f"{manifest.file} has rows dated in {sorted(unseen)}, months not recorded when "
                 "it was landed (did the layout's date_formats change?). Nothing was replaced."
             )
-    outcome.gates.append(_gate_loads(settings, pending, results, paths.validation / run_id))
+    outcome.gates.append(
+        gate.validate_loads(
+            settings.expectations_dir / "attendance_loads.json",
+            pending,
+            results,
+            settings.max_quarantine_share,
+            paths.validation / run_id,
+        )
+    )
 
     if not outcome.gate_failed:
         for period in periods:  # each file swap is atomic; a month is never missing

@@ -115,6 +115,32 @@ def validate_frame(
     return gate
 
 
+def validate_loads(
+    suite: Path, pending: list, results: dict, max_quarantine_share: float, report_dir: Path
+) -> GateResult:
+    """Validate the loads themselves: a mostly-quarantined file (a changed date or amount
+    format) blocks the run instead of publishing what little was left of it.
+
+    `pending` holds (manifest, folder) pairs; `results` each load's accounting by load id.
+    """
+    loads = pl.DataFrame(
+        {
+            "file": [m.file for m, _ in pending],
+            "rows_received": [results[m.load_id].received for m, _ in pending],
+            "rows_quarantined": [results[m.load_id].quarantined for m, _ in pending],
+        }
+    ).with_columns(
+        quarantine_share=pl.col("rows_quarantined") / pl.max_horizontal("rows_received", 1)
+    )
+    return validate_frame(
+        loads,
+        suite,
+        {"max_quarantine_share": max_quarantine_share},
+        partition="loads",
+        report_dir=report_dir,
+    )
+
+
 def attendance_parameters(
     frame: pl.DataFrame,
     school_codes: set[str],

@@ -37,9 +37,8 @@ from flows.storage import (
     CleanOutcome,
     Manifest,
     append_audit,
-    land,
+    land_export,
     landed_loads,
-    new_load_id,
     read_audit,
     write_parquet_atomic,
 )
@@ -69,20 +68,7 @@ def land_new_exports(settings: Settings, log: Callable[[str], None]) -> list[Man
             parse_date(pl.col(column).str.strip_chars(), layout.date_formats)
         ).to_series()
         periods = years_of(dates) or ["unknown"]
-        manifest = Manifest(
-            source=SOURCE,
-            dataset=layout.name,
-            load_id=new_load_id(batch.file.sha256),
-            period=periods[0],
-            periods=periods,
-            file=str(batch.file.path.relative_to(paths.drop)),
-            sha256=batch.file.sha256,
-            rows=batch.rows.height,
-            extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            columns=batch.rows.columns,
-            dropped_columns=batch.dropped_columns,
-        )
-        land(paths.landing, manifest, batch.rows)
+        manifest = land_export(paths.landing, paths.drop, SOURCE, batch, periods)
         landed.add(batch.file.sha256)
         manifests.append(manifest)
         log(f"landed {manifest.file}: {manifest.rows:,} rows, years {', '.join(periods)}")
@@ -139,26 +125,6 @@ def load_properties(drop_dir: Path, areas: pl.DataFrame, companies: dict[str, st
             )
     properties = frame.drop("line").with_columns(pl.col("apartments").cast(pl.Int64))
     return properties.sort("company", "property_id")
-
-
-def _gate_loads(settings: Settings, pending, results, report_dir: Path) -> gate.GateResult:
-    """A mostly-quarantined file (a changed date or amount format) blocks the run."""
-    loads = pl.DataFrame(
-        {
-            "file": [m.file for m, _ in pending],
-            "rows_received": [results[m.load_id].received for m, _ in pending],
-            "rows_quarantined": [results[m.load_id].quarantined for m, _ in pending],
-        }
-    ).with_columns(
-        quarantine_share=pl.col("rows_quarantined") / pl.max_horizontal("rows_received", 1)
-    )
-    return gate.validate_frame(
-        loads,
-        settings.expectations_dir / LOADS_SUITE,
-        {"max_quarantine_share": settings.max_quarantine_share},
-        partition="loads",
-        report_dir=report_dir,
-    )
 
 
 def _split(manifest: Manifest, folder: Path, layouts: dict[str, HousingLayout], properties):
@@ -249,7 +215,15 @@ def clean_pending_loads(
         write_parquet_atomic(partition, staging / f"period={year}" / "part-0.parquet")
         log(f"gate {DATASET} period={year}: {result.status} ({partition.height:,} work orders)")
     if pending:
-        outcome.gates.append(_gate_loads(settings, pending, results, paths.validation / run_id))
+        outcome.gates.append(
+            gate.validate_loads(
+                settings.expectations_dir / LOADS_SUITE,
+                pending,
+                results,
+                settings.max_quarantine_share,
+                paths.validation / run_id,
+            )
+        )
 
     if not outcome.gate_failed:
         for year in years:  # each file swap is atomic; a year is never missing

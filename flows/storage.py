@@ -98,6 +98,33 @@ def land(root: Path, manifest: Manifest, rows: pl.DataFrame) -> Path:
     return final
 
 
+def land_export(
+    root: Path,
+    drop: Path,
+    source: str,
+    batch,
+    periods: list[str],
+    pseudonymised: dict | None = None,
+) -> Manifest:
+    """Land one file read from the drop folder (a connector's ExportBatch) with its manifest."""
+    manifest = Manifest(
+        source=source,
+        dataset=batch.file.layout.name,
+        load_id=new_load_id(batch.file.sha256),
+        period=periods[0],
+        periods=periods,
+        file=str(batch.file.path.relative_to(drop)),
+        sha256=batch.file.sha256,
+        rows=batch.rows.height,
+        extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        columns=batch.rows.columns,
+        dropped_columns=batch.dropped_columns,
+        pseudonymised=pseudonymised or {},
+    )
+    land(root, manifest, batch.rows)
+    return manifest
+
+
 def landed_loads(root: Path, source: str) -> list[tuple[Manifest, Path]]:
     loads = []
     for manifest_path in sorted((root / source).glob(f"*/period=*/load_id=*/{MANIFEST}")):
