@@ -10,7 +10,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 # The pipeline's own work, stage by stage, as the run summary times it. `clean` here is the
@@ -336,10 +336,11 @@ def render(results: Results) -> str:
     out += _table(["scale", "pipeline stage / limit stage", "pipeline s", "limit s", "ratio"], rows)
     out += [""]
     for scale in results.scales:
+        limit = scale.limit.process
         out.append(
             f"- {scale.label}: limit marts vs published marts: {_equality(scale.limit)}; after "
             f"the one-new-day run: {_equality(scale.limit_after_new_day)}. Limit process "
-            f"{_s(scale.limit.process.seconds)} s wall, peak RSS {_gb(scale.limit.process.peak_rss)}."
+            f"{_s(limit.seconds)} s wall, peak RSS {_gb(limit.peak_rss)}."
         )
 
     out += ["", "## The pandas peer", ""]
