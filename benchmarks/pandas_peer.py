@@ -445,7 +445,18 @@ def problematic(terms, areas, thresholds, municipality_name, min_persons, min_de
 # -- the script -----------------------------------------------------------------------------
 
 
-def run(drop: Path, out: Path, key: bytes, options: argparse.Namespace) -> dict[str, float]:
+def run(
+    drop: Path,
+    out: Path,
+    key: bytes,
+    *,
+    thresholds_csv: Path,
+    municipality_code: str,
+    municipality_name: str,
+    min_persons: int,
+    min_denominator: int,
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Write the marts to out/<mart>.parquet; return seconds per stage and rejected rows."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -474,16 +485,16 @@ def run(drop: Path, out: Path, key: bytes, options: argparse.Namespace) -> dict[
     days = days.merge(schools[["school_unit_code", "area_code"]], how="left").merge(
         calendar[["date", "school_year", "term"]], how="left"
     )
-    persons, denominator = options.min_persons, options.min_denominator
-    thresholds = pd.read_csv(options.thresholds)["threshold_pct"].tolist()
-    terms = pupil_terms(days, options.municipality_code)
+    persons, denominator = min_persons, min_denominator
+    thresholds = pd.read_csv(thresholds_csv)["threshold_pct"].tolist()
+    terms = pupil_terms(days, municipality_code)
     marts = {
         "mart_attendance_school_grade_month": school_grade_month(
             days, schools, persons, denominator
         ),
         "mart_attendance_area_term": area_term(terms, areas, persons, denominator),
         "mart_problematic_absence_area_term": problematic(
-            terms, areas, thresholds, options.municipality_name, persons, denominator
+            terms, areas, thresholds, municipality_name, persons, denominator
         ),
     }
     lap("marts")
@@ -491,8 +502,7 @@ def run(drop: Path, out: Path, key: bytes, options: argparse.Namespace) -> dict[
     for name, frame in marts.items():
         frame.to_parquet(out / f"{name}.parquet", index=False)
     lap("write")
-    print(f"rejected rows: {rejected}")
-    return seconds
+    return seconds, rejected
 
 
 def main() -> None:
@@ -512,7 +522,17 @@ def main() -> None:
     key = os.environ.get("LAGESBILD_PSEUDONYM_KEY")
     if not key:
         parser.error("set LAGESBILD_PSEUDONYM_KEY (the same key as the pipeline)")
-    seconds = run(options.drop, options.out, key.encode(), options)
+    seconds, rejected = run(
+        options.drop,
+        options.out,
+        key.encode(),
+        thresholds_csv=options.thresholds,
+        municipality_code=options.municipality_code,
+        municipality_name=options.municipality_name,
+        min_persons=options.min_persons,
+        min_denominator=options.min_denominator,
+    )
+    print(f"rejected rows: {rejected}")
     if options.timings:
         options.timings.write_text(json.dumps(seconds))
     print(", ".join(f"{k} {v:.2f} s" for k, v in seconds.items()))
