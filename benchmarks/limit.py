@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -45,9 +46,11 @@ def variables(landing: Path, reference: Path, out: Path, settings: Settings) -> 
 def run_limit(landing: Path, reference: Path, out: Path, settings: Settings) -> dict[str, float]:
     """Build the marts into `out/<mart>.parquet`; return seconds per stage."""
     out.mkdir(parents=True, exist_ok=True)
+    spill = out.parent / f".{out.name}.spill"  # DuckDB spills here when memory runs short
     con = duckdb.connect()  # in memory: nothing but the marts is written
     try:
         con.execute("SET enable_progress_bar = false")
+        con.execute("SET temp_directory = ?", [str(spill)])
         for name, value in variables(landing, reference, out, settings).items():
             con.execute(f"SET VARIABLE {name} = ?", [value])
         seconds = {}
@@ -58,6 +61,7 @@ def run_limit(landing: Path, reference: Path, out: Path, settings: Settings) -> 
         return seconds
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def main() -> None:

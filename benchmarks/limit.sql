@@ -57,7 +57,7 @@ select trim(school_unit_code) as school_unit_code
 from read_csv(getvariable('reference_dir') || '/schools.csv', header = true, all_varchar = true);
 
 -- Skola24: one absence amount and its type per lesson.
-create or replace temp table typed_lessons as
+create or replace temp view skola24_lessons as
 with landed as (
     select *, regexp_extract(filename, 'load_id=([^/]+)', 1) as load_id
     from read_parquet(
@@ -104,7 +104,7 @@ select
 from typed;
 
 -- IST: minutes per kind of absence.
-insert into typed_lessons
+create or replace temp view ist_lessons as
 with landed as (
     select *, regexp_extract(filename, 'load_id=([^/]+)', 1) as load_id
     from read_parquet(
@@ -143,8 +143,15 @@ select
     false as has_unknown_absence_type
 from typed;
 
+-- Both layouts in the lesson contract. Views: DuckDB streams the landed files through the
+-- rules below into the pupil-day aggregate instead of holding every lesson in memory.
+create or replace temp view typed_lessons as
+select * from skola24_lessons
+union all by name
+select * from ist_lessons;
+
 -- The quarantine reasons in the pipeline's order: a row gets the first that applies.
-create or replace temp table usable_lessons as
+create or replace temp view usable_lessons as
 with reasoned as (
     select
         *,
@@ -181,7 +188,7 @@ where reason is null;
 
 -- Per load: exact repeats of a lesson are duplicates; the same lesson with other values is a
 -- conflict (quarantined). The first row of the file wins.
-create or replace temp table clean_lessons as
+create or replace temp view clean_lessons as
 with distinct_rows as (
     select *
     from usable_lessons
