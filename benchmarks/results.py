@@ -158,6 +158,12 @@ class Results:
     label: str = ""  # e.g. "small smoke run on a busy machine"
     command: str = "make bench"
 
+    @property
+    def all_equal(self) -> bool:
+        """Every limit and peer run produced exactly the published marts."""
+        peers = [p for s in self.scales for p in (s.limit, s.limit_after_new_day, s.pandas)]
+        return all(p.equal for p in peers if p is not None)
+
 
 # -- formatting --------------------------------------------------------------------------------
 

@@ -183,11 +183,14 @@ def bench(
 
     scales = list(zip(pupils, years * len(pupils) if len(years) == 1 else years, strict=True))
     try:
-        run_bench(scales, out, skip_pandas=skip_pandas, label=label, log=console.print)
+        results = run_bench(scales, out, skip_pandas=skip_pandas, label=label, log=console.print)
     except BenchFailed as exc:
         console.print(f"[red]The benchmark failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"Results: {out}")
+    if not results.all_equal:
+        console.print("[red]Marts differ from the published ones: see the results.[/red]")
+        raise typer.Exit(1)
 
 
 def _headlines(settings: Settings) -> None:

@@ -130,8 +130,10 @@ def test_render_writes_machine_stages_ratios_and_fixed_costs():
 
 def test_a_difference_is_reported():
     broken = results()
+    assert broken.all_equal
     broken.scales[0].limit.differences = {"mart_a": None, "mart_b": "3 rows, expected 4"}
     assert "DIFFERENT: mart_b: 3 rows, expected 4" in render(broken)
+    assert not broken.all_equal  # `lagesbild bench` exits 1
 
 
 def test_parse_summary_reads_what_the_run_summary_writes(tmp_path):
