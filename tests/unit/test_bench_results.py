@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, date, datetime
 
 import polars as pl
+import pytest
 
 from benchmarks.compare import difference
 from benchmarks.results import (
@@ -18,7 +21,7 @@ from benchmarks.results import (
     render,
     targets,
 )
-from benchmarks.run import parse_summary
+from benchmarks.run import BenchFailed, measure, parse_summary
 from flows.gate import GateResult
 from flows.report import RunSummary
 from flows.report import render as render_summary
@@ -174,3 +177,16 @@ def test_difference_is_exact_and_order_free():
     assert difference(published, widened) == "types differ: pupils Int32 (expected Int64)"
     assert difference(published, widened, cast=True) is None
     assert difference(published, published.select("pupils", "area", "pct")).startswith("columns")
+
+
+def test_measure_sees_the_memory_of_a_grandchild(tmp_path):
+    """Peak RSS counts the whole process tree (dbt, Prefect's server are grandchildren)."""
+    grandchild = "b = b'x' * 300_000_000; import time; time.sleep(1.0)"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    process = measure([sys.executable, "-c", child], dict(os.environ), tmp_path / "ok.log")
+    assert process.peak_rss >= 300_000_000
+    assert process.max_process_rss >= 300_000_000
+    with pytest.raises(BenchFailed, match="boom"):
+        measure(
+            [sys.executable, "-c", "raise SystemExit('boom')"], dict(os.environ), tmp_path / "x.log"
+        )
