@@ -4,7 +4,8 @@ Per scale (pupils × school years), under `data/bench/<scale>/`:
 
 1. generate the demo municipality through the first school day of the last month of the last
    school year (`lagesbild generate`; reused when the same arguments generated it before);
-2. assemble a drop folder with every export except that last month's (one school day each);
+2. assemble a drop folder with every generated file except that month's attendance exports
+   (one school day each);
 3. run the full nightly (`lagesbild run`) on a fresh data folder, as a subprocess whose
    process tree is polled for memory; stage times come from the run summary;
 4. run the limit (benchmarks/limit.sql) on the landed files and the pandas peer on the drop
@@ -224,9 +225,8 @@ class Bench:
 
         data, drop = folder / "run" / "data", folder / "run" / "drop"
         shutil.rmtree(folder / "run", ignore_errors=True)
-        _link(generated / "drop" / "reference", drop / "reference")
-        for path in exports:
-            if path not in held_back:
+        for path in sorted((generated / "drop").rglob("*")):  # every source the demo has
+            if path.is_file() and path not in held_back:
                 _link(path, drop / path.relative_to(generated / "drop"))
         full = self.nightly(data, drop, day, "nightly-full")
         limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
@@ -276,15 +276,12 @@ class Bench:
 
 
 def _link(source: Path, target: Path) -> None:
-    """Hard-link a file or a folder's files (copy where links are not possible)."""
-    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-    for path in files:
-        destination = target if source.is_file() else target / path.relative_to(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, destination)
-        except OSError:
-            shutil.copy2(path, destination)
+    """Hard-link a file (copy where links are not possible)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def run_bench(
