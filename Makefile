@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv/.synced
 
-.PHONY: install system-packages demo test lint format clean uv
+.PHONY: install system-packages demo bench test lint format clean uv
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -21,6 +21,9 @@ system-packages:  ## Debian packages the tests need (PostgreSQL, Chromium); run 
 
 demo: $(VENV)  ## generate the demo municipality and run the nightly flow on it
 	$(UV) run --frozen lagesbild demo
+
+bench: $(VENV)  ## benchmarks against the limit and pandas (scales: BENCH_ARGS="--pupils 10000 --years 3")
+	$(UV) run --frozen lagesbild bench $(BENCH_ARGS)
 
 test: $(VENV)  ## the whole test suite (unit, dbt, flows end to end)
 	$(UV) run --frozen pytest

@@ -12,6 +12,7 @@ import functools
 import itertools
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class GateResult:
     rows: int
     outcomes: list[ExpectationOutcome]
     report_path: Path | None = None
+    seconds: float = 0.0  # wall time of the validation (the first one includes GX's import)
 
     @property
     def critical_failures(self) -> list[ExpectationOutcome]:
@@ -79,6 +81,7 @@ def validate_frame(
     report_dir: Path | None = None,
 ) -> GateResult:
     """Validate one partition's frame against a suite; write the full GX result as JSON."""
+    started = time.perf_counter()
     from great_expectations.core import ExpectationSuite
 
     spec = json.loads(suite_path.read_text(encoding="utf-8"))
@@ -108,6 +111,7 @@ def validate_frame(
             )
         )
     gate = GateResult(name, partition, frame.height, outcomes)
+    gate.seconds = time.perf_counter() - started
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         gate.report_path = report_dir / f"{name}__{partition}.json"

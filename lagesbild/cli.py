@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lagesbild import runtime
-from lagesbild.settings import DEMO_PSEUDONYM_KEY, ConfigError, Settings
+from lagesbild.settings import DEMO_PSEUDONYM_KEY, PROJECT_ROOT, ConfigError, Settings
 
 app = typer.Typer(
     help="lagesbild: a shared lägesbild for youth-prevention work.",
@@ -102,6 +102,40 @@ def run(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     _run_nightly(date.fromisoformat(run_date) if run_date else None)
+
+
+@app.command()
+def bench(
+    pupils: Annotated[
+        list[int] | None, typer.Option(help="pupils of a scale; repeat for several scales")
+    ] = None,
+    years: Annotated[
+        list[int] | None, typer.Option(help="school years of each scale (one value: all)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="the results table")] = PROJECT_ROOT
+    / "benchmarks"
+    / "results.md",
+    skip_pandas: Annotated[bool, typer.Option(help="leave out the pandas peer")] = False,
+    label: Annotated[str, typer.Option(help="a note at the top of the results")] = "",
+) -> None:
+    """Benchmark the nightly against the bare-DuckDB limit and a pandas peer (benchmarks/)."""
+    pupils, years = pupils or [1500], years or [1]
+    if len(years) not in (1, len(pupils)):
+        console.print("[red]Give one --years, or one per --pupils.[/red]")
+        raise typer.Exit(2)
+    _settings()
+    from benchmarks.run import BenchFailed, run_bench
+
+    scales = list(zip(pupils, years * len(pupils) if len(years) == 1 else years, strict=True))
+    try:
+        results = run_bench(scales, out, skip_pandas=skip_pandas, label=label, log=console.print)
+    except BenchFailed as exc:
+        console.print(f"[red]The benchmark failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"Results: {out}")
+    if not results.all_equal:
+        console.print("[red]Marts differ from the published ones: see the results.[/red]")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -56,6 +56,38 @@ def first_run(pipeline_env, municipality):
     return Settings().paths
 
 
+def test_limit_and_pandas_peer_equal_the_published_marts(first_run, municipality, tmp_path):
+    """What `make bench` checks at every scale, on this run: benchmarks/limit.sql on the landed
+    files and benchmarks/pandas_peer.py on the raw exports give exactly the published marts."""
+    from benchmarks import pandas_peer
+    from benchmarks.compare import MARTS, compare_folders, row_counts
+    from benchmarks.limit import run_limit
+    from tests.flows.conftest import TEST_KEY
+
+    settings = Settings()
+    drop, published = settings.paths.drop, first_run.marts_parquet
+    assert all(n > 0 for n in row_counts(published).values())
+    seconds = run_limit(first_run.landing, drop / "reference", tmp_path / "limit", settings)
+    assert list(seconds) == ["clean", "marts", "publish"]
+    assert compare_folders(published, tmp_path / "limit") == dict.fromkeys(MARTS)
+
+    _, rejected = pandas_peer.run(
+        drop,
+        tmp_path / "pandas",
+        TEST_KEY.encode(),
+        thresholds_csv=settings.dbt_project_dir / "seeds" / "absence_thresholds.csv",
+        municipality_code=settings.municipality.code,
+        municipality_name=settings.municipality.name,
+        min_persons=settings.suppression.min_persons,
+        min_denominator=settings.suppression.min_denominator,
+    )
+    assert compare_folders(published, tmp_path / "pandas", cast=True) == dict.fromkeys(MARTS)
+    # It rejects exactly the rows the generator made dirty (duplicates are dropped, not rejected).
+    dirty = pl.read_csv(municipality["truth"] / "dirty_rows.csv")
+    expected = dict(dirty.filter(pl.col("kind") != "duplicate").group_by("kind").len().iter_rows())
+    assert {k: v for k, v in rejected.items() if v} == expected
+
+
 def truth_days(municipality) -> pl.DataFrame:
     drop, truth = municipality["drop"], municipality["truth"]
     schools = pl.read_csv(drop / "reference/schools.csv", infer_schema=False)

@@ -1,0 +1,429 @@
+"""What a benchmark measured, and the markdown table `benchmarks/results.md` made of it.
+
+Pure data and formatting (no I/O apart from reading /proc for the machine), so the writer is
+unit-tested on constructed figures.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+# The pipeline's own work, stage by stage, as the run summary times it. `clean` here is the
+# clean stage without the gate; `report` (HTML report, dbt docs) has no counterpart in the
+# limit or the peer and is left out of every ratio.
+WORK_STAGES = ("extract", "clean", "gate", "dbt", "publish")
+# Stages of the limit (benchmarks/limit.sql) and the pipeline stages each one stands for.
+LIMIT_STAGES = {"clean": ("clean", "gate"), "marts": ("dbt",), "publish": ("publish",)}
+GB = 1_000_000_000
+TARGET_RSS = 8 * GB
+
+
+@dataclass
+class Machine:
+    cpu: str
+    cores: int
+    ram_bytes: int
+    python: str
+    system: str
+    commit: str
+
+    @classmethod
+    def here(cls) -> Machine:
+        cpu = "unknown"
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.exists():
+            for line in cpuinfo.read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        ram = 0
+        meminfo = Path("/proc/meminfo")
+        if meminfo.exists():
+            for line in meminfo.read_text().splitlines():
+                if line.startswith("MemTotal:"):
+                    ram = int(line.split()[1]) * 1024
+        try:
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            commit = "unknown"
+        return cls(
+            cpu=cpu,
+            cores=os.cpu_count() or 0,
+            ram_bytes=ram,
+            python=platform.python_version(),
+            system=f"{platform.system()} {platform.release()}",
+            commit=commit,
+        )
+
+
+@dataclass
+class Process:
+    """One measured subprocess: wall time and memory of its process tree."""
+
+    seconds: float
+    peak_rss: int  # bytes: the largest sum of RSS over the process tree while it ran
+    max_process_rss: int  # bytes: the largest single process (wait4's ru_maxrss)
+
+
+@dataclass
+class NightlyRun:
+    process: Process
+    stages: dict[str, float]  # stage → seconds, as in WORK_STAGES plus `report`
+    rows: int  # lesson rows received (landed) by this run
+    files: int  # export files landed
+
+    @property
+    def work_seconds(self) -> float:
+        return sum(self.stages.get(s, 0.0) for s in WORK_STAGES)
+
+    @property
+    def startup_seconds(self) -> float:
+        """Process start, Prefect's API, shutdown: the wall time outside every stage."""
+        return self.process.seconds - sum(self.stages.values())
+
+    @property
+    def rows_per_second(self) -> float | None:
+        return self.rows / self.work_seconds if self.work_seconds else None
+
+
+@dataclass
+class Peer:
+    """The limit or the pandas peer: one process, its stages, and the equality check."""
+
+    process: Process
+    stages: dict[str, float]
+    differences: dict[str, str | None]  # mart → None when equal, else what differs
+    rows: dict[str, int] = field(default_factory=dict)  # mart → rows compared
+
+    @property
+    def equal(self) -> bool:
+        return bool(self.differences) and all(d is None for d in self.differences.values())
+
+    @property
+    def work_seconds(self) -> float:
+        return sum(self.stages.values())
+
+
+@dataclass
+class ScaleResult:
+    pupils: int
+    years: int
+    seed: int
+    new_day: date
+    generation_seconds: float | None  # None when the generated files were reused
+    full: NightlyRun
+    new_day_run: NightlyRun
+    limit: Peer
+    limit_after_new_day: Peer | None = None  # equality only: the incremental run is right
+    pandas: Peer | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.pupils:,} × {self.years}"
+
+    def limit_ratio(self) -> float | None:
+        """pipeline / limit over the same work: landed files to published marts."""
+        pipeline = sum(self.full.stages.get(s, 0.0) for s in WORK_STAGES if s != "extract")
+        return pipeline / self.limit.work_seconds if self.limit.work_seconds else None
+
+    def pandas_ratio(self) -> float | None:
+        """pandas wall time / the pipeline's work (start-up and report excluded)."""
+        if self.pandas is None or not self.full.work_seconds:
+            return None
+        return self.pandas.process.seconds / self.full.work_seconds
+
+    def new_day_share(self) -> float | None:
+        if not self.full.work_seconds:
+            return None
+        return self.new_day_run.work_seconds / self.full.work_seconds
+
+
+@dataclass
+class Results:
+    machine: Machine
+    started: datetime
+    scales: list[ScaleResult]
+    fixed_costs: dict[str, float]  # component → seconds
+    label: str = ""  # e.g. "small smoke run on a busy machine"
+    command: str = "make bench"
+
+    @property
+    def all_equal(self) -> bool:
+        """Every limit and peer run produced exactly the published marts."""
+        peers = [p for s in self.scales for p in (s.limit, s.limit_after_new_day, s.pandas)]
+        return all(p.equal for p in peers if p is not None)
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def _s(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:,.1f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.2f}×"
+
+
+def _gb(size: int) -> str:
+    return f"{size / GB:,.2f} GB"
+
+
+def _find(results: Results, pupils: int, years: int) -> ScaleResult | None:
+    return next((s for s in results.scales if (s.pupils, s.years) == (pupils, years)), None)
+
+
+def _equality(peer: Peer | None) -> str:
+    if peer is None:
+        return "not run"
+    if peer.equal:
+        return (
+            "equal (" + ", ".join(f"{peer.rows.get(m, 0):,}" for m in peer.differences) + " rows)"
+        )
+    return "DIFFERENT: " + "; ".join(f"{m}: {d}" for m, d in peer.differences.items() if d)
+
+
+def targets(results: Results) -> list[tuple[str, str, str, str]]:
+    """(target, scale, figure, met | missed | not measured) for the issue's four targets."""
+    rows = []
+    big = _find(results, 10_000, 3)
+    ratio = big.limit_ratio() if big else None
+    rows.append(
+        (
+            "pipeline within 1.5× the limit (start-up excluded)",
+            "10,000 × 3",
+            _ratio(ratio),
+            "not measured" if ratio is None else "met" if ratio <= 1.5 else "missed",
+        )
+    )
+    speedup = big.pandas_ratio() if big else None
+    rows.append(
+        (
+            "at least 5× faster than pandas",
+            "10,000 × 3",
+            "–" if speedup is None else f"pandas takes {speedup:,.1f}× the pipeline",
+            "not measured" if speedup is None else "met" if speedup >= 5 else "missed",
+        )
+    )
+    largest = max(results.scales, key=lambda s: s.pupils * s.years, default=None)
+    share = largest.new_day_share() if largest else None
+    rows.append(
+        (
+            "a nightly with one new day ≤ 5 % of a full build",
+            largest.label if largest else "–",
+            "–" if share is None else f"{100 * share:,.1f} %",
+            "not measured" if share is None else "met" if share <= 0.05 else "missed",
+        )
+    )
+    stockholm = _find(results, 100_000, 1)
+    rss = stockholm.full.process.peak_rss if stockholm else None
+    rows.append(
+        (
+            "peak RSS under 8 GB",
+            "100,000 × 1",
+            "–" if rss is None else _gb(rss),
+            "not measured" if rss is None else "met" if rss < TARGET_RSS else "missed",
+        )
+    )
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def render(results: Results) -> str:
+    m = results.machine
+    out = ["# lagesbild benchmarks", ""]
+    if results.label:
+        out += [f"> **{results.label}**", ""]
+    out += [
+        f"Written by `{results.command}` on {results.started:%Y-%m-%d %H:%M} UTC "
+        f"(commit {m.commit}).",
+        "",
+        f"Machine: {m.cpu}, {m.cores} cores, {m.ram_bytes / GB:,.1f} GB RAM, {m.system}, "
+        f"Python {m.python}.",
+        "",
+        "## Targets of issue 8",
+        "",
+    ]
+    out += _table(["target", "scale", "measured", "status"], [list(t) for t in targets(results)])
+
+    out += ["", "## Nightly runs: wall seconds per stage", ""]
+    header = ["scale", "run", "lesson rows", "files", "start-up + shutdown"]
+    header += [
+        *WORK_STAGES,
+        "report",
+        "wall",
+        "rows/s (work)",
+        "peak RSS (tree)",
+        "largest process",
+    ]
+    rows = []
+    for scale in results.scales:
+        for name, run in (("full build", scale.full), ("one new day", scale.new_day_run)):
+            rate = run.rows_per_second
+            rows.append(
+                [
+                    scale.label,
+                    name,
+                    f"{run.rows:,}",
+                    str(run.files),
+                    _s(run.startup_seconds),
+                    *[_s(run.stages.get(s)) for s in WORK_STAGES],
+                    _s(run.stages.get("report")),
+                    _s(run.process.seconds),
+                    "–" if rate is None else f"{rate:,.0f}",
+                    _gb(run.process.peak_rss),
+                    _gb(run.process.max_process_rss),
+                ]
+            )
+    out += _table(header, rows)
+    generated = [
+        f"{s.label}: {_s(s.generation_seconds)} s"
+        if s.generation_seconds is not None
+        else f"{s.label}: reused"
+        for s in results.scales
+    ]
+    out += ["", "Generating the exports (not part of any ratio): " + "; ".join(generated) + "."]
+    out += [
+        "New day: the exports of the month of "
+        + ", ".join(f"{s.new_day}" for s in results.scales)
+        + " (one school day) are held back from the full build and dropped before the second run."
+    ]
+
+    out += ["", "## The pipeline against the limit (same run)", ""]
+    rows = []
+    for scale in results.scales:
+        for stage, covers in LIMIT_STAGES.items():
+            pipeline = sum(scale.full.stages.get(s, 0.0) for s in covers)
+            limit = scale.limit.stages.get(stage)
+            rows.append(
+                [
+                    scale.label,
+                    f"{' + '.join(covers)} / {stage}",
+                    _s(pipeline),
+                    _s(limit),
+                    _ratio(pipeline / limit if limit else None),
+                ]
+            )
+        pipeline = scale.full.work_seconds - scale.full.stages.get("extract", 0.0)
+        rows.append(
+            [
+                scale.label,
+                "**total** (landing → published marts)",
+                _s(pipeline),
+                _s(scale.limit.work_seconds),
+                _ratio(scale.limit_ratio()),
+            ]
+        )
+        rows.append(
+            [
+                scale.label,
+                "extract (exports → landing) / –",
+                _s(scale.full.stages.get("extract")),
+                "–",
+                "–",
+            ]
+        )
+    out += _table(["scale", "pipeline stage / limit stage", "pipeline s", "limit s", "ratio"], rows)
+    out += [""]
+    for scale in results.scales:
+        limit = scale.limit.process
+        out.append(
+            f"- {scale.label}: limit marts vs published marts: {_equality(scale.limit)}; after "
+            f"the one-new-day run: {_equality(scale.limit_after_new_day)}. Limit process "
+            f"{_s(limit.seconds)} s wall, peak RSS {_gb(limit.peak_rss)}."
+        )
+
+    out += ["", "## The pandas peer", ""]
+    rows = []
+    for scale in results.scales:
+        peer = scale.pandas
+        if peer is None:
+            rows.append([scale.label, "not run", "–", "–", "–", "–", "not run"])
+            continue
+        rows.append(
+            [
+                scale.label,
+                _s(peer.process.seconds),
+                ", ".join(f"{k} {v:,.1f}" for k, v in peer.stages.items()),
+                _s(scale.full.work_seconds),
+                _ratio(scale.pandas_ratio()),
+                _gb(peer.process.peak_rss),
+                _equality(peer),
+            ]
+        )
+    out += _table(
+        [
+            "scale",
+            "pandas wall s",
+            "pandas stages s",
+            "pipeline work s",
+            "pandas / pipeline",
+            "pandas peak RSS",
+            "marts",
+        ],
+        rows,
+    )
+
+    out += ["", "## Fixed cost (start-up), each measured alone in a fresh process", ""]
+    demo = _find(results, 1500, 1)
+    rows = []
+    for component, seconds in results.fixed_costs.items():
+        share = f"{100 * seconds / demo.full.process.seconds:,.0f} %" if demo else "not measured"
+        rows.append([component, _s(seconds), share])
+    out += _table(
+        ["component", "seconds", "share of the default demo nightly (1,500 × 1, full build wall)"],
+        rows,
+    )
+    out += ["", "## What is compared", "", *NOTES]
+    return "\n".join(out) + "\n"
+
+
+NOTES = [
+    "- **Stages.** Wall seconds from the run summary (`data/reports/runs/<run>.md`) of "
+    "`lagesbild run`, run as a subprocess on a fresh data folder. `clean` is the clean stage "
+    "without the Great Expectations gate, `gate` the time spent validating (the first "
+    "validation includes importing GX). *Start-up + shutdown* is the process wall time outside "
+    "every stage: Python imports, Prefect's ephemeral API (a fresh one: its database is created "
+    "on the first run), the build lock and shutdown. `report` (HTML report, dbt docs) has no "
+    "counterpart elsewhere and is in no ratio. *Work* = extract + clean + gate + dbt + publish.",
+    "- **Rows/s** = lesson rows received (landed, dirty rows included) / work seconds.",
+    "- **Peak RSS (tree)** = the largest sum of resident memory over the process and all its "
+    "children (dbt, Prefect's API server, workers), polled from /proc every 0.2 s; shared pages "
+    "count once per process, so this overstates a little. *Largest process* = ru_maxrss of "
+    "the run's process (wait4).",
+    "- **The limit** (`benchmarks/limit.sql`, DuckDB, one in-memory connection) starts from the "
+    "pipeline's LANDED parquet (exports already read and pseudonymised), so the pipeline's "
+    "extract has no counterpart and is left out of `pipeline / limit`: the total compares "
+    "clean + gate + dbt + publish with the limit's clean + marts + publish. The limit applies "
+    "the pipeline's cleaning and suppression rules but validates nothing, writes no quarantine, "
+    "audit, clean partitions, work warehouse or report, and publishes the three attendance marts "
+    "as parquet only. Its marts are compared with the published "
+    "`data/warehouse/marts/<mart>.parquet`: same columns and types, same rows (sorted), exact "
+    "values, NULLs equal.",
+    "- **The pandas peer** (`benchmarks/pandas_peer.py`) does the whole job from the raw exports "
+    "in the drop folder, like a municipality's own script: read the CSV (pandas) and XLSX "
+    "(fastexcel to pandas; pandas' default openpyxl would be slower and is not installed), "
+    "pseudonymise (HMAC per distinct id), the same row rules, aggregate and suppress, write "
+    "parquet. It is compared with the pipeline's work (start-up excluded), its own wall time "
+    "includes its imports. Its marts are compared like the limit's, after casting its columns "
+    "to the published types.",
+    "- The one-new-day run lands one new export per system (the first school day of a month), "
+    "then rebuilds that month's clean partition and the whole dbt project as the pipeline does "
+    "today; its share is work / full build work.",
+]

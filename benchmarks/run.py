@@ -1,0 +1,314 @@
+"""`lagesbild bench`: the pipeline at given scales, against the limit and the pandas peer.
+
+Per scale (pupils × school years), under `data/bench/<scale>/`:
+
+1. generate the demo municipality through the first school day of the last month of the last
+   school year (`lagesbild generate`; reused when the same arguments generated it before);
+2. assemble a drop folder with every generated file except that month's attendance exports
+   (one school day each);
+3. run the full nightly (`lagesbild run`) on a fresh data folder, as a subprocess whose
+   process tree is polled for memory; stage times come from the run summary;
+4. run the limit (benchmarks/limit.sql) on the landed files and the pandas peer on the drop
+   folder, each as a subprocess, and compare their marts with the published ones;
+5. drop the held-back exports (the new day) and run the nightly again; check the limit on
+   the new landing still equals the published marts.
+
+Then the fixed costs (Prefect, dbt, Great Expectations start-up), each alone in a fresh
+process, and `benchmarks/results.md` (benchmarks/results.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from benchmarks.compare import compare_folders, row_counts
+from benchmarks.results import Machine, NightlyRun, Peer, Process, Results, ScaleResult, render
+from demo.school_calendar import school_year_calendar
+from lagesbild.settings import DEMO_PSEUDONYM_KEY, PROJECT_ROOT, Settings
+
+LAST_SCHOOL_YEAR = 2025  # the generator's default: 2025/26
+POLL_SECONDS = 0.2
+
+
+# -- measuring a subprocess -----------------------------------------------------------------
+
+
+def _rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:  # the process ended between listing and reading
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants, from /proc/<pid>/task/<tid>/children."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # ended meanwhile
+                pending += [int(c) for c in children.read_text().split()]
+    return found
+
+
+def measure(command: list[str], env: dict[str, str], log: Path) -> Process:
+    """Run `command` to its end; wall time, peak RSS of its process tree, its own max RSS."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+        )
+        peak = 0
+        while True:
+            # wait4 rather than Popen.wait: it also returns the child's own ru_maxrss.
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, sum(_rss(p) for p in _tree(process.pid)))
+            time.sleep(POLL_SECONDS)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise BenchFailed(f"{' '.join(command[1:4])} … failed (log {log}):\n{tail}")
+    return Process(seconds, max(peak, usage.ru_maxrss * 1024), usage.ru_maxrss * 1024)
+
+
+class BenchFailed(RuntimeError):
+    """A step of the benchmark failed; the message names its log."""
+
+
+# -- the run summary ----------------------------------------------------------------------------
+
+
+def parse_summary(text: str) -> tuple[dict[str, float], int, int]:
+    """(seconds per stage with the gate split out of clean, rows received, files landed)."""
+    stages = {}
+    match = re.search(r"^- seconds per stage: (.+)$", text, re.MULTILINE)
+    if match:
+        for part in match.group(1).split(", "):
+            name, seconds = part.rsplit(" ", 1)
+            stages[name] = float(seconds)
+    gate = re.search(r"^- gate seconds \(within clean\): ([\d.]+)$", text, re.MULTILINE)
+    if gate:
+        stages["gate"] = float(gate.group(1))
+        stages["clean"] = stages.get("clean", 0.0) - stages["gate"]
+    rows = re.search(r"^Totals: rows_received ([\d,]+)", text, re.MULTILINE)
+    files = re.search(r"^- files landed: (\d+)$", text, re.MULTILINE)
+    return (
+        stages,
+        int(rows.group(1).replace(",", "")) if rows else 0,
+        int(files.group(1)) if files else 0,
+    )
+
+
+# -- one scale ------------------------------------------------------------------------------
+
+
+def new_school_day(last_school_year: int = LAST_SCHOOL_YEAR) -> date:
+    """The first school day of the last month with school days: the 'new day'."""
+    days = [d.date for d in school_year_calendar(last_school_year) if d.is_school_day]
+    last = days[-1]
+    return min(d for d in days if (d.year, d.month) == (last.year, last.month))
+
+
+@dataclass
+class Bench:
+    root: Path  # data/bench
+    settings: Settings
+    log: Callable[[str], None]
+    skip_pandas: bool = False
+
+    def env(self, data: Path, drop: Path) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "LAGESBILD_DATA_DIR": str(data),
+            "LAGESBILD_DROP_DIR": str(drop),
+            "LAGESBILD_PSEUDONYM_KEY": os.environ.get("LAGESBILD_PSEUDONYM_KEY")
+            or DEMO_PSEUDONYM_KEY,
+        }
+        if "PREFECT_API_URL" not in os.environ:  # a fresh local API per data folder
+            env["PREFECT_HOME"] = str(data / "prefect")
+        return env
+
+    def python(self, *arguments: str) -> list[str]:
+        return [sys.executable, *arguments]
+
+    def generate(self, folder: Path, pupils: int, years: int, seed: int, through: date):
+        """The exports, generated once per arguments; None seconds when reused."""
+        arguments = {"pupils": pupils, "years": years, "seed": seed, "through": str(through)}
+        marker = folder / "bench-arguments.json"
+        if marker.exists() and json.loads(marker.read_text()) == arguments:
+            self.log(f"reusing the exports generated in {folder}")
+            return None
+        shutil.rmtree(folder, ignore_errors=True)
+        self.log(f"generating {pupils:,} pupils × {years} through {through} into {folder}")
+        command = self.python("-m", "lagesbild.cli", "generate", "--out", str(folder / "drop"))
+        for name in ("pupils", "years", "seed", "through"):
+            command += [f"--{name}", str(arguments[name])]
+        process = measure(command, self.env(folder, folder / "drop"), folder / "generate.log")
+        marker.write_text(json.dumps(arguments))
+        return process.seconds
+
+    def nightly(self, data: Path, drop: Path, run_date: date, name: str) -> NightlyRun:
+        runs = data / "reports" / "runs"
+        before = set(runs.glob("*.md")) if runs.exists() else set()
+        self.log(f"nightly ({name}) on {data}")
+        command = self.python("-m", "lagesbild.cli", "run", "--run-date", run_date.isoformat())
+        process = measure(command, self.env(data, drop), data.parent / f"{name}.log")
+        (summary,) = set(runs.glob("*.md")) - before
+        stages, rows, files = parse_summary(summary.read_text(encoding="utf-8"))
+        self.log(f"  {process.seconds:.1f} s wall, stages {stages}")
+        return NightlyRun(process, stages, rows, files)
+
+    def limit(self, data: Path, drop: Path, out: Path, name: str) -> Peer:
+        self.log(f"limit ({name})")
+        shutil.rmtree(out, ignore_errors=True)
+        timings = out.parent / f"{out.name}-timings.json"
+        command = self.python(
+            "-m", "benchmarks.limit", "--landing", str(data / "landing"),
+            "--reference", str(drop / "reference"), "--out", str(out), "--timings", str(timings),
+        )  # fmt: skip
+        process = measure(command, self.env(data, drop), out.parent / f"{name}.log")
+        published = data / "warehouse" / "marts"
+        differences = compare_folders(published, out)
+        self.log(f"  {process.seconds:.1f} s wall, differences {differences}")
+        return Peer(process, json.loads(timings.read_text()), differences, row_counts(published))
+
+    def pandas(self, data: Path, drop: Path, out: Path) -> Peer:
+        self.log("pandas peer")
+        shutil.rmtree(out, ignore_errors=True)
+        timings = out.parent / "pandas-timings.json"
+        s = self.settings
+        command = self.python(
+            str(PROJECT_ROOT / "benchmarks" / "pandas_peer.py"),
+            "--drop", str(drop), "--out", str(out), "--timings", str(timings),
+            "--thresholds", str(s.dbt_project_dir / "seeds" / "absence_thresholds.csv"),
+            "--municipality-code", s.municipality.code,
+            "--municipality-name", s.municipality.name,
+            "--min-persons", str(s.suppression.min_persons),
+            "--min-denominator", str(s.suppression.min_denominator),
+        )  # fmt: skip
+        process = measure(command, self.env(data, drop), out.parent / "pandas.log")
+        published = data / "warehouse" / "marts"
+        differences = compare_folders(published, out, cast=True)
+        self.log(f"  {process.seconds:.1f} s wall, differences {differences}")
+        return Peer(process, json.loads(timings.read_text()), differences, row_counts(published))
+
+    def scale(self, pupils: int, years: int, seed: int) -> ScaleResult:
+        folder = self.root / f"{pupils}x{years}-seed{seed}"
+        day = new_school_day()
+        generated = folder / "generated"
+        generation = self.generate(generated, pupils, years, seed, day)
+        month_tag = f"_{day:%Y-%m}."
+        exports = sorted((generated / "drop" / "attendance").rglob("*.*"))
+        held_back = [p for p in exports if month_tag in p.name]
+        if not held_back:
+            raise BenchFailed(f"no export of {day:%Y-%m} was generated in {generated}")
+
+        data, drop = folder / "run" / "data", folder / "run" / "drop"
+        shutil.rmtree(folder / "run", ignore_errors=True)
+        for path in sorted((generated / "drop").rglob("*")):  # every source the demo has
+            if path.is_file() and path not in held_back:
+                _link(path, drop / path.relative_to(generated / "drop"))
+        full = self.nightly(data, drop, day, "nightly-full")
+        limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
+        peer = None if self.skip_pandas else self.pandas(data, drop, folder / "run" / "pandas")
+
+        for path in held_back:  # the new school day's exports arrive
+            _link(path, drop / path.relative_to(generated / "drop"))
+        new_day = self.nightly(data, drop, day + timedelta(days=1), "nightly-new-day")
+        after = self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
+        return ScaleResult(pupils, years, seed, day, generation, full, new_day, limit, after, peer)
+
+    def fixed_costs(self) -> dict[str, float]:
+        """Start-up of Prefect, dbt and GX, each alone in a fresh process on an empty folder."""
+        costs = {}
+        with tempfile.TemporaryDirectory(dir=self.root) as scratch:
+            data = Path(scratch) / "data"
+            env = self.env(data, data / "drop")
+            snippets = {
+                "Python + Prefect (import, ephemeral API on a fresh database, one empty flow)": (
+                    "from lagesbild import runtime; runtime.configure(__import__('pathlib')"
+                    ".Path(r'{data}'))\n"
+                    "from prefect import flow\n"
+                    "def noop():\n    pass\n"
+                    "flow(name='bench-noop')(noop)()"
+                ),
+                "Python + dbt (start, parse the project, build nothing)": (
+                    "from flows import warehouse; from lagesbild.settings import Settings\n"
+                    "code, lines = warehouse._run_dbt(Settings(), "
+                    "['build', '--select', 'tag:bench-selects-nothing'], lambda line: None, None)\n"
+                    "assert code == 0, lines"
+                ),
+                "Python + Great Expectations (import, context, one tiny validation)": (
+                    "import polars as pl; from flows import gate; from lagesbild.settings import "
+                    "Settings\n"
+                    "gate.validate_frame(pl.DataFrame({{'file': ['f'], 'rows_received': [1], "
+                    "'rows_quarantined': [0], 'quarantine_share': [0.0]}}), "
+                    "Settings().expectations_dir / 'attendance_loads.json', "
+                    "{{'max_quarantine_share': 0.2}}, partition='bench')"
+                ),
+                "Python alone (interpreter start, for reference)": "pass",
+            }
+            for number, (component, code) in enumerate(snippets.items()):
+                self.log(f"fixed cost: {component}")
+                command = self.python("-c", code.format(data=data))
+                costs[component] = measure(command, env, self.root / f"fixed-{number}.log").seconds
+        return costs
+
+
+def _link(source: Path, target: Path) -> None:
+    """Hard-link a file (copy where links are not possible)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def run_bench(
+    scales: list[tuple[int, int]],
+    out: Path,
+    *,
+    seed: int = 2026,
+    skip_pandas: bool = False,
+    label: str = "",
+    log: Callable[[str], None] = print,
+) -> Results:
+    settings = Settings()
+    root = settings.paths.data / "bench"
+    root.mkdir(parents=True, exist_ok=True)
+    bench = Bench(root, settings, log, skip_pandas)
+    started = datetime.now(UTC)
+    measured = [bench.scale(pupils, years, seed) for pupils, years in scales]
+    results = Results(
+        machine=Machine.here(),
+        started=started,
+        scales=measured,
+        fixed_costs=bench.fixed_costs(),
+        label=label,
+        command="lagesbild bench "
+        + " ".join(f"--pupils {p} --years {y}" for p, y in scales)
+        + (" --skip-pandas" if skip_pandas else ""),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(results), encoding="utf-8")
+    return results

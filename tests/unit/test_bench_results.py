@@ -1,0 +1,192 @@
+"""The benchmark's results writer, summary parser and marts comparison, on constructed figures."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+
+from benchmarks.compare import difference
+from benchmarks.results import (
+    GB,
+    Machine,
+    NightlyRun,
+    Peer,
+    Process,
+    Results,
+    ScaleResult,
+    render,
+    targets,
+)
+from benchmarks.run import BenchFailed, measure, parse_summary
+from flows.gate import GateResult
+from flows.report import RunSummary
+from flows.report import render as render_summary
+from lagesbild.settings import Paths
+
+MACHINE = Machine("Test CPU 9000", 2, 24 * GB, "3.11.7", "Linux 6", "abc1234")
+EQUAL = dict.fromkeys(["mart_a", "mart_b"])
+
+
+def nightly(wall, stages, rows, rss=GB):
+    return NightlyRun(Process(wall, rss, rss // 2), stages, rows, 2)
+
+
+def scale(pupils, years, full, new_day, limit_stages, pandas_seconds=None, rss=GB):
+    return ScaleResult(
+        pupils=pupils,
+        years=years,
+        seed=2026,
+        new_day=date(2026, 6, 1),
+        generation_seconds=10.0,
+        full=nightly(full["wall"], full["stages"], 1_000_000, rss),
+        new_day_run=nightly(new_day["wall"], new_day["stages"], 5_000),
+        limit=Peer(Process(5.0, GB, GB), limit_stages, EQUAL, {"mart_a": 10, "mart_b": 3}),
+        pandas=None
+        if pandas_seconds is None
+        else Peer(Process(pandas_seconds, 2 * GB, 2 * GB), {"read": 1.0}, EQUAL),
+    )
+
+
+def results():
+    stages = {"extract": 80, "clean": 50, "gate": 10, "dbt": 20, "publish": 5, "report": 3}
+    small = {"extract": 1, "clean": 2, "gate": 1, "dbt": 3, "publish": 1, "report": 2}
+    return Results(
+        machine=MACHINE,
+        started=datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
+        scales=[
+            scale(
+                1500,
+                1,
+                {"wall": 40.0, "stages": small},
+                {"wall": 30.0, "stages": small},
+                {"clean": 1.0, "marts": 1.0, "publish": 0.0},
+            ),
+            scale(
+                10_000,
+                3,
+                {"wall": 190.0, "stages": stages},
+                {"wall": 30.0, "stages": {"extract": 1.0, "clean": 2.0, "dbt": 5.0}},
+                {"clean": 40.0, "marts": 10.0, "publish": 1.0},
+                pandas_seconds=1650.0,
+            ),
+            scale(
+                100_000,
+                1,
+                {"wall": 900.0, "stages": stages},
+                {"wall": 60.0, "stages": {"extract": 4.0, "clean": 4.0, "dbt": 1.0}},
+                {"clean": 40.0, "marts": 10.0, "publish": 1.0},
+                rss=int(8.2 * GB),
+            ),
+        ],
+        fixed_costs={"Prefect": 20.0, "dbt": 8.0},
+        label="constructed figures",
+    )
+
+
+def test_targets_are_judged_at_their_scales():
+    assert targets(results()) == [
+        # (50 + 10 + 20 + 5) / (40 + 10 + 1) = 1.67 > 1.5
+        ("pipeline within 1.5× the limit (start-up excluded)", "10,000 × 3", "1.67×", "missed"),
+        # 1650 / (80 + 50 + 10 + 20 + 5) = 10.0
+        (
+            "at least 5× faster than pandas",
+            "10,000 × 3",
+            "pandas takes 10.0× the pipeline",
+            "met",
+        ),
+        # the largest scale: (4 + 4 + 1) / 165 = 5.5 %
+        ("a nightly with one new day ≤ 5 % of a full build", "100,000 × 1", "5.5 %", "missed"),
+        ("peak RSS under 8 GB", "100,000 × 1", "8.20 GB", "missed"),
+    ]
+
+
+def test_targets_not_measured_without_their_scale():
+    only_demo = results()
+    only_demo.scales = only_demo.scales[:1]
+    statuses = [status for *_, status in targets(only_demo)]
+    # 1,500 × 1 new day: 8 / 8 work seconds = 100 %
+    assert statuses == ["not measured", "not measured", "missed", "not measured"]
+
+
+def test_render_writes_machine_stages_ratios_and_fixed_costs():
+    text = render(results())
+    assert "> **constructed figures**" in text
+    assert "Test CPU 9000, 2 cores, 24.0 GB RAM, Linux 6, Python 3.11.7." in text
+    # stages of the 10,000 × 3 full build: start-up = 190 - 168 = 22, rows/s = 1e6 / 165
+    assert (
+        "| 10,000 × 3 | full build | 1,000,000 | 2 | 22.0 | 80.0 | 50.0 | 10.0 | 20.0 | 5.0 "
+        "| 3.0 | 190.0 | 6,061 | 1.00 GB | 0.50 GB |"
+    ) in text
+    assert "| 10,000 × 3 | clean + gate / clean | 60.0 | 40.0 | 1.50× |" in text
+    assert "| 10,000 × 3 | **total** (landing → published marts) | 85.0 | 51.0 | 1.67× |" in text
+    assert "equal (10, 3 rows)" in text
+    assert "| 10,000 × 3 | 1,650.0 | read 1.0 | 165.0 | 10.00× | 2.00 GB | equal" in text
+    assert "| 1,500 × 1 | not run |" in text
+    # fixed costs as a share of the 1,500 × 1 full build's wall time (40 s)
+    assert "| Prefect | 20.0 | 50 % |" in text
+    assert "| dbt | 8.0 | 20 % |" in text
+
+
+def test_a_difference_is_reported():
+    broken = results()
+    assert broken.all_equal
+    broken.scales[0].limit.differences = {"mart_a": None, "mart_b": "3 rows, expected 4"}
+    assert "DIFFERENT: mart_b: 3 rows, expected 4" in render(broken)
+    assert not broken.all_equal  # `lagesbild bench` exits 1
+
+
+def test_parse_summary_reads_what_the_run_summary_writes(tmp_path):
+    summary = RunSummary("run-1", date(2026, 6, 1), status="Completed")
+    summary.stage_seconds = {"extract": 1.5, "clean": 9.0, "dbt": 20.25, "publish": 0.5}
+    summary.clean.gates = [
+        GateResult("suite", "period=2026-05", 10, [], seconds=3.0),
+        GateResult("suite", "loads", 1, [], seconds=1.0),
+    ]
+    summary.clean.loads = [
+        {
+            "dataset": "skola24_csv",
+            "file": f"f{i}.csv",
+            "rows_received": 1_234_567,
+            "rows_clean": 1_234_560,
+            "rows_quarantined": 7,
+            "rows_duplicate": 0,
+            "status": "cleaned",
+            "gate": "passed",
+        }
+        for i in range(2)
+    ]
+    summary.landed = ["f0.csv", "f1.csv"]
+    text = render_summary(summary, Paths(tmp_path, tmp_path))
+    stages, rows, files = parse_summary(text)
+    # the summary rounds to 0.1 s; clean without the gate = 9.0 - (3.0 + 1.0)
+    assert stages == {"extract": 1.5, "clean": 5.0, "dbt": 20.2, "publish": 0.5, "gate": 4.0}
+    assert (rows, files) == (2_469_134, 2)
+
+
+def test_difference_is_exact_and_order_free():
+    published = pl.DataFrame({"area": ["a", "b"], "pupils": [12, None], "pct": [1.25, None]})
+    assert difference(published, published.reverse()) is None
+    changed = published.with_columns(pct=pl.Series([1.26, None]))
+    assert "1 published rows not produced" in difference(published, changed)
+    assert difference(published, published.head(1)) == "1 rows, expected 2"
+    widened = published.with_columns(pl.col("pupils").cast(pl.Int32))
+    assert difference(published, widened) == "types differ: pupils Int32 (expected Int64)"
+    assert difference(published, widened, cast=True) is None
+    assert difference(published, published.select("pupils", "area", "pct")).startswith("columns")
+
+
+def test_measure_sees_the_memory_of_a_grandchild(tmp_path):
+    """Peak RSS counts the whole process tree (dbt, Prefect's server are grandchildren)."""
+    grandchild = "b = b'x' * 300_000_000; import time; time.sleep(1.0)"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    process = measure([sys.executable, "-c", child], dict(os.environ), tmp_path / "ok.log")
+    assert process.peak_rss >= 300_000_000
+    assert process.max_process_rss >= 300_000_000
+    with pytest.raises(BenchFailed, match="boom"):
+        measure(
+            [sys.executable, "-c", "raise SystemExit('boom')"], dict(os.environ), tmp_path / "x.log"
+        )
