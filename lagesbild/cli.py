@@ -216,6 +216,8 @@ def demo(
         _run_nightly(None)
     _headlines(settings)
     _statistics_headlines(settings)
+    report = settings.paths.reports / "lagesbild" / "index.html"
+    console.print(f"\n[bold]Lägesbild report (open it in a browser):[/bold] {report}")
 
 
 def _statistics_headlines(settings: Settings) -> None:
@@ -296,9 +298,6 @@ def _headlines(settings: Settings) -> None:
     console.print(
         "Open them: duckdb -readonly " + str(paths.marts_db) + "  — see README 'Reading the marts'."
     )
-    report = paths.reports / "lagesbild" / "index.html"
-    if report.exists():
-        console.print(f"\n[bold]Lägesbild report:[/bold] {report}")
 
 
 def _local(column: str):
