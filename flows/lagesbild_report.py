@@ -35,6 +35,13 @@ STATUS_LABELS = {
     "no_data": "Uppgift saknas",
     "no_indicator": "Ingen indikator än",
 }
+SECTOR_LABELS = {
+    "school": "skola",
+    "social services": "socialtjänst",
+    "leisure": "fritid",
+    "housing": "bostadsbolaget",
+    "cross-sector": "alla sektorer",
+}
 SOURCE_LABELS = {
     "attendance": "närvarosystemen (exporter och SS 12000)",
     "kolada": "Kolada (RKA)",
@@ -319,6 +326,7 @@ def build(paths: Paths, municipality_name: str, run_date: date) -> Path:
         thresholds=thresholds,
         goals=goals,
         status_labels=STATUS_LABELS,
+        sector_labels=SECTOR_LABELS,
         area_goals={
             code: [g for g in goal_status if g["area_level"] == "area" and g["area_code"] == code]
             for code, _ in areas

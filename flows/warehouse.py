@@ -31,6 +31,14 @@ class DbtFailed(RuntimeError):
     """dbt build failed: a model or a test; the served marts are untouched."""
 
 
+def _dies_with_parent(command: list[str]) -> list[str]:
+    """A killed run must not leave dbt running: it would keep work.duckdb's lock and the
+    next run's dbt would fail on it. util-linux `setpriv --pdeathsig` makes Linux kill dbt
+    when its parent dies (no preexec_fn: that is unsafe in Prefect's threads)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", *command] if setpriv else command
+
+
 def dbt_executable() -> str:
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"
@@ -74,7 +82,11 @@ def _run_dbt(
         "DO_NOT_TRACK": "1",
     }
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        _dies_with_parent(command),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines = []
     assert process.stdout is not None

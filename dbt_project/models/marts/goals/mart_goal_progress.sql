@@ -2,7 +2,9 @@
     Goal follow-up: every value of every indicator linked to a goal (seeds/goals), per
     area level × area × period, with the baseline, the target and a status.
 
-    baseline: goal_indicators.baseline_value, else the value at baseline_period.
+    baseline: goal_indicators.baseline_value, else the latest value at or before
+              baseline_period (surveys are not every year: a 2021 survey is the baseline
+              for 2022 when there was none in 2022).
     trend:    `better` / `worse` / `unchanged` against the previous period's value, by the
               indicator's direction; NULL without a previous value.
     status (the rule, in order; README "Goal follow-up"):
@@ -67,24 +69,45 @@ linked as (
 
 ),
 
+measured_baselines as (
+
+    select
+        goal_id,
+        indicator_id,
+        area_level,
+        area_code,
+        value,
+        row_number() over (
+            partition by goal_id, indicator_id, area_level, area_code
+            order by period_start desc
+        ) as recency
+
+    from linked
+    where period_start <= baseline_start
+        and value is not null
+
+),
+
 compared as (
 
     select
         linked.*,
-        coalesce(
-            stated_baseline,
-            max(case when period = baseline_period then value end) over (
-                partition by goal_id, indicator_id, area_level, area_code
-            )
-        ) as baseline_value,
-        lag(value) over (
-            partition by goal_id, indicator_id, area_level, area_code order by period_start
+        coalesce(linked.stated_baseline, measured_baselines.value) as baseline_value,
+        lag(linked.value) over (
+            partition by linked.goal_id, linked.indicator_id, linked.area_level, linked.area_code
+            order by linked.period_start
         ) as previous_value,
-        period_start = max(period_start) over (
-            partition by goal_id, indicator_id, area_level, area_code
+        linked.period_start = max(linked.period_start) over (
+            partition by linked.goal_id, linked.indicator_id, linked.area_level, linked.area_code
         ) as is_latest
 
     from linked
+    left join measured_baselines
+        on linked.goal_id = measured_baselines.goal_id
+        and linked.indicator_id = measured_baselines.indicator_id
+        and linked.area_level = measured_baselines.area_level
+        and linked.area_code = measured_baselines.area_code
+        and measured_baselines.recency = 1
 
 ),
 
