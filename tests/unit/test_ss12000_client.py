@@ -27,7 +27,7 @@ PAGE = 5
 KEY = b"unit-test-key"
 SCHOOL = "34817265"
 ORG = entity_id("organisation", SCHOOL)
-SAMPLES = Path("/work/shared/reference/samples/ss12000")
+SAMPLES = Path(__file__).parents[1] / "connectors" / "samples" / "ss12000"
 DAY = date(2025, 9, 3)
 
 
@@ -244,7 +244,7 @@ def test_deleted_entities_after_a_time(client, server):
 
 
 def test_spec_examples_parse_through_the_same_code():
-    page = json.loads((SAMPLES / "synthetic_examples/aggregated_attendance_page.json").read_text())
+    page = json.loads((SAMPLES / "aggregated_attendance_page.json").read_text())
     row = resources.aggregated_frame(page["data"]).row(0, named=True)
     assert (row["attendance_sum"], row["valid_absence_sum"], row["invalid_absence_sum"]) == (
         2400,
@@ -256,11 +256,11 @@ def test_spec_examples_parse_through_the_same_code():
         2820,
         "2024-08-19",
     )
-    org = json.loads((SAMPLES / "synthetic_examples/organisation_schoolunit.json").read_text())
+    org = json.loads((SAMPLES / "organisation_schoolunit.json").read_text())
     assert resources.organisation_frame([org])["school_unit_code"].to_list() == ["12345678"]
-    absences = json.loads((SAMPLES / "synthetic_examples/absences_page.json").read_text())
+    absences = json.loads((SAMPLES / "absences_page.json").read_text())
     assert resources.absence_frame(absences["data"])["type"].to_list() == ["Anmäld frånvaro"]
-    person = json.loads((SAMPLES / "skolverket-ref-api/sampledata_person.json").read_text())
+    person = json.loads((SAMPLES / "sampledata_person.json").read_text())
     frame = resources.person_frame([person], KEY)
     assert frame["pupil_key"].to_list() == [pseudonym(KEY, "200112240129")]
     assert "200112240129" not in frame.write_ndjson()
