@@ -14,12 +14,30 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
+import yaml
+from pydantic import BaseModel, ValidationError
 
 _BOM = b"\xef\xbb\xbf"
 
 
 class LayoutError(ValueError):
     """A layout file, or an export that does not match its layout."""
+
+
+def read_layouts(path: Path, model: type[BaseModel], kind: str) -> dict:
+    """The layouts of a layouts YAML file (name → `model`), each checked; `kind` names the
+    source in the error ('attendance', 'housing')."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise LayoutError(f"{kind} layout file {path} does not exist") from exc
+    layouts = {}
+    for name, spec in raw.items():
+        try:
+            layouts[name] = model(name=name, **spec)
+        except (ValidationError, TypeError) as exc:
+            raise LayoutError(f"{kind} layout '{name}' in {path} is invalid: {exc}") from exc
+    return layouts
 
 
 def sha256_of(path: Path) -> str:

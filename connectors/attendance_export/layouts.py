@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, model_validator
 
-from connectors.drop_files import LayoutError
+from connectors.drop_files import LayoutError as LayoutError  # re-exported for callers
+from connectors.drop_files import read_layouts
 
 FIELDS_ALWAYS = (
     "personal_id",
@@ -74,14 +74,4 @@ class Layout(BaseModel, extra="forbid"):
 
 
 def load_layouts(path: Path) -> dict[str, Layout]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise LayoutError(f"attendance layout file {path} does not exist") from exc
-    layouts = {}
-    for name, spec in raw.items():
-        try:
-            layouts[name] = Layout(name=name, **spec)
-        except (ValidationError, TypeError) as exc:
-            raise LayoutError(f"attendance layout '{name}' in {path} is invalid: {exc}") from exc
-    return layouts
+    return read_layouts(path, Layout, "attendance")

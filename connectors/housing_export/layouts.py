@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from connectors.drop_files import LayoutError
+from connectors.drop_files import read_layouts
 
 FIELDS_REQUIRED = ("order_id", "reported_date", "property_id", "category", "cost")
 FIELDS_OPTIONAL = (
@@ -89,14 +88,4 @@ class HousingLayout(BaseModel, extra="forbid"):
 
 
 def load_layouts(path: Path) -> dict[str, HousingLayout]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise LayoutError(f"housing layout file {path} does not exist") from exc
-    layouts = {}
-    for name, spec in raw.items():
-        try:
-            layouts[name] = HousingLayout(name=name, **spec)
-        except (ValidationError, TypeError) as exc:
-            raise LayoutError(f"housing layout '{name}' in {path} is invalid: {exc}") from exc
-    return layouts
+    return read_layouts(path, HousingLayout, "housing")
