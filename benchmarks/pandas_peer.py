@@ -24,11 +24,14 @@ import os
 import re
 import time
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import fastexcel
 import numpy as np
 import pandas as pd
+
+HUNDREDTH = Decimal("0.01")
 
 GRADES = ["F", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
 MINUTES = ["offered", "attended", "valid", "invalid", "other"]
@@ -281,10 +284,16 @@ def pupil_days(lessons: pd.DataFrame) -> pd.DataFrame:
 
 
 def _round2(values: pd.Series) -> pd.Series:
-    """Round half away from zero to 2 decimals, as DuckDB's round() does."""
-    scaled = values * 100
-    floor = np.floor(scaled)
-    return (floor + (scaled - floor >= 0.5)) / 100
+    """Round to 2 decimals as DuckDB's round() does: the double's exact decimal value, half
+    away from zero. Scaling by 100 first would not do: 4.585 is stored as 4.58499…, which
+    DuckDB rounds to 4.58 while `4.585 * 100` is exactly 458.5. Marts are small: per value."""
+
+    def exact(value: float) -> float:
+        if value != value:  # NaN: a rate with no denominator
+            return value
+        return float(Decimal(value).quantize(HUNDREDTH, rounding=ROUND_HALF_UP))
+
+    return values.map(exact)
 
 
 def _pct(minutes: pd.Series, offered: pd.Series) -> pd.Series:

@@ -190,3 +190,21 @@ def test_measure_sees_the_memory_of_a_grandchild(tmp_path):
         measure(
             [sys.executable, "-c", "raise SystemExit('boom')"], dict(os.environ), tmp_path / "x.log"
         )
+
+
+def test_pandas_peer_rounds_like_duckdb():
+    """4.585 is stored as 4.58499…: DuckDB rounds it down, scaling by 100 first would not;
+    an exact tie (0.125) goes away from zero. Checked against DuckDB itself."""
+    import duckdb
+    import pandas as pd
+
+    from benchmarks.pandas_peer import _round2
+
+    values = [100.0 * 13755 / 300000, 100.0 * 13785 / 300000, 0.125, -0.125, 2.675, float("nan")]
+    expected = duckdb.execute(
+        "select round(v, 2) from unnest(?) with ordinality t(v, i) order by i", [values[:-1]]
+    ).fetchall()
+    assert [r[0] for r in expected] == [4.58, 4.59, 0.13, -0.13, 2.67]
+    rounded = _round2(pd.Series(values)).tolist()
+    assert rounded[:-1] == [4.58, 4.59, 0.13, -0.13, 2.67]
+    assert rounded[-1] != rounded[-1]  # NaN stays NaN
