@@ -17,6 +17,9 @@ from pathlib import Path
 # clean stage without the gate; `report` (HTML report, dbt docs) has no counterpart in the
 # limit or the peer and is left out of every ratio.
 WORK_STAGES = ("extract", "clean", "gate", "dbt", "publish")
+# Start-up inside those stages, from the run summary: importing Great Expectations (within
+# gate) and starting dbt and parsing the project (within dbt). The issue's targets exclude it.
+STARTUP_STAGES = ("gx_startup", "dbt_startup")
 # Stages of the limit (benchmarks/limit.sql) and the pipeline stages each one stands for.
 LIMIT_STAGES = {"clean": ("clean", "gate"), "marts": ("dbt",), "publish": ("publish",)}
 GB = 1_000_000_000
@@ -90,11 +93,30 @@ class NightlyRun:
     @property
     def startup_seconds(self) -> float:
         """Process start, Prefect's API, shutdown: the wall time outside every stage."""
-        return self.process.seconds - sum(self.stages.values())
+        return self.process.seconds - sum(self.stages.get(s, 0.0) for s in (*WORK_STAGES, "report"))
+
+    @property
+    def startup_in_stages(self) -> float:
+        """GX's import and dbt's start-up and parse, counted inside gate and dbt."""
+        return sum(self.stages.get(s, 0.0) for s in STARTUP_STAGES)
+
+    @property
+    def net_work_seconds(self) -> float:
+        """Work with every start-up excluded: what the targets compare."""
+        return self.work_seconds - self.startup_in_stages
+
+    def net(self, *stages: str) -> float:
+        """Seconds of these work stages without the start-up inside them."""
+        seconds = sum(self.stages.get(s, 0.0) for s in stages)
+        if "gate" in stages:
+            seconds -= self.stages.get("gx_startup", 0.0)
+        if "dbt" in stages:
+            seconds -= self.stages.get("dbt_startup", 0.0)
+        return seconds
 
     @property
     def rows_per_second(self) -> float | None:
-        return self.rows / self.work_seconds if self.work_seconds else None
+        return self.rows / self.net_work_seconds if self.net_work_seconds else None
 
 
 @dataclass
@@ -132,21 +154,29 @@ class ScaleResult:
     def label(self) -> str:
         return f"{self.pupils:,} × {self.years}"
 
-    def limit_ratio(self) -> float | None:
-        """pipeline / limit over the same work: landed files to published marts."""
-        pipeline = sum(self.full.stages.get(s, 0.0) for s in WORK_STAGES if s != "extract")
+    def limit_ratio(self, startup: bool = False) -> float | None:
+        """pipeline / limit over the same work: landed files to published marts, start-up
+        (GX's import, dbt's start-up and parse) excluded unless `startup`."""
+        stages = [s for s in WORK_STAGES if s != "extract"]
+        pipeline = (
+            sum(self.full.stages.get(s, 0.0) for s in stages) if startup else self.full.net(*stages)
+        )
         return pipeline / self.limit.work_seconds if self.limit.work_seconds else None
 
-    def pandas_ratio(self) -> float | None:
-        """pandas wall time / the pipeline's work (start-up and report excluded)."""
-        if self.pandas is None or not self.full.work_seconds:
+    def pandas_ratio(self, startup: bool = False) -> float | None:
+        """pandas wall time / the pipeline's work (report excluded; start-up excluded unless
+        `startup`)."""
+        work = self.full.work_seconds if startup else self.full.net_work_seconds
+        if self.pandas is None or not work:
             return None
-        return self.pandas.process.seconds / self.full.work_seconds
+        return self.pandas.process.seconds / work
 
-    def new_day_share(self) -> float | None:
-        if not self.full.work_seconds:
-            return None
-        return self.new_day_run.work_seconds / self.full.work_seconds
+    def new_day_share(self, startup: bool = False) -> float | None:
+        """The one-new-day run's work / the full build's (start-up excluded unless `startup`)."""
+        new, full = self.new_day_run, self.full
+        if startup:
+            return new.work_seconds / full.work_seconds if full.work_seconds else None
+        return new.net_work_seconds / full.net_work_seconds if full.net_work_seconds else None
 
 
 @dataclass
@@ -203,7 +233,8 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
         (
             "pipeline within 1.5× the limit (start-up excluded)",
             "10,000 × 3",
-            _ratio(ratio),
+            _ratio(ratio)
+            + (f" ({_ratio(big.limit_ratio(startup=True))} with start-up)" if big else ""),
             "not measured" if ratio is None else "met" if ratio <= 1.5 else "missed",
         )
     )
@@ -212,7 +243,10 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
         (
             "at least 5× faster than pandas",
             "10,000 × 3",
-            "–" if speedup is None else f"pandas takes {speedup:,.1f}× the pipeline",
+            "–"
+            if speedup is None
+            else f"pandas takes {speedup:,.1f}× the pipeline "
+            f"({big.pandas_ratio(startup=True):,.1f}× with the pipeline's start-up)",
             "not measured" if speedup is None else "met" if speedup >= 5 else "missed",
         )
     )
@@ -222,7 +256,10 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
         (
             "a nightly with one new day ≤ 5 % of a full build",
             largest.label if largest else "–",
-            "–" if share is None else f"{100 * share:,.1f} %",
+            "–"
+            if share is None
+            else f"{100 * share:,.1f} % ({100 * largest.new_day_share(startup=True):,.1f} % with "
+            "start-up)",
             "not measured" if share is None else "met" if share <= 0.05 else "missed",
         )
     )
@@ -266,6 +303,7 @@ def render(results: Results) -> str:
     header = ["scale", "run", "lesson rows", "files", "start-up + shutdown"]
     header += [
         *WORK_STAGES,
+        "of which start-up (GX import in gate, dbt start + parse in dbt)",
         "report",
         "wall",
         "rows/s (work)",
@@ -284,6 +322,7 @@ def render(results: Results) -> str:
                     str(run.files),
                     _s(run.startup_seconds),
                     *[_s(run.stages.get(s)) for s in WORK_STAGES],
+                    f"{_s(run.stages.get('gx_startup'))} + {_s(run.stages.get('dbt_startup'))}",
                     _s(run.stages.get("report")),
                     _s(run.process.seconds),
                     "–" if rate is None else f"{rate:,.0f}",
@@ -309,25 +348,31 @@ def render(results: Results) -> str:
     rows = []
     for scale in results.scales:
         for stage, covers in LIMIT_STAGES.items():
-            pipeline = sum(scale.full.stages.get(s, 0.0) for s in covers)
+            gross = sum(scale.full.stages.get(s, 0.0) for s in covers)
+            net = scale.full.net(*covers)
             limit = scale.limit.stages.get(stage)
             rows.append(
                 [
                     scale.label,
                     f"{' + '.join(covers)} / {stage}",
-                    _s(pipeline),
+                    _s(net),
+                    _s(gross - net),
                     _s(limit),
-                    _ratio(pipeline / limit if limit else None),
+                    _ratio(net / limit if limit else None),
+                    _ratio(gross / limit if limit else None),
                 ]
             )
-        pipeline = scale.full.work_seconds - scale.full.stages.get("extract", 0.0)
+        stages = [s for s in WORK_STAGES if s != "extract"]
+        net = scale.full.net(*stages)
         rows.append(
             [
                 scale.label,
                 "**total** (landing → published marts)",
-                _s(pipeline),
+                _s(net),
+                _s(sum(scale.full.stages.get(s, 0.0) for s in stages) - net),
                 _s(scale.limit.work_seconds),
-                _ratio(scale.limit_ratio()),
+                "**" + _ratio(scale.limit_ratio()) + "**",
+                _ratio(scale.limit_ratio(startup=True)),
             ]
         )
         rows.append(
@@ -337,9 +382,13 @@ def render(results: Results) -> str:
                 _s(scale.full.stages.get("extract")),
                 "–",
                 "–",
+                "–",
+                "–",
             ]
         )
-    out += _table(["scale", "pipeline stage / limit stage", "pipeline s", "limit s", "ratio"], rows)
+    header = ["scale", "pipeline stage / limit stage", "pipeline s (start-up excluded)"]
+    header += ["start-up s", "limit s", "ratio", "ratio with start-up"]
+    out += _table(header, rows)
     out += [""]
     for scale in results.scales:
         limit = scale.limit.process
@@ -354,15 +403,16 @@ def render(results: Results) -> str:
     for scale in results.scales:
         peer = scale.pandas
         if peer is None:
-            rows.append([scale.label, "not run", "–", "–", "–", "–", "not run"])
+            rows.append([scale.label, "not run", "–", "–", "–", "–", "–", "not run"])
             continue
         rows.append(
             [
                 scale.label,
                 _s(peer.process.seconds),
                 ", ".join(f"{k} {v:,.1f}" for k, v in peer.stages.items()),
-                _s(scale.full.work_seconds),
+                _s(scale.full.net_work_seconds),
                 _ratio(scale.pandas_ratio()),
+                _ratio(scale.pandas_ratio(startup=True)),
                 _gb(peer.process.peak_rss),
                 _equality(peer),
             ]
@@ -372,8 +422,9 @@ def render(results: Results) -> str:
             "scale",
             "pandas wall s",
             "pandas stages s",
-            "pipeline work s",
+            "pipeline work s (start-up excluded)",
             "pandas / pipeline",
+            "… with the pipeline's start-up",
             "pandas peak RSS",
             "marts",
         ],

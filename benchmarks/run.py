@@ -110,6 +110,13 @@ def parse_summary(text: str) -> tuple[dict[str, float], int, int]:
     if gate:
         stages["gate"] = float(gate.group(1))
         stages["clean"] = stages.get("clean", 0.0) - stages["gate"]
+    # Start-up inside the stages (importing GX; starting dbt and parsing the project).
+    gx = re.search(r"^- gate start-up seconds [^:]*: ([\d.]+)$", text, re.MULTILINE)
+    if gx:
+        stages["gx_startup"] = float(gx.group(1))
+    dbt = re.search(r"^- dbt execution seconds [^:]*: ([\d.]+)$", text, re.MULTILINE)
+    if dbt and "dbt" in stages:
+        stages["dbt_startup"] = max(stages["dbt"] - float(dbt.group(1)), 0.0)
     rows = re.search(r"^Totals: rows_received ([\d,]+)", text, re.MULTILINE)
     files = re.search(r"^- files landed: (\d+)$", text, re.MULTILINE)
     return (

@@ -188,6 +188,7 @@ def _pipeline(
                 raise GateFailed("critical expectations failed: " + "; ".join(failures))
             stage("dbt")
             summary.dbt_nodes = build_warehouse(settings, summary.run_date)
+            summary.dbt_execution_seconds = warehouse.execution_seconds(settings.paths)
             stage("publish")
             summary.published = publish_marts(settings)
             stage("report")

@@ -117,6 +117,15 @@ def dbt_build(
     return nodes
 
 
+def execution_seconds(paths: Paths) -> float | None:
+    """How long the last dbt command spent running nodes (run_results.json `elapsed_time`);
+    the rest of its wall time is starting Python and dbt and parsing the project."""
+    results_file = paths.warehouse / "dbt_target" / "run_results.json"
+    if not results_file.exists():
+        return None
+    return float(json.loads(results_file.read_text())["elapsed_time"])
+
+
 def dbt_docs(
     settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
 ) -> Path | None:
