@@ -24,6 +24,9 @@ STARTUP_STAGES = ("gx_startup", "dbt_startup")
 LIMIT_STAGES = {"clean": ("clean", "gate"), "marts": ("dbt",), "publish": ("publish",)}
 GB = 1_000_000_000
 TARGET_RSS = 8 * GB
+# The pandas peer holds every lesson in memory (23.8 GB at 10,000 pupils × 3 years on a 24 GB
+# machine): above this many pupil-years it is not run.
+PANDAS_MAX_PUPIL_YEARS = 30_000
 
 
 @dataclass
@@ -403,7 +406,9 @@ def render(results: Results) -> str:
     for scale in results.scales:
         peer = scale.pandas
         if peer is None:
-            rows.append([scale.label, "not run", "–", "–", "–", "–", "–", "not run"])
+            big = scale.pupils * scale.years > PANDAS_MAX_PUPIL_YEARS
+            why = "not run (it would not fit in memory)" if big else "not run"
+            rows.append([scale.label, why, "–", "–", "–", "–", "–", "not run"])
             continue
         rows.append(
             [

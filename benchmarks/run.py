@@ -34,7 +34,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.compare import compare_folders, row_counts
-from benchmarks.results import Machine, NightlyRun, Peer, Process, Results, ScaleResult, render
+from benchmarks.results import (
+    PANDAS_MAX_PUPIL_YEARS,
+    Machine,
+    NightlyRun,
+    Peer,
+    Process,
+    Results,
+    ScaleResult,
+    render,
+)
 from demo.school_calendar import school_year_calendar
 from lagesbild.settings import DEMO_PSEUDONYM_KEY, PROJECT_ROOT, Settings
 
@@ -224,7 +233,7 @@ class Bench:
         day = new_school_day()
         generated = folder / "generated"
         generation = self.generate(generated, pupils, years, seed, day)
-        month_tag = f"_{day:%Y-%m}."
+        month_tag = f"_{day:%Y-%m}"  # also the parts of a split month (`_del2`)
         exports = sorted((generated / "drop" / "attendance").rglob("*.*"))
         held_back = [p for p in exports if month_tag in p.name]
         if not held_back:
@@ -237,7 +246,13 @@ class Bench:
                 _link(path, drop / path.relative_to(generated / "drop"))
         full = self.nightly(data, drop, day, "nightly-full")
         limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
-        peer = None if self.skip_pandas else self.pandas(data, drop, folder / "run" / "pandas")
+        peer = None
+        if self.skip_pandas:
+            pass
+        elif pupils * years > PANDAS_MAX_PUPIL_YEARS:
+            self.log(f"pandas peer left out above {PANDAS_MAX_PUPIL_YEARS:,} pupil-years")
+        else:
+            peer = self.pandas(data, drop, folder / "run" / "pandas")
 
         for path in held_back:  # the new school day's exports arrive
             _link(path, drop / path.relative_to(generated / "drop"))

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 _BOM = b"\xef\xbb\xbf"
+EXCEL_MAX_ROWS = 1_048_576  # a sheet's last row: an export that reaches it was cut off
 
 
 class LayoutError(ValueError):
@@ -78,6 +79,12 @@ def read_xlsx_text(path: Path, *, sheet: str | None, layout_name: str) -> pl.Dat
             f"'{layout_name}' ({type(exc).__name__}; details left out: they may quote "
             "personal data)"
         ) from None  # the cause's message would quote the file
+    if frame.height + 1 >= EXCEL_MAX_ROWS:  # + the header row
+        raise LayoutError(
+            f"{path.name}: sheet '{sheet}' fills all {EXCEL_MAX_ROWS:,} rows of an Excel sheet, "
+            "so the export was most likely cut off. Export it in parts (e.g. per school unit "
+            "or a few weeks at a time); nothing of this file was loaded."
+        )
     return frame.with_columns(pl.all().fill_null(""))
 
 

@@ -228,6 +228,8 @@ IST_HEADER = (
 IST_TEXT_COLUMNS = 5  # the first five are text cells, the rest numbers
 XLSX_CREATED = datetime(2026, 1, 1)  # fixed so the workbook bytes never change
 MAX_WORKBOOK_PROCESSES = 4
+# Lessons per IST workbook part: under a sheet's 1,048,576 rows with room for the dirty rows.
+IST_MAX_ROWS = 1_000_000
 TIME_LABELS = np.array([f"{minute // 60:02d}:{minute % 60:02d}" for minute in range(24 * 60)])
 TRUTH_SCHEMA = pa.schema(
     [
@@ -382,18 +384,17 @@ def generate(
             if api is not None:
                 api.write(month_frame)
 
-            for system in (SKOLA24, IST):
-                frame = month_frame.filter(pl.col("system") == system)
-                if frame.height == 0:
-                    continue
+            for system, part, frame in _export_parts(month_frame):
                 if system == SKOLA24:
                     export = _skola24_frame(frame, population)
                     name = f"skola24_franvaro_{year}-{month:02d}.csv"
                 else:
                     export = _ist_frame(frame, population)
-                    name = f"ist_narvaro_{year}-{month:02d}.xlsx"
+                    suffix = f"_del{part + 1}" if part else ""
+                    name = f"ist_narvaro_{year}-{month:02d}{suffix}.xlsx"
                 path = out_dir / "attendance" / system / name
-                rng = np.random.default_rng([seed, STREAM_DIRTY, year, month, int(system == IST)])
+                stream = [seed, STREAM_DIRTY, year, month, int(system == IST)]
+                rng = np.random.default_rng(stream + [part] if part else stream)
                 export, row_kinds = _add_dirty_rows(rng, export, system, year, month)
                 message = f"wrote {name} ({_thousands(export.height)} rows)"
                 if system == SKOLA24:
@@ -837,6 +838,32 @@ def _write_skola24_csv(path: Path, export: pl.DataFrame) -> None:
     # Nulls are written as empty cells (polars would quote an empty string).
     text = export.write_csv(separator=";", line_terminator="\r\n")
     path.write_bytes(text.encode("cp1252"))
+
+
+def _export_parts(month_frame: pl.DataFrame) -> Iterator[tuple[str, int, pl.DataFrame]]:
+    """(system, part, rows) of a month's exports. An IST workbook holds at most
+    IST_MAX_ROWS lessons (a sheet ends at 1,048,576 rows; xlsxwriter silently drops the
+    rest), so a bigger month is exported in parts of whole school days, as IST users do."""
+    for system in (SKOLA24, IST):
+        frame = month_frame.filter(pl.col("system") == system)
+        if frame.height == 0:
+            continue
+        if system == SKOLA24 or frame.height <= IST_MAX_ROWS:
+            yield system, 0, frame
+            continue
+        per_day = frame.group_by("date", maintain_order=True).len()
+        if per_day["len"].max() > IST_MAX_ROWS:
+            raise ValueError("one school day has more IST lessons than a workbook can hold")
+        part, rows, part_of_day = 0, 0, {}
+        for day, count in per_day.iter_rows():
+            if rows + count > IST_MAX_ROWS:
+                part, rows = part + 1, 0
+            part_of_day[day], rows = part, rows + count
+        parts = frame.with_columns(
+            _part=pl.col("date").replace_strict(part_of_day, return_dtype=pl.Int32)
+        )
+        for number in range(part + 1):
+            yield system, number, parts.filter(pl.col("_part") == number).drop("_part")
 
 
 def _write_ist_workbook(path: Path, export: pl.DataFrame) -> None:

@@ -358,3 +358,33 @@ def test_years_keep_school_and_advance_grade(tmp_path):
     pairs = zip(both["grade"], both["grade_next"], strict=True)
     assert all(grade[before] + 1 == grade[after] for before, after in pairs)
     assert set(second["grade"]) == {"F", *map(str, range(1, 10))}
+
+
+def test_a_month_too_big_for_one_workbook_is_exported_in_parts(tmp_path, monkeypatch):
+    """A sheet ends at 1,048,576 rows: a bigger IST month comes in parts of whole school days,
+    every lesson in exactly one part, each part with its own dirty rows."""
+    import demo.generate
+
+    monkeypatch.setattr(demo.generate, "IST_MAX_ROWS", 5_000)
+    generate(tmp_path / "drop", pupils=PUPILS, through=date(2025, 9, 30), truth_dir=tmp_path)
+    truth = pl.read_parquet(tmp_path / "lessons.parquet").filter(pl.col("system") == "ist")
+    listed = dirty_by_file(tmp_path)
+    for month in ("2025-08", "2025-09"):
+        paths = sorted((tmp_path / "drop" / "attendance" / "ist").glob(f"*_{month}*.xlsx"))
+        expected = truth.filter(pl.col("date").dt.strftime("%Y-%m") == month)
+        assert len(paths) >= -(-expected.height // 5_000)  # at least this many parts
+        assert paths[0].name == f"ist_narvaro_{month}.xlsx"
+        assert [p.name for p in paths[1:]] == [
+            f"ist_narvaro_{month}_del{n}.xlsx" for n in range(2, len(paths) + 1)
+        ]
+        valid_rows, days_seen = 0, set()
+        for path in paths:
+            kinds = listed[path.relative_to(tmp_path / "drop").as_posix()]
+            rows = [r for n, r in enumerate(read_ist(path), start=1) if n not in kinds]
+            assert 0 < len(rows) <= 5_000
+            days = {r["Datum"] for r in rows}
+            assert not days & days_seen  # whole school days: no day in two parts
+            days_seen |= days
+            valid_rows += len(rows)
+        assert valid_rows == expected.height
+    assert len(paths) >= 2  # September did need parts

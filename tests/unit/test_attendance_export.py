@@ -148,6 +148,25 @@ def test_xlsx_layout_checks_minutes_add_up(tmp_path):
     assert days.height == 2 and days.get_column("offered_minutes").to_list() == [40, 40]
 
 
+def test_a_full_excel_sheet_is_taken_for_a_cut_off_export(tmp_path, monkeypatch):
+    """An export that reaches a sheet's last row (1,048,576) has most likely lost rows:
+    nothing of it is loaded. Shown with the limit lowered to 4 rows."""
+    from connectors import drop_files
+
+    path = tmp_path / "attendance/ist/full.xlsx"
+    path.parent.mkdir(parents=True)
+    workbook = xlsxwriter.Workbook(path)
+    sheet = workbook.add_worksheet("Närvaro")
+    sheet.write_row(0, 0, list(LAYOUTS["ist_xlsx"].columns))
+    for row in range(1, 4):
+        sheet.write_row(row, 0, ["x", "87654321", "F", "20250901", "08:10", 40, 40, 0, 0, 0])
+    workbook.close()
+    read_export(export_file(tmp_path, "full.xlsx", "ist_xlsx"), KEY)  # 4 rows in all: fine
+    monkeypatch.setattr(drop_files, "EXCEL_MAX_ROWS", 4)
+    with pytest.raises(LayoutError, match=r"fills all 4 rows .* cut off\. Export it in parts"):
+        read_export(export_file(tmp_path, "full.xlsx", "ist_xlsx"), KEY)
+
+
 def test_unknown_and_missing_columns_give_one_clear_error(tmp_path):
     path = tmp_path / "attendance/skola24/d.csv"
     path.parent.mkdir(parents=True)
