@@ -1,7 +1,8 @@
 """Deterministic generator of "Ekdala kommun" (code 1299), a fictional Swedish municipality.
 
 It writes the source files the pipeline reads from the drop folder: reference tables (areas,
-schools, school calendar) and one attendance export per attendance system per calendar month.
+schools, school calendar) and one attendance export per attendance system per calendar month
+(an IST month bigger than one Excel sheet comes in parts of whole days: `_del2`, `_del3`, …).
 The same arguments always give byte-identical files. Work is done one school day at a time
 (vectorised over pupils and lessons) and written one month at a time, so memory stays flat
 however many pupils and years are asked for. The IST workbooks (xlsxwriter is pure Python and

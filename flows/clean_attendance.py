@@ -254,8 +254,12 @@ def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
     """
     if lessons.is_empty():
         return pl.DataFrame(schema=CLEAN_SCHEMA)
-    latest = lessons.group_by(DAY_KEY).agg(pl.col("load_id").max())
-    current = lessons.join(latest, on=[*DAY_KEY, "load_id"], how="semi")
+    current = lessons.lazy()
+    loads_per_school_day = lessons.group_by("school_unit_code", "date").agg(
+        pl.col("load_id").n_unique()
+    )
+    if loads_per_school_day.get_column("load_id").max() > 1:  # else no load can replace another
+        current = current.filter(pl.col("load_id") == pl.col("load_id").max().over(DAY_KEY))
     days = current.group_by(DAY_KEY).agg(
         pl.col("grade").max(),
         *[pl.col(m).sum() for m in MINUTES],
@@ -263,7 +267,7 @@ def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
         source=pl.col("source").max(),
         load_id=pl.col("load_id").max(),
     )
-    return days.select(list(CLEAN_SCHEMA)).cast(CLEAN_SCHEMA).sort(DAY_KEY)
+    return days.select(list(CLEAN_SCHEMA)).cast(CLEAN_SCHEMA).sort(DAY_KEY).collect()
 
 
 def periods_of(dates: pl.Series) -> list[str]:
