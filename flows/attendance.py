@@ -26,6 +26,7 @@ import polars as pl
 
 from connectors.attendance_export.layouts import Layout, LayoutError, load_layouts
 from connectors.attendance_export.resources import SOURCE, read_new_exports
+from connectors.drop_files import Landed
 from flows import gate, ss12000
 from flows.clean_attendance import LoadResult, parse_date, periods_of, pupil_days, split_load
 from flows.reference import Reference
@@ -48,7 +49,7 @@ SUITE = "attendance_pupil_days.json"
 def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None]) -> list[Manifest]:
     paths = settings.paths
     layouts = load_layouts(settings.attendance_layouts)
-    landed = {m.sha256 for m, _ in landed_loads(paths.landing, SOURCE)}
+    landed = Landed.of(m for m, _ in landed_loads(paths.landing, SOURCE))
     matched = {p for layout in layouts.values() for p in paths.drop.glob(layout.files)}
     for stray in sorted(set((paths.drop / "attendance").rglob("*")) - matched):
         if stray.is_file():  # e.g. 'Frånvaro.CSV' or an .xls: say so instead of ignoring it
@@ -65,7 +66,6 @@ def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None])
         periods = periods_of(dates) or ["unknown"]
         personal_id = {layout.source_column("personal_id"): "pupil_key"}
         manifest = land_export(paths.landing, paths.drop, SOURCE, batch, periods, personal_id)
-        landed.add(batch.file.sha256)
         manifests.append(manifest)
         log(f"landed {manifest.file}: {manifest.rows:,} rows, periods {', '.join(periods)}")
     return manifests

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from connectors.drop_files import LayoutError
+from connectors.drop_files import Landed, LayoutError
 from connectors.housing_export.layouts import HousingLayout, load_layouts
 from connectors.housing_export.resources import ROW_NUMBER, SOURCE, read_new_exports
 from flows import gate
@@ -52,7 +52,7 @@ PROPERTIES_FILE = "properties.csv"
 def land_new_exports(settings: Settings, log: Callable[[str], None]) -> list[Manifest]:
     paths = settings.paths
     layouts = load_layouts(settings.housing_layouts)
-    landed = {m.sha256 for m, _ in landed_loads(paths.landing, SOURCE)}
+    landed = Landed.of(m for m, _ in landed_loads(paths.landing, SOURCE))
     matched = {p for layout in layouts.values() for p in paths.drop.glob(layout.files)}
     for stray in sorted(set((paths.drop / "housing").rglob("*")) - matched):
         if stray.is_file():

@@ -43,6 +43,9 @@ class Manifest:
     request: dict = field(default_factory=dict)  # API loads: what was asked (e.g. the days)
     # what the source said about this release (statistics: updated/publication dates, request)
     release: dict = field(default_factory=dict)
+    # drop-folder files: size and modification time when found (drop_files.Landed's quick check)
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
 @dataclass
@@ -121,6 +124,8 @@ def land_export(
         dropped_columns=batch.dropped_columns,
         pseudonymised=pseudonymised or {},
     )
+    if batch.file.stat is not None:
+        manifest.size, manifest.mtime_ns = batch.file.stat
     land(root, manifest, batch.rows)
     return manifest
 

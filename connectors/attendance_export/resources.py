@@ -16,7 +16,7 @@ import polars as pl
 
 from connectors import drop_files
 from connectors.attendance_export.layouts import Layout
-from connectors.drop_files import sha256_of
+from connectors.drop_files import Landed
 from connectors.personal_ids import pseudonymise_column
 
 SOURCE = "attendance_export"
@@ -28,6 +28,7 @@ class ExportFile:
     layout: Layout
     path: Path
     sha256: str
+    stat: tuple[int, int] | None = None  # (size, mtime ns) when discovered: landed with it
 
 
 @dataclass
@@ -37,16 +38,13 @@ class ExportBatch:
     dropped_columns: list[str] = field(default_factory=list)
 
 
-def discover(drop_dir: Path, layouts: dict[str, Layout], landed: set[str]) -> list[ExportFile]:
+def discover(drop_dir: Path, layouts: dict[str, Layout], landed: Landed) -> list[ExportFile]:
     """Files in the drop folder whose content (sha256) is not landed yet, sorted by name."""
-    found = []
-    for layout in layouts.values():
-        for path in sorted(drop_dir.glob(layout.files)):
-            if path.is_file():
-                digest = sha256_of(path)
-                if digest not in landed:
-                    found.append(ExportFile(layout, path, digest))
-    return found
+    return [
+        ExportFile(layout, path, digest, stat)
+        for layout in layouts.values()
+        for path, digest, stat in drop_files.new_files(drop_dir, layout.files, landed)
+    ]
 
 
 def check_header(file: ExportFile, columns: Iterable[str]) -> None:
@@ -87,7 +85,7 @@ def read_export(file: ExportFile, key: bytes) -> ExportBatch:
 
 
 def read_new_exports(
-    drop_dir: Path, layouts: dict[str, Layout], landed: set[str], key: bytes
+    drop_dir: Path, layouts: dict[str, Layout], landed: Landed, key: bytes
 ) -> Iterator[ExportBatch]:
     for file in discover(drop_dir, layouts, landed):
         yield read_export(file, key)

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from connectors import drop_files
-from connectors.drop_files import sha256_of
+from connectors.drop_files import Landed
 from connectors.housing_export.layouts import HousingLayout
 
 SOURCE = "housing_export"
@@ -26,6 +26,7 @@ class ExportFile:
     layout: HousingLayout
     path: Path
     sha256: str
+    stat: tuple[int, int] | None = None  # (size, mtime ns) when discovered: landed with it
 
 
 @dataclass
@@ -35,18 +36,13 @@ class ExportBatch:
     dropped_columns: list[str] = field(default_factory=list)
 
 
-def discover(
-    drop_dir: Path, layouts: dict[str, HousingLayout], landed: set[str]
-) -> list[ExportFile]:
+def discover(drop_dir: Path, layouts: dict[str, HousingLayout], landed: Landed) -> list[ExportFile]:
     """Files whose content (sha256) is not landed yet; per layout, in file-name order."""
-    found = []
-    for layout in layouts.values():
-        for path in sorted(drop_dir.glob(layout.files)):
-            if path.is_file():
-                digest = sha256_of(path)
-                if digest not in landed:
-                    found.append(ExportFile(layout, path, digest))
-    return found
+    return [
+        ExportFile(layout, path, digest, stat)
+        for layout in layouts.values()
+        for path, digest, stat in drop_files.new_files(drop_dir, layout.files, landed)
+    ]
 
 
 def read_export(file: ExportFile) -> ExportBatch:
@@ -75,7 +71,7 @@ def read_export(file: ExportFile) -> ExportBatch:
 
 
 def read_new_exports(
-    drop_dir: Path, layouts: dict[str, HousingLayout], landed: set[str]
+    drop_dir: Path, layouts: dict[str, HousingLayout], landed: Landed
 ) -> Iterator[ExportBatch]:
     for file in discover(drop_dir, layouts, landed):
         yield read_export(file)

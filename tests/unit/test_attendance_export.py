@@ -1,5 +1,6 @@
 """Reading Swedish attendance exports and typing their rows (no Prefect, no warehouse)."""
 
+import os
 from datetime import date, datetime
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 import xlsxwriter
 
 from connectors.attendance_export.layouts import LayoutError, load_layouts
-from connectors.attendance_export.resources import discover, read_export, sha256_of
+from connectors.attendance_export.resources import discover, read_export
+from connectors.drop_files import Landed, file_stat, sha256_of
 from connectors.personal_ids import luhn_check_digit
 from flows.clean_attendance import pupil_days, split_load
 from lagesbild.settings import PROJECT_ROOT
@@ -37,7 +39,7 @@ def write_csv(path: Path, lines: list[str], encoding: str = "cp1252", bom: bool 
 
 
 def export_file(drop: Path, name: str, layout: str):
-    files = discover(drop, {layout: LAYOUTS[layout]}, landed=set())
+    files = discover(drop, {layout: LAYOUTS[layout]}, landed=Landed())
     return next(f for f in files if f.path.name == name)
 
 
@@ -181,8 +183,27 @@ def test_unknown_and_missing_columns_give_one_clear_error(tmp_path):
 
 def test_discover_skips_landed_content(tmp_path):
     path = write_csv(tmp_path / "attendance/skola24/e.csv", [])
-    assert discover(tmp_path, LAYOUTS, landed={sha256_of(path)}) == []
-    assert [f.path.name for f in discover(tmp_path, LAYOUTS, landed=set())] == ["e.csv"]
+    assert discover(tmp_path, LAYOUTS, landed=Landed(frozenset({sha256_of(path)}))) == []
+    assert [f.path.name for f in discover(tmp_path, LAYOUTS, landed=Landed())] == ["e.csv"]
+
+
+def test_discover_does_not_rehash_a_file_landed_with_its_size_and_time(tmp_path):
+    """rsync's quick check: same name, size and modification time = the landed file. Shown
+    by a file rewritten with other content but the same size and time (which the quick
+    check cannot see), and by the same content touched (hashed again, found landed)."""
+    path = write_csv(tmp_path / "attendance/skola24/e.csv", [])
+    (found,) = discover(tmp_path, LAYOUTS, landed=Landed())
+    assert found.stat == file_stat(path)
+    seen = Landed(frozenset({found.sha256}), frozenset({("attendance/skola24/e.csv", *found.stat)}))
+    mtime = found.stat[1]
+    path.write_bytes(path.read_bytes().replace(b"Elev", b"ELEV"))  # same size, other bytes
+    os.utime(path, ns=(mtime, mtime))
+    assert discover(tmp_path, LAYOUTS, landed=seen) == []  # not hashed: taken as landed
+    os.utime(path, ns=(mtime + 1, mtime + 1))
+    (changed,) = discover(tmp_path, LAYOUTS, landed=seen)  # hashed: the content is new
+    assert changed.sha256 != found.sha256
+    path.write_bytes(path.read_bytes().replace(b"ELEV", b"Elev"))
+    assert discover(tmp_path, LAYOUTS, landed=seen) == []  # hashed: the content was landed
 
 
 def test_excel_date_and_time_cells_and_numeric_ids(tmp_path):

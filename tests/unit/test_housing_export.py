@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from connectors.drop_files import LayoutError
+from connectors.drop_files import Landed, LayoutError
 from connectors.housing_export.layouts import load_layouts
 from connectors.housing_export.resources import discover, read_export
 from flows.clean_housing import parse_amount_ore, split_load, work_orders
@@ -53,7 +53,7 @@ def fast2_file(drop: Path, name: str, rows: list[str]):
     path = drop / "housing/ekdalahem" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes("\r\n".join([HEADER, *rows]).encode("cp1252"))
-    return next(f for f in discover(drop, {"ekdalahem_fast2": FAST2}, set()) if f.path == path)
+    return next(f for f in discover(drop, {"ekdalahem_fast2": FAST2}, Landed()) if f.path == path)
 
 
 def load(drop: Path, name: str, rows: list[str], load_id: str):
@@ -152,7 +152,7 @@ def test_without_modified_at_the_latest_load_wins(tmp_path):
         sheet.write_row(1, 0, ["EB-25-00001", "04.03.2025", "", "EKBO-011", "1", "GK", "Klar"])
         sheet.write_number(1, 8, cost)
         book.close()
-    files = discover(tmp_path, {"ekbo_vitec": layout}, set())
+    files = discover(tmp_path, {"ekbo_vitec": layout}, Landed())
     results = [
         split_load(read_export(f).rows, layout, PROPERTIES, f"L{i}") for i, f in enumerate(files)
     ]
@@ -193,7 +193,7 @@ def test_a_changed_export_gives_one_clear_error(tmp_path):
     path = tmp_path / "housing/ekdalahem/x.csv"
     path.parent.mkdir(parents=True)
     path.write_bytes((HEADER.replace("Fras", "Felkod") + "\r\n").encode("cp1252"))
-    file = discover(tmp_path, {"ekdalahem_fast2": FAST2}, set())[0]
+    file = discover(tmp_path, {"ekdalahem_fast2": FAST2}, Landed())[0]
     with pytest.raises(LayoutError, match=r"missing columns \['Fras'\]; unknown columns"):
         read_export(file)
 
