@@ -69,7 +69,6 @@ def land_new_exports(settings: Settings, log: Callable[[str], None]) -> list[Man
         ).to_series()
         periods = years_of(dates) or ["unknown"]
         manifest = land_export(paths.landing, paths.drop, SOURCE, batch, periods)
-        landed.add(batch.file.sha256)
         manifests.append(manifest)
         log(f"landed {manifest.file}: {manifest.rows:,} rows, years {', '.join(periods)}")
     return manifests
