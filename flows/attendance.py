@@ -87,7 +87,8 @@ def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools
 
 
 def _month(lessons: pl.DataFrame, period: str) -> pl.DataFrame:
-    return lessons.filter(pl.col("date").dt.strftime("%Y-%m") == period)
+    first = datetime.strptime(period, "%Y-%m").date()
+    return lessons.filter(pl.col("date").dt.month_start() == first)
 
 
 def apply_precedence(lessons: pl.DataFrame, precedence: list[str]) -> tuple[pl.DataFrame, dict]:
@@ -96,6 +97,11 @@ def apply_precedence(lessons: pl.DataFrame, precedence: list[str]) -> tuple[pl.D
     Returns the served lessons and, per load, how many of its rows were superseded.
     Sources missing from `precedence` rank after every listed one.
     """
+    sources_per_school_day = lessons.group_by("school_unit_code", "date").agg(
+        pl.col("source").n_unique()
+    )
+    if lessons.is_empty() or sources_per_school_day.get_column("source").max() == 1:
+        return lessons, {}  # no school day has two sources: nothing to decide (nor to copy)
     rank = pl.col("source").replace_strict(
         {s: i for i, s in enumerate(precedence)}, default=len(precedence), return_dtype=pl.Int32
     )
@@ -171,7 +177,11 @@ def clean_pending_loads(
                 result = _split(manifest, folder, layouts, schools, api)
                 account(manifest, result)
                 lessons.append(_month(result.lessons, period))
-        served, lost = apply_precedence(pl.concat(lessons), settings.attendance_precedence)
+        # rechunk=False: the month's lessons are not copied into one block
+        served, lost = apply_precedence(
+            pl.concat(lessons, rechunk=False), settings.attendance_precedence
+        )
+        del lessons  # only `served` is needed from here: free each load's rows
         for load_id, count in lost.items():
             superseded[load_id] = superseded.get(load_id, 0) + count
         if lost:

@@ -146,7 +146,12 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
 
     frame = rows.with_columns(**typed)
     if layout.has_typed_absence:
-        frame = frame.join(categories, on="_type", how="left")
+        # a mapping, not a join: rows keep their order (split_load's "first" relies on it)
+        frame = frame.with_columns(
+            _category=pl.col("_type").replace_strict(
+                categories["_type"], categories["_category"], default=None
+            )
+        )
         category = pl.col("_category")
         by_type = {
             "valid_absence_minutes": "valid",
@@ -215,16 +220,20 @@ class LoadResult:
 def split_load(
     rows: pl.DataFrame, layout: Layout, known_schools: set[str], load_id: str
 ) -> LoadResult:
-    typed = type_lessons(rows, layout, known_schools).sort(ROW_NUMBER)
+    typed = type_lessons(rows, layout, known_schools)  # in source row order
     original = list(rows.columns)
-    usable = typed.filter(pl.col("reason").is_null())
     values = [*LESSON_KEY, "grade", *MINUTES]
+    # Only the lesson columns of usable rows go on (a month's export can be millions of rows).
+    usable = typed.lazy().filter(pl.col("reason").is_null()).select(ROW_NUMBER, *values).collect()
     # Exact repeats of a lesson are duplicates; the same lesson with other values is a conflict.
     exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
-    repeats = usable.filter(~exact_first)
+    repeats = exact_first.len() - exact_first.sum()
     distinct = usable.filter(exact_first)
     key_first = distinct.select(pl.struct(LESSON_KEY).is_first_distinct()).to_series()
-    conflicts = distinct.filter(~key_first).with_columns(reason=pl.lit("conflicting_duplicate"))
+    conflict_rows = distinct.filter(~key_first).get_column(ROW_NUMBER)
+    conflicts = typed.filter(pl.col(ROW_NUMBER).is_in(conflict_rows.implode())).with_columns(
+        reason=pl.lit("conflicting_duplicate")
+    )
     lessons = distinct.filter(key_first).select(
         *LESSON_KEY,
         "grade",
@@ -238,7 +247,7 @@ def split_load(
         .sort(ROW_NUMBER)
         .with_columns(load_id=pl.lit(load_id))
     )
-    result = LoadResult(lessons, quarantine, rows.height, lessons.height, repeats.height)
+    result = LoadResult(lessons, quarantine, rows.height, lessons.height, repeats)
     if result.received != result.clean + result.quarantined + result.duplicates:
         raise AssertionError(
             f"row accounting broken for load {load_id}: received {result.received} != clean "

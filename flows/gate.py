@@ -95,7 +95,9 @@ def validate_frame(
     batch = (
         source.add_dataframe_asset(f"{name}-{partition}-{next(_asset_numbers)}")
         .add_batch_definition_whole_dataframe("frame")
-        .get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+        .get_batch(
+            batch_parameters={"dataframe": frame.to_pandas(use_pyarrow_extension_array=True)}
+        )
     )
     result = batch.validate(suite, expectation_parameters=parameters, result_format="SUMMARY")
 
