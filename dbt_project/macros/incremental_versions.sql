@@ -23,7 +23,9 @@
 
 
 {#- In an incremental run: the versions (rows of `current_versions`) not in {{ this }} yet,
-    as a list of dicts of the given columns, read when the model is compiled. -#}
+    as a list of dicts of the given columns, read when the model is compiled, so that the
+    model's SQL names them as literals (which DuckDB pushes down to the parquet scan).
+    Outside an incremental run: an empty list. -#}
 {% macro versions_to_build(version_column, current_versions, columns) -%}
     {%- if not (execute and is_incremental()) -%}
         {{ return([]) }}
@@ -35,10 +37,13 @@
         order by {{ columns | join(', ') }}
     {%- endset -%}
     {%- set table = run_query(query) -%}
-    {%- set rows = [] -%}
+    {%- set rows, labels = [], [] -%}
     {%- for row in table.rows -%}
         {%- do rows.append(dict(zip(columns, row.values()))) -%}
+        {%- do labels.append(row.values() | join(' ')) -%}
     {%- endfor -%}
+    {#- in the dbt log and the run's Prefect log: what this run rebuilds -#}
+    {%- do log(this.identifier ~ ": incremental, rebuilding " ~ (labels | join(', ') or 'nothing'), info=True) -%}
     {{ return(rows) }}
 {%- endmacro %}
 
