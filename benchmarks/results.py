@@ -424,6 +424,7 @@ NOTES = [
     "includes its imports. Its marts are compared like the limit's, after casting its columns "
     "to the published types.",
     "- The one-new-day run lands one new export per system (the first school day of a month), "
-    "then rebuilds that month's clean partition and the whole dbt project as the pipeline does "
-    "today; its share is work / full build work.",
+    "then rebuilds that month's clean partition; dbt rebuilds the two pupil-level tables for "
+    "that month and its term only (incremental models) and every other model in full; its "
+    "share is work / full build work.",
 ]
