@@ -488,6 +488,7 @@ NOTES = [
     "to the published types. It holds every lesson in memory, so it is left out above "
     f"{PANDAS_MAX_PUPIL_YEARS:,} pupil-years.",
     "- The one-new-day run lands one new export per system (the first school day of a month), "
-    "then rebuilds that month's clean partition and the whole dbt project as the pipeline does "
-    "today; its share is work / full build work.",
+    "then rebuilds that month's clean partition; dbt rebuilds the two pupil-level tables for "
+    "that month and its term only (incremental models) and every other model in full; its "
+    "share is work / full build work.",
 ]

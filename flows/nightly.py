@@ -101,8 +101,8 @@ def clean_and_gate_statistics(settings: Settings, run_id: str) -> CleanOutcome:
 
 
 @task(cache_policy=NO_CACHE)
-def build_warehouse(settings: Settings, as_of: date) -> int:
-    return warehouse.dbt_build(settings, log=_log, as_of=as_of)
+def build_warehouse(settings: Settings, as_of: date, full_refresh: bool) -> warehouse.DbtBuild:
+    return warehouse.dbt_build(settings, log=_log, as_of=as_of, full_refresh=full_refresh)
 
 
 @task(cache_policy=NO_CACHE)
@@ -144,6 +144,7 @@ def _pipeline(
     rebuild_periods: frozenset[str] = frozenset(),
     window: str | None = None,
     api_window: tuple[date, date] | None = None,
+    full_refresh: bool = False,
 ) -> report.RunSummary:
     settings = Settings()
     settings.require_pseudonym_key()  # fail before any work if the key is missing
@@ -187,7 +188,8 @@ def _pipeline(
                 ]
                 raise GateFailed("critical expectations failed: " + "; ".join(failures))
             stage("dbt")
-            summary.dbt_nodes = build_warehouse(settings, summary.run_date)
+            build = build_warehouse(settings, summary.run_date, full_refresh)
+            summary.dbt_nodes, summary.dbt_mode = build.nodes, build.reason
             summary.dbt_execution_seconds = warehouse.execution_seconds(settings.paths)
             stage("publish")
             summary.published = publish_marts(settings)
@@ -228,9 +230,13 @@ def _pipeline(
 
 
 @flow(name="nightly", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
-def nightly(run_date: date | None = None) -> report.RunSummary:
-    """Land, clean, validate, build and publish everything new in the drop folder."""
-    return _pipeline("nightly", run_date)
+def nightly(run_date: date | None = None, full_refresh: bool = False) -> report.RunSummary:
+    """Land, clean, validate, build and publish everything new in the drop folder.
+
+    dbt rebuilds only the months whose clean files changed; `full_refresh` rebuilds every
+    table from scratch (done by itself after a change of the dbt project).
+    """
+    return _pipeline("nightly", run_date, full_refresh=full_refresh)
 
 
 @flow(name="backfill", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])

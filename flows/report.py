@@ -27,6 +27,7 @@ class RunSummary:
     clean: CleanOutcome = field(default_factory=CleanOutcome)  # every dataset's, added up
     dbt_nodes: int = 0
     dbt_execution_seconds: float | None = None  # of the dbt stage: running nodes, not start-up
+    dbt_mode: str = ""  # incremental or full refresh, and why
     published: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
@@ -96,7 +97,8 @@ def render(summary: RunSummary, paths: Paths) -> str:
     out += [
         f"- files landed: {len(summary.landed)}",
         f"- clean partitions replaced: {', '.join(clean.partitions_replaced) or 'none'}",
-        f"- dbt nodes built and tested: {summary.dbt_nodes}",
+        f"- dbt nodes built and tested: {summary.dbt_nodes}"
+        + (f" ({summary.dbt_mode})" if summary.dbt_mode else ""),
         "",
         "## Loads",
         "",

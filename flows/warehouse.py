@@ -3,6 +3,13 @@
 dbt runs in a subprocess: clean global state, the DuckDB lock released when it exits, and its
 log lines forwarded. It is never retried: a failing model or test fails the same way twice.
 
+The two pupil-level models are incremental (they rebuild the months and terms whose clean
+files changed, see dbt_project/README.md). What the files cannot tell is a change of the
+code that builds them: the build therefore runs with `--full-refresh` when the dbt project,
+the dbt variables or the dbt/DuckDB versions differ from those of the last successful build
+(a fingerprint kept next to the work warehouse), and whenever asked to
+(`lagesbild run --full-refresh`).
+
 Publishing never opens the served `marts.duckdb` for writing (a BI tool may hold it open):
 it copies schema `marts` of the work warehouse into the default schema of a new file and
 `os.replace`s it over the served one, then swaps the parquet export folder through a symlink.
@@ -11,6 +18,7 @@ An optional PostgreSQL target (flows/publish_postgres.py) is written before eith
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +26,9 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 
 import duckdb
@@ -44,21 +54,25 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def _run_dbt(
-    settings: Settings, arguments: list[str], log: Callable[[str], None], as_of: date | None
-) -> tuple[int, list[str]]:
-    """Run one dbt command against the work warehouse; forward and return its log lines."""
-    paths = settings.paths
-    paths.warehouse.mkdir(parents=True, exist_ok=True)
-    variables = {
+def _dbt_variables(settings: Settings) -> dict[str, object]:
+    """The dbt variables that come from the settings (as_of_date is added per run)."""
+    return {
         "min_persons": settings.suppression.min_persons,
         "min_denominator": settings.suppression.min_denominator,
         "min_response_rate_pct": settings.statistics.min_response_rate_pct,
         "municipality_code": settings.municipality.code,
         "municipality_name": settings.municipality.name,
         "freshness_school_days": settings.freshness_school_days,
-        "as_of_date": (as_of or date.today()).isoformat(),
     }
+
+
+def _run_dbt(
+    settings: Settings, arguments: list[str], log: Callable[[str], None], as_of: date | None
+) -> tuple[int, list[str]]:
+    """Run one dbt command against the work warehouse; forward and return its log lines."""
+    paths = settings.paths
+    paths.warehouse.mkdir(parents=True, exist_ok=True)
+    variables = {**_dbt_variables(settings), "as_of_date": (as_of or date.today()).isoformat()}
     command = [
         dbt_executable(),
         *arguments,
@@ -96,11 +110,69 @@ def _run_dbt(
     return process.wait(), lines
 
 
+# Not part of the fingerprint: dbt's own output and state (manual runs write them here).
+_NOT_PROJECT_FILES = {"target", "logs", "dbt_packages", ".user.yml", "__pycache__"}
+
+
+def build_fingerprint(settings: Settings) -> str:
+    """What the incremental models' rows depend on besides their input files: every file of
+    the dbt project but its markdown (README, doc blocks), the dbt variables of the settings
+    (not the run date) and the versions of dbt and DuckDB. sha256, hex."""
+    digest = hashlib.sha256()
+    project = settings.dbt_project_dir
+    for path in sorted(project.rglob("*")):
+        relative = path.relative_to(project)
+        if path.is_file() and path.suffix != ".md" and not _NOT_PROJECT_FILES & set(relative.parts):
+            digest.update(f"{relative.as_posix()}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update(json.dumps(_dbt_variables(settings), sort_keys=True).encode())
+    for package in ("dbt-core", "dbt-duckdb", "duckdb"):
+        digest.update(f"{package}={metadata.version(package)}\0".encode())
+    return digest.hexdigest()
+
+
+def _fingerprint_file(paths: Paths) -> Path:
+    return paths.warehouse / "work.fingerprint"
+
+
+@dataclass
+class DbtBuild:
+    nodes: int  # models, tests, seeds that dbt ran
+    full_refresh: bool  # rebuilt every table from scratch (`dbt build --full-refresh`)
+    reason: str  # why it was a full refresh, or why not
+
+
 def dbt_build(
-    settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
-) -> int:
-    """Run `dbt build`; return the number of nodes (models, tests, seeds) it ran."""
-    returncode, lines = _run_dbt(settings, ["build"], log, as_of)
+    settings: Settings,
+    log: Callable[[str], None] = print,
+    as_of: date | None = None,
+    full_refresh: bool = False,
+) -> DbtBuild:
+    """Run `dbt build`, incremental unless asked for a full refresh or the fingerprint of the
+    dbt project changed since the last successful build (then `--full-refresh`)."""
+    paths = settings.paths
+    fingerprint = build_fingerprint(settings)
+    recorded = _fingerprint_file(paths)
+    previous = recorded.read_text().strip() if recorded.exists() else None
+    if full_refresh:
+        reason = "full refresh: asked for"
+    elif not paths.work_db.exists():
+        reason = "full build: the work warehouse is new"
+    elif previous != fingerprint:
+        full_refresh = True
+        reason = (
+            "full refresh: the dbt project, its variables or the dbt/DuckDB versions changed "
+            "since the last successful build"
+            if previous
+            else "full refresh: no fingerprint of the last successful build"
+        )
+    else:
+        reason = "incremental: the dbt project is unchanged; only changed months are rebuilt"
+    log(f"dbt build: {reason}")
+    arguments = ["build", "--full-refresh"] if full_refresh else ["build"]
+    # The fingerprint is recorded only after a successful build: a build of changed code that
+    # fails half-way is done again, in full, by the next run.
+    returncode, lines = _run_dbt(settings, arguments, log, as_of)
     failures, nodes = [], 0
     results_file = settings.paths.warehouse / "dbt_target" / "run_results.json"
     if results_file.exists():
@@ -114,7 +186,10 @@ def dbt_build(
     if returncode != 0:
         detail = "\n".join(failures) or "\n".join(lines[-30:])
         raise DbtFailed(f"dbt build failed; the served marts are unchanged.\n{detail}")
-    return nodes
+    tmp = recorded.with_name(f".{recorded.name}.{uuid.uuid4().hex}")
+    tmp.write_text(fingerprint + "\n")
+    os.replace(tmp, recorded)
+    return DbtBuild(nodes, full_refresh, reason)
 
 
 def execution_seconds(paths: Paths) -> float | None:

@@ -33,10 +33,10 @@ def _settings() -> Settings:
     return settings
 
 
-def _run_nightly(run_date: date | None) -> None:
+def _run_nightly(run_date: date | None, full_refresh: bool = False) -> None:
     from flows.nightly import nightly
 
-    _run_flow(lambda: nightly(run_date=run_date))
+    _run_flow(lambda: nightly(run_date=run_date, full_refresh=full_refresh))
 
 
 def _run_flow(start) -> None:
@@ -94,6 +94,14 @@ def run(
     run_date: Annotated[
         str | None, typer.Option(help="the day the run is for (YYYY-MM-DD)")
     ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="rebuild every dbt table from scratch instead of only the changed months "
+            "(done by itself when the dbt project changed)",
+        ),
+    ] = False,
 ) -> None:
     """Run the nightly flow once: land, clean, validate, build and publish."""
     try:
@@ -101,7 +109,7 @@ def run(
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    _run_nightly(date.fromisoformat(run_date) if run_date else None)
+    _run_nightly(date.fromisoformat(run_date) if run_date else None, full_refresh)
 
 
 @app.command()

@@ -169,6 +169,7 @@ def test_backfill_over_a_changed_window_changes_exactly_that_window(stages, tmp_
             date_to="2025-09-20",
             return_state=True,
         ).is_completed()
+    assert rebuilt(data) == {"months": ["2025-09"], "terms": ["HT2025"]}  # dbt: September only
     after = clean_content(data)
     assert after.keys() == before.keys()
     for period in before:
@@ -211,6 +212,139 @@ def test_backfill_refuses_an_unknown_source_clearly(stages):
             source="skolverket", date_from="2025-09-01", date_to="2025-09-30", return_state=True
         )
     assert state.is_failed() and "unknown source 'skolverket'" in state.message
+
+
+# -- incremental dbt build ---------------------------------------------------------------------
+
+# The incremental pupil-level tables and their version columns (which name files, so they
+# differ between data folders that wrote the same rows at other times).
+PUPIL_TABLES = {
+    "int_pupil_days_enriched": "partition_version",
+    "int_pupil_term_absence_summed": "term_version",
+}
+
+
+def rebuilt(data: Path) -> dict[str, list[str] | None]:
+    """What the last dbt build of the incremental pupil-level models read, from the SQL it ran
+    (run_results.json): the months of int_pupil_days_enriched and the terms of
+    int_pupil_term_absence_summed; None for a model built in full."""
+    results = json.loads((data / "warehouse/dbt_target/run_results.json").read_text())
+    code = {r["unique_id"].split(".")[-1]: r["compiled_code"] for r in results["results"]}
+    enriched, terms = code["int_pupil_days_enriched"], code["int_pupil_term_absence_summed"]
+    return {
+        "months": re.findall(r"attendance_date >= cast\('(\d{4}-\d{2})-01' as date\)", enriched)
+        if "incremental run" in enriched
+        else None,
+        "terms": re.findall(r"term = '([^']+)'", terms) if "incremental run" in terms else None,
+    }
+
+
+def month_versions(data: Path) -> dict[str, str]:
+    con = duckdb.connect(str(data / "warehouse/work.duckdb"), read_only=True)
+    try:
+        rows = con.execute(
+            "select distinct strftime(month, '%Y-%m'), partition_version "
+            "from intermediate.int_pupil_days_enriched"
+        ).fetchall()
+    finally:
+        con.close()
+    return dict(rows)
+
+
+def pupil_tables(data: Path) -> dict[str, pl.DataFrame]:
+    """The incremental tables, sorted, without their version columns."""
+    con = duckdb.connect(str(data / "warehouse/work.duckdb"), read_only=True)
+    try:
+        return {
+            table: con.sql(f"select * exclude ({version}) from intermediate.{table}")
+            .pl()
+            .sort(pl.all(), nulls_last=True)
+            for table, version in PUPIL_TABLES.items()
+        }
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def fresh_full(stages):
+    """A new data folder built in one run from the whole drop folder (October included)."""
+    data = stages["root"] / "fresh-full"
+    with pipeline_at(data, stages["drop"]):
+        assert nightly(return_state=True).is_completed()
+    return data
+
+
+def test_a_new_month_is_built_alone_and_equals_a_full_build(stages, fresh_full):
+    """The reference run added October to the baseline (August, September published): dbt read
+    only October's file and summed only its term, and publishes what a full build does."""
+    assert rebuilt(stages["baseline"]) == {"months": None, "terms": None}  # a first build
+    assert rebuilt(stages["reference"]) == {"months": ["2025-10"], "terms": ["HT2025"]}
+    before, after = month_versions(stages["baseline"]), month_versions(stages["reference"])
+    assert sorted(after) == ["2025-08", "2025-09", "2025-10"]
+    assert after == {**before, "2025-10": after["2025-10"]}  # August, September untouched
+
+    assert rebuilt(fresh_full) == {"months": None, "terms": None}
+    assert same_marts(
+        marts_content(stages["reference"] / "warehouse/marts.duckdb"),
+        marts_content(fresh_full / "warehouse/marts.duckdb"),
+    )
+    incremental, full = pupil_tables(stages["reference"]), pupil_tables(fresh_full)
+    for table in PUPIL_TABLES:
+        # load ids differ (each folder landed the files itself); everything else is equal
+        assert (
+            incremental[table]
+            .drop("load_id", strict=False)
+            .equals(full[table].drop("load_id", strict=False))
+        ), table
+    summary = max(
+        (stages["reference"] / "reports/runs").glob("*.md"), key=lambda p: p.stat().st_mtime
+    )
+    assert "(incremental:" in summary.read_text()
+
+
+def test_a_corrected_old_month_is_rebuilt_alone_and_equals_a_full_refresh(stages):
+    """September is exported again after October was published: its 'Ej bedömd' absences
+    have been assessed as invalid. dbt rebuilds September and its term only; the marts show
+    the correction and equal those of `lagesbild run --full-refresh` on the same data."""
+    data = copy_of(stages, "corrected", "reference")
+    drop = stages["root"] / "drop-corrected"
+    shutil.copytree(stages["drop"], drop)
+    september = sorted(drop.glob("attendance/skola24/*2025-09.csv"))[0]
+    text = september.read_bytes().decode("cp1252")
+    assert ";Ej bedömd\r\n" in text
+    (september.parent / "skola24_franvaro_2025-09_rattad.csv").write_bytes(
+        text.replace(";Ej bedömd\r\n", ";Ogiltig frånvaro\r\n").encode("cp1252")
+    )
+    before = month_versions(data)
+    with pipeline_at(data, drop):
+        assert nightly(return_state=True).is_completed()
+    assert rebuilt(data) == {"months": ["2025-09"], "terms": ["HT2025"]}
+    after = month_versions(data)
+    assert {m for m in after if after[m] != before[m]} == {"2025-09"}
+
+    corrected = marts_content(data / "warehouse/marts.duckdb")
+    months = corrected["mart_attendance_school_grade_month"].join(
+        marts_content(stages["reference"] / "warehouse/marts.duckdb")[
+            "mart_attendance_school_grade_month"
+        ],
+        on=["school_unit_code", "grade", "month"],
+        suffix="_before",
+    )
+    changed = months.filter(
+        pl.col("invalid_absence_pct").ne_missing(pl.col("invalid_absence_pct_before"))
+    )
+    assert set(changed["month"].dt.strftime("%Y-%m")) == {"2025-09"}
+
+    full = stages["root"] / "corrected-full-refresh"
+    shutil.copytree(data, full, symlinks=True)
+    with pipeline_at(full, drop):
+        assert nightly(full_refresh=True, return_state=True).is_completed()
+    assert rebuilt(full) == {"months": None, "terms": None}
+    assert same_marts(marts_content(full / "warehouse/marts.duckdb"), corrected)
+    incremental, rebuilt_in_full = pupil_tables(data), pupil_tables(full)
+    for table in PUPIL_TABLES:
+        assert incremental[table].equals(rebuilt_in_full[table]), table
+    assert month_versions(full) == after
 
 
 # -- one build at a time, failure webhook ------------------------------------------------------

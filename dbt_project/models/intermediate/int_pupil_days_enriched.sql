@@ -1,14 +1,54 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='month',
+        on_schema_change='fail',
+        pre_hook="{{ delete_outdated_versions('partition_version', 'select partition_version from ' ~ ref('int_attendance_months_versioned')) }}",
+    )
+}}
+
 {#-
     Pupil days with the school's area and the calendar's läsår / termin attached.
     Left joins: a day whose school or date is missing from the reference keeps its row
     (with NULL area / term); the relationships tests on staging catch those cases.
+
+    Incremental, by month: each row carries its month's `partition_version`
+    (int_attendance_months_versioned: the month's clean file and the reference rows joined
+    here). An incremental run deletes the rows of months whose version changed or whose file
+    is gone (pre-hook) and builds only the months whose current version is not in the table,
+    reading only those months' rows (the month filter reaches the parquet scan as date
+    ranges). A first build and `--full-refresh` build every month.
 -#}
 
+{%- set months = versions_to_build(
+    'partition_version',
+    'select cast(month as varchar) as month, partition_version from '
+        ~ ref('int_attendance_months_versioned'),
+    ['month'],
+) %}
+
 with
+
+month_versions as (
+
+    select month, partition_version from {{ ref('int_attendance_months_versioned') }}
+
+),
 
 pupil_days as (
 
     select * from {{ ref('stg_attendance__pupil_days') }}
+    {%- if is_incremental() %}
+    -- incremental run: only the months not built from their current version
+    where false
+    {%- for row in months %}
+        or (
+            attendance_date >= cast('{{ row.month }}' as date)
+            and attendance_date < cast('{{ row.month }}' as date) + interval 1 month
+        )
+    {%- endfor %}
+    {%- endif %}
 
 ),
 
@@ -62,6 +102,18 @@ enriched as (
     left join calendar
         on pupil_days.attendance_date = calendar.calendar_date
 
+),
+
+versioned as (
+
+    select
+        enriched.*,
+        month_versions.partition_version
+
+    from enriched
+    left join month_versions
+        on enriched.month = month_versions.month
+
 )
 
-select * from enriched
+select * from versioned
