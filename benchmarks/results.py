@@ -27,6 +27,9 @@ TARGET_RSS = 8 * GB
 # The pandas peer holds every lesson in memory (23.8 GB at 10,000 pupils × 3 years on a 24 GB
 # machine): above this many pupil-years it is not run.
 PANDAS_MAX_PUPIL_YEARS = 30_000
+# The limit (one in-memory DuckDB) ran for more than 18 minutes at 100,000 × 1 on this machine,
+# spilling; above this many pupil-years it is not run (that scale is about memory).
+LIMIT_MAX_PUPIL_YEARS = 30_000
 
 
 @dataclass
@@ -149,7 +152,7 @@ class ScaleResult:
     generation_seconds: float | None  # None when the generated files were reused
     full: NightlyRun
     new_day_run: NightlyRun
-    limit: Peer
+    limit: Peer | None  # None: not run at this scale
     limit_after_new_day: Peer | None = None  # equality only: the incremental run is right
     pandas: Peer | None = None
 
@@ -164,7 +167,9 @@ class ScaleResult:
         pipeline = (
             sum(self.full.stages.get(s, 0.0) for s in stages) if startup else self.full.net(*stages)
         )
-        return pipeline / self.limit.work_seconds if self.limit.work_seconds else None
+        if self.limit is None or not self.limit.work_seconds:
+            return None
+        return pipeline / self.limit.work_seconds
 
     def pandas_ratio(self, startup: bool = False) -> float | None:
         """pandas wall time / the pipeline's work (report excluded; start-up excluded unless
@@ -350,6 +355,8 @@ def render(results: Results) -> str:
     out += ["", "## The pipeline against the limit (same run)", ""]
     rows = []
     for scale in results.scales:
+        if scale.limit is None:
+            continue
         for stage, covers in LIMIT_STAGES.items():
             gross = sum(scale.full.stages.get(s, 0.0) for s in covers)
             net = scale.full.net(*covers)
@@ -394,6 +401,12 @@ def render(results: Results) -> str:
     out += _table(header, rows)
     out += [""]
     for scale in results.scales:
+        if scale.limit is None:
+            out.append(
+                f"- {scale.label}: the limit was not run (above {LIMIT_MAX_PUPIL_YEARS:,} "
+                "pupil-years it runs for more than 18 minutes, spilling to disk)."
+            )
+            continue
         limit = scale.limit.process
         out.append(
             f"- {scale.label}: limit marts vs published marts: {_equality(scale.limit)}; after "

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from benchmarks.compare import compare_folders, row_counts
 from benchmarks.results import (
+    LIMIT_MAX_PUPIL_YEARS,
     PANDAS_MAX_PUPIL_YEARS,
     Machine,
     NightlyRun,
@@ -245,7 +246,12 @@ class Bench:
             if path.is_file() and path not in held_back:
                 _link(path, drop / path.relative_to(generated / "drop"))
         full = self.nightly(data, drop, day, "nightly-full")
-        limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
+        with_limit = pupils * years <= LIMIT_MAX_PUPIL_YEARS
+        if not with_limit:
+            self.log(f"the limit is left out above {LIMIT_MAX_PUPIL_YEARS:,} pupil-years")
+        limit = (
+            self.limit(data, drop, folder / "run" / "limit", "limit-full") if with_limit else None
+        )
         peer = None
         if self.skip_pandas:
             pass
@@ -257,7 +263,11 @@ class Bench:
         for path in held_back:  # the new school day's exports arrive
             _link(path, drop / path.relative_to(generated / "drop"))
         new_day = self.nightly(data, drop, day + timedelta(days=1), "nightly-new-day")
-        after = self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
+        after = (
+            self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
+            if with_limit
+            else None
+        )
         return ScaleResult(pupils, years, seed, day, generation, full, new_day, limit, after, peer)
 
     def fixed_costs(self) -> dict[str, float]:

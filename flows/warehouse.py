@@ -92,6 +92,7 @@ def _run_dbt(
         **os.environ,
         "LAGESBILD_CLEAN_DIR": str(paths.clean),
         "LAGESBILD_WORK_DB": str(paths.work_db),
+        "LAGESBILD_DUCKDB_MEMORY_LIMIT": settings.warehouse_memory_limit,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }

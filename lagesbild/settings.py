@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     postgres: PostgresTarget | None = Field(
         None, description="also publish the marts to PostgreSQL (LAGESBILD_POSTGRES__URL)"
     )
+    warehouse_memory_limit: str = Field(
+        "4GB", description="DuckDB memory_limit of the dbt build (it spills to disk beyond it)"
+    )
     dbt_docs: bool = Field(
         True, description="write the dbt docs page (reports/dbt-docs/index.html) on each run"
     )

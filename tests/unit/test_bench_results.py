@@ -232,3 +232,12 @@ def test_pandas_peer_rounds_like_duckdb():
     rounded = _round2(pd.Series(values)).tolist()
     assert rounded[:-1] == [4.58, 4.59, 0.13, -0.13, 2.67]
     assert rounded[-1] != rounded[-1]  # NaN stays NaN
+
+
+def test_a_scale_without_the_limit_is_said_so():
+    big = results()
+    big.scales[2].limit = None
+    text = render(big)
+    assert "- 100,000 × 1: the limit was not run (above 30,000 pupil-years" in text
+    assert "| 100,000 × 1 | clean + gate / clean" not in text
+    assert targets(big)[3] == ("peak RSS under 8 GB", "100,000 × 1", "8.20 GB", "missed")
