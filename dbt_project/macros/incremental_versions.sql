@@ -33,7 +33,11 @@
     {%- set query -%}
         select {{ columns | join(', ') }}
         from ({{ current_versions }}) as current_versions
-        where {{ version_column }} not in (select distinct {{ version_column }} from {{ this }})
+        where {{ version_column }} not in (
+            select distinct {{ version_column }}
+            from {{ this }}
+            where {{ version_column }} is not null
+        )
         order by {{ columns | join(', ') }}
     {%- endset -%}
     {%- set table = run_query(query) -%}
