@@ -99,10 +99,9 @@ def validate_frame(
         batch = (
             source.add_dataframe_asset(f"{name}-{partition}")
             .add_batch_definition_whole_dataframe("frame")
-            # arrow-backed columns: a fraction of the memory of Python string objects
-            .get_batch(
-                batch_parameters={"dataframe": frame.to_pandas(use_pyarrow_extension_array=True)}
-            )
+            # numpy-backed: with arrow-backed string columns GX took 4× as long (1.2 s vs 0.3 s
+            # a month at 10,000 pupils), though they would take less memory
+            .get_batch(batch_parameters={"dataframe": frame.to_pandas()})
         )
         result = batch.validate(suite, expectation_parameters=parameters, result_format="SUMMARY")
     finally:
