@@ -252,13 +252,10 @@ class Bench:
         limit = (
             self.limit(data, drop, folder / "run" / "limit", "limit-full") if with_limit else None
         )
-        peer = None
-        if self.skip_pandas:
-            pass
-        elif pupils * years > PANDAS_MAX_PUPIL_YEARS:
+        with_pandas = not self.skip_pandas and pupils * years <= PANDAS_MAX_PUPIL_YEARS
+        if not self.skip_pandas and not with_pandas:
             self.log(f"pandas peer left out above {PANDAS_MAX_PUPIL_YEARS:,} pupil-years")
-        else:
-            peer = self.pandas(data, drop, folder / "run" / "pandas")
+        peer = self.pandas(data, drop, folder / "run" / "pandas") if with_pandas else None
 
         for path in held_back:  # the new school day's exports arrive
             _link(path, drop / path.relative_to(generated / "drop"))
