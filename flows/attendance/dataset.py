@@ -1,115 +1,92 @@
-"""Attendance exports through the layers: drop folder → landing → clean + quarantine → audit.
+"""The attendance dataset's rules for the clean layer (`flows.layers.clean`).
 
-The clean stage also takes the SS 12000 attendance loads (`flows.ss12000`): per month, the
-lessons of every source are combined, and where more than one source has a school unit on a
-day, `attendance_precedence` decides (the audit counts each load's `rows_superseded`).
-
-`land_new_exports` lands every new file (by sha256). `clean_pending_loads` cleans every landed
-load that has not been cleaned yet (derived from landing and the audit, not from local state,
-so a crashed or gate-failed run is simply picked up by the next one). It builds and gates one
-period (month) at a time, staging each clean partition on disk, and only when no critical
-expectation failed swaps the staged partitions in and writes quarantine; the audit records
-either outcome.
+Loads: every landed attendance export (`attendance_export`, one layout each) and every landed
+SS 12000 `aggregatedAttendance` load. Partitions: one month each,
+`clean/attendance/period=YYYY-MM/part-0.parquet`, one row per pupil × school unit × day.
+Where more than one source has a school unit on a day, `attendance_precedence` decides.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from connectors.attendance_export.layouts import Layout, LayoutError, load_layouts
-from connectors.attendance_export.resources import SOURCE, read_new_exports
-from connectors.drop_files import Landed
-from flows import gate, ss12000
-from flows.clean_attendance import LoadResult, parse_date, periods_of, pupil_days, split_load
-from flows.reference import Reference
-from flows.storage import (
-    DATA_FILE,
-    CleanOutcome,
-    Manifest,
-    append_audit,
-    land_export,
-    landed_loads,
-    read_audit,
-    write_parquet_atomic,
-)
+from connectors.attendance_export.layouts import LayoutError, load_layouts
+from connectors.attendance_export.resources import SOURCE
+from flows.attendance import ss12000
+from flows.attendance.rules import pupil_days, split_load
+from flows.layers.clean import Combined, Dataset, LoadResult, Partition
+from flows.layers.landing import Load, landed_loads
+from flows.layers.reference import Reference
 from lagesbild.settings import Settings
 
-DATASET = "attendance"  # the clean dataset all export layouts feed
-SUITE = "attendance_pupil_days.json"
 
+class Attendance(Dataset):
+    name = folder = "attendance"
+    suite = "attendance_pupil_days.json"
+    loads_suite = "attendance_loads.json"
+    precedence_key = ("school_unit_code", "date")
 
-def land_new_exports(settings: Settings, key: bytes, log: Callable[[str], None]) -> list[Manifest]:
-    paths = settings.paths
-    layouts = load_layouts(settings.attendance_layouts)
-    landed = Landed.of(m for m, _ in landed_loads(paths.landing, SOURCE))
-    matched = {p for layout in layouts.values() for p in paths.drop.glob(layout.files)}
-    for stray in sorted(set((paths.drop / "attendance").rglob("*")) - matched):
-        if stray.is_file():  # e.g. 'Frånvaro.CSV' or an .xls: say so instead of ignoring it
-            log(
-                f"WARNING {stray.relative_to(paths.drop)} matches no attendance layout's "
-                "`files` pattern and was not loaded"
+    def __init__(self, settings: Settings, reference: Reference):
+        self.landing = landing = settings.paths.landing
+        self.reference = reference
+        self.clean_root = settings.paths.clean / self.folder
+        self.volume_tolerance = settings.volume_tolerance
+        self.precedence = settings.attendance_precedence
+        self.layouts = load_layouts(settings.attendance_layouts)
+        self.api_loads = ss12000.attendance_loads(landing)
+        self.exports = landed_loads(landing, SOURCE)
+        self._api: tuple[ss12000.Lookups, dict] | None = None
+
+    def loads(self) -> list[Load]:
+        return sorted(self.exports + self.api_loads, key=lambda load: load.load_id)
+
+    def split(self, load: Load) -> LoadResult:
+        manifest = load.manifest
+        if manifest.source == ss12000.SOURCE:
+            if self._api is None:  # persons and organisations are read once per run
+                self._api = ss12000.Lookups(self.landing), ss12000.day_owners(self.api_loads)
+            lookups, owners = self._api
+            return ss12000.split_load(
+                load.read(), lookups, self.reference.school_codes, load.load_id, owners
             )
-    manifests = []
-    for batch in read_new_exports(paths.drop, layouts, landed, key):
-        layout = batch.file.layout
-        dates = batch.rows.select(
-            parse_date(pl.col(layout.source_column("date")).str.strip_chars(), layout.date_formats)
-        ).to_series()
-        periods = periods_of(dates) or ["unknown"]
-        personal_id = {layout.source_column("personal_id"): "pupil_key"}
-        manifest = land_export(paths.landing, paths.drop, SOURCE, batch, periods, personal_id)
-        manifests.append(manifest)
-        log(f"landed {manifest.file}: {manifest.rows:,} rows, periods {', '.join(periods)}")
-    return manifests
+        layout = self.layouts.get(manifest.dataset)
+        if layout is None:
+            raise LayoutError(
+                f"landed load {load.load_id} uses layout '{manifest.dataset}', which is no "
+                "longer in the layout file; restore it (landed data is never rewritten)"
+            )
+        return split_load(load.read(), layout, self.reference.school_codes, load.load_id)
 
+    def in_period(self, rows: pl.DataFrame, period: str) -> pl.DataFrame:
+        first = datetime.strptime(period, "%Y-%m").date()
+        return rows.filter(pl.col("date").dt.month_start() == first)
 
-def _split(manifest: Manifest, folder: Path, layouts: dict[str, Layout], schools: set[str], api):
-    if manifest.source == ss12000.SOURCE:
-        lookups, owners = api
-        return ss12000.split_load(
-            ss12000.read_load(folder), lookups, schools, manifest.load_id, owners
+    def combine(self, period: str, rows: pl.DataFrame) -> Combined:
+        days = pupil_days(rows)
+        partition = Partition(
+            f"period={period}/part-0.parquet",
+            days,
+            self.parameters(days, period),
+            checked=checked_frame(days),
         )
-    layout = layouts.get(manifest.dataset)
-    if layout is None:
-        raise LayoutError(
-            f"landed load {manifest.load_id} uses layout '{manifest.dataset}', which is no longer "
-            "in the layout file; restore it (landed data is never rewritten)"
-        )
-    return split_load(pl.read_parquet(folder / DATA_FILE), layout, schools, manifest.load_id)
+        return Combined([partition])
 
-
-def _month(lessons: pl.DataFrame, period: str) -> pl.DataFrame:
-    first = datetime.strptime(period, "%Y-%m").date()
-    return lessons.filter(pl.col("date").dt.month_start() == first)
-
-
-def apply_precedence(lessons: pl.DataFrame, precedence: list[str]) -> tuple[pl.DataFrame, dict]:
-    """Per school unit x day keep only the strongest source that has it.
-
-    Returns the served lessons and, per load, how many of its rows were superseded.
-    Sources missing from `precedence` rank after every listed one.
-    """
-    sources_per_school_day = lessons.group_by("school_unit_code", "date").agg(
-        pl.col("source").n_unique()
-    )
-    if lessons.is_empty() or sources_per_school_day.get_column("source").max() == 1:
-        return lessons, {}  # no school day has two sources: nothing to decide (nor to copy)
-    rank = pl.col("source").replace_strict(
-        {s: i for i, s in enumerate(precedence)}, default=len(precedence), return_dtype=pl.Int32
-    )
-    ranked = lessons.with_columns(_rank=rank)
-    best = pl.col("_rank").min().over("school_unit_code", "date")
-    served = ranked.filter(pl.col("_rank") == best)
-    lost = ranked.filter(pl.col("_rank") != best).group_by("load_id").len()
-    return served.drop("_rank"), dict(lost.iter_rows())
+    def parameters(self, days: pl.DataFrame, period: str) -> dict[str, Any]:
+        """The suite's parameters: known schools and school days, and the expected volume
+        from the month before (rows per school day, within `volume_tolerance`)."""
+        previous = _previous_rows_per_day(self.clean_root, period)
+        expected = None if previous is None else previous * days.get_column("date").n_unique()
+        tolerance = self.volume_tolerance
+        return {
+            "known_school_unit_codes": sorted(self.reference.school_codes),
+            "school_days": sorted(d.isoformat() for d in self.reference.school_days),
+            "expected_rows_min": 0 if expected is None else int(expected * (1 - tolerance)),
+            "expected_rows_max": None if expected is None else int(expected * (1 + tolerance)) + 1,
+        }
 
 
 def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
@@ -120,157 +97,13 @@ def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
     return dates.len() / max(dates.n_unique(), 1)
 
 
-def clean_pending_loads(
-    settings: Settings,
-    reference: Reference,
-    run_id: str,
-    log: Callable[[str], None],
-    rebuild_periods: frozenset[str] = frozenset(),
-) -> CleanOutcome:
-    """Clean new loads; with `rebuild_periods` (a backfill) also rebuild those months and
-    account again every load that touches them."""
-    paths = settings.paths
-    outcome = CleanOutcome()
-    audit = read_audit(paths.audit)
-    cleaned = set(audit.filter(pl.col("status") == "cleaned").get_column("load_id").to_list())
-    api_loads = ss12000.attendance_loads(paths.landing)
-    loads = sorted(
-        landed_loads(paths.landing, SOURCE) + api_loads, key=lambda item: item[0].load_id
+def checked_frame(days: pl.DataFrame) -> pl.DataFrame:
+    """The clean frame plus the derived columns the suite checks."""
+    return days.with_columns(
+        minutes_unaccounted=pl.col("offered_minutes")
+        - pl.col("attended_minutes")
+        - pl.col("valid_absence_minutes")
+        - pl.col("invalid_absence_minutes")
+        - pl.col("other_absence_minutes"),
+        date_iso=pl.col("date").dt.strftime("%Y-%m-%d"),
     )
-    pending = [
-        (m, f) for m, f in loads if m.load_id not in cleaned or rebuild_periods & set(m.periods)
-    ]
-    if not pending:
-        log("attendance: no new loads to clean")
-        return outcome
-    layouts = load_layouts(settings.attendance_layouts)
-    schools = reference.school_codes
-    api = (ss12000.Lookups(paths.landing), ss12000.day_owners(api_loads)) if api_loads else None
-    superseded: dict[str, int] = {}
-    started = datetime.now(UTC)
-    clock = time.perf_counter()
-
-    # One month at a time, so memory holds one period's lessons, not a whole backfill.
-    # Pending loads are accounted the first time they are read; landed loads that are
-    # already clean are read again because they still count for their periods.
-    results: dict[str, LoadResult] = {}
-    touched: dict[str, list[str]] = {}
-
-    def account(manifest: Manifest, result: LoadResult) -> None:
-        if manifest.load_id in pending_ids and manifest.load_id not in results:
-            touched[manifest.load_id] = periods_of(result.lessons["date"])
-            results[manifest.load_id] = replace(result, lessons=result.lessons.clear())
-
-    pending_ids = {m.load_id for m, _ in pending}
-    new_periods = {p for m, _ in pending if m.load_id not in cleaned for p in m.periods}
-    landed_periods = {p for m, _ in loads for p in m.periods}
-    periods = sorted((new_periods | rebuild_periods) & landed_periods - {"unknown"})
-    clean_root = paths.clean / DATASET
-    for leftover in clean_root.parent.glob(f".{DATASET}-staging-*"):  # from a crashed run
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = clean_root.parent / f".{DATASET}-staging-{run_id}"
-    gate_by_period: dict[str, str] = {}
-    for period in periods:
-        lessons = []
-        for manifest, folder in loads:
-            if period in manifest.periods:
-                result = _split(manifest, folder, layouts, schools, api)
-                account(manifest, result)
-                lessons.append(_month(result.lessons, period))
-        # rechunk=False: the month's lessons are not copied into one block
-        served, lost = apply_precedence(
-            pl.concat(lessons, rechunk=False), settings.attendance_precedence
-        )
-        del lessons  # only `served` is needed from here: free each load's rows
-        for load_id, count in lost.items():
-            superseded[load_id] = superseded.get(load_id, 0) + count
-        if lost:
-            log(f"precedence period={period}: {sum(lost.values()):,} rows superseded")
-        days = pupil_days(served)
-        parameters = gate.attendance_parameters(
-            days,
-            schools,
-            reference.school_days,
-            _previous_rows_per_day(clean_root, period),
-            settings.volume_tolerance,
-        )
-        result = gate.validate_frame(
-            gate.attendance_frame(days),
-            settings.expectations_dir / SUITE,
-            parameters,
-            partition=f"period={period}",
-            report_dir=paths.validation / run_id,
-        )
-        outcome.gates.append(result)
-        gate_by_period[period] = result.status
-        write_parquet_atomic(days, staging / f"period={period}" / "part-0.parquet")
-        log(f"gate attendance period={period}: {result.status} ({days.height:,} pupil days)")
-    for manifest, folder in pending:  # loads with no usable date still need their accounting
-        if manifest.load_id not in results:
-            account(manifest, _split(manifest, folder, layouts, schools, api))
-        unseen = set(touched[manifest.load_id]) - set(periods)
-        if unseen:  # only if date formats changed since landing; never drop those rows
-            raise LayoutError(
-                f"{manifest.file} has rows dated in {sorted(unseen)}, months not recorded when "
-                "it was landed (did the layout's date_formats change?). Nothing was replaced."
-            )
-    outcome.gates.append(
-        gate.validate_loads(
-            settings.expectations_dir / "attendance_loads.json",
-            pending,
-            results,
-            settings.max_quarantine_share,
-            paths.validation / run_id,
-        )
-    )
-
-    if not outcome.gate_failed:
-        for period in periods:  # each file swap is atomic; a month is never missing
-            target = clean_root / f"period={period}" / "part-0.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / f"period={period}" / "part-0.parquet", target)
-        outcome.partitions_replaced = [f"{DATASET}/period={p}" for p in periods]
-    shutil.rmtree(staging, ignore_errors=True)
-
-    finished = datetime.now(UTC)
-    for manifest, _ in pending:
-        result = results[manifest.load_id]
-        statuses = [gate_by_period[p] for p in touched[manifest.load_id]] or ["passed"]
-        if result.quarantined > settings.max_quarantine_share * max(result.received, 1):
-            statuses.append("failed")  # this load is what the loads gate failed on
-        worst = next(s for s in ("failed", "passed_with_warnings", "passed") if s in statuses)
-        quarantine_file = (
-            paths.quarantine
-            / DATASET
-            / f"period={manifest.period}"
-            / f"load_id={manifest.load_id}"
-            / "quarantine.parquet"
-        )
-        if not outcome.gate_failed and result.quarantined:
-            write_parquet_atomic(result.quarantine, quarantine_file)
-        elif not outcome.gate_failed:  # a rebuild may release rows quarantined before
-            quarantine_file.unlink(missing_ok=True)
-        for reason, count in result.quarantine.group_by("reason").len().iter_rows():
-            outcome.quarantine_reasons[reason] = outcome.quarantine_reasons.get(reason, 0) + count
-        outcome.loads.append(
-            {
-                "run_id": run_id,
-                "source": manifest.source,
-                "dataset": manifest.dataset,
-                "load_id": manifest.load_id,
-                "file": manifest.file,
-                "periods": ",".join(touched[manifest.load_id]),
-                "rows_received": result.received,
-                "rows_clean": result.clean,
-                "rows_quarantined": result.quarantined,
-                "rows_duplicate": result.duplicates,
-                "rows_superseded": superseded.get(manifest.load_id, 0),
-                "status": "gate_failed" if outcome.gate_failed else "cleaned",
-                "gate": worst,
-                "started_at": started,
-                "finished_at": finished,
-                "seconds": round(time.perf_counter() - clock, 3),
-            }
-        )
-    append_audit(paths.audit, outcome.loads)
-    return outcome

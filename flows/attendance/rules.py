@@ -5,7 +5,8 @@ Steps, each a pure function so tests can call them directly:
 1. `type_lessons`: map a layout's columns onto the lesson contract, parse Swedish formats
    and give every row that cannot be used a `reason` (first failing check wins).
 2. `split_load`: per load, separate clean lessons, quarantined rows (original values plus
-   reason) and duplicates; row accounting `received = clean + quarantined + duplicates`.
+   reason) and duplicates (the clean layer checks `received = clean + quarantined +
+   duplicates`).
 3. `pupil_days`: lessons of all current loads of a period → one row per pupil × school unit
    × day. A later load that has a pupil's day at a school replaces that pupil-day's earlier
    rows (a corrected re-export), so nothing is counted twice; loads covering different pupils
@@ -15,13 +16,14 @@ Steps, each a pure function so tests can call them directly:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import polars as pl
 
 from connectors.attendance_export.layouts import Layout
 from connectors.attendance_export.resources import ROW_NUMBER
 from connectors.personal_ids import KIND_INVALID, KIND_MISSING
+from flows.layers.clean import LoadResult
+from flows.layers.parsing import parse_date, parse_number
 
 MINUTES = (
     "offered_minutes",
@@ -69,18 +71,6 @@ CLEAN_SCHEMA = {
 
 def _text(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars()
-
-
-def parse_number(expr: pl.Expr) -> pl.Expr:
-    """'1 234,5', '12,5', '45', '45.0' → float; anything else → null."""
-    cleaned = expr.str.replace_all(r"[\s\u00a0]", "").str.replace(",", ".", literal=True)
-    return pl.when(cleaned == "").then(None).otherwise(cleaned).cast(pl.Float64, strict=False)
-
-
-def parse_date(expr: pl.Expr, formats: list[str]) -> pl.Expr:
-    # Excel date cells arrive as '2025-09-01 00:00:00': drop a midnight time part.
-    day = expr.str.replace(r"[ T]00:00(:00(\.0+)?)?$", "")
-    return pl.coalesce([day.str.strptime(pl.Date, f, strict=False, exact=True) for f in formats])
 
 
 def normalise_grade(expr: pl.Expr) -> pl.Expr:
@@ -204,19 +194,6 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
     return frame.with_columns(reason=reason)
 
 
-@dataclass
-class LoadResult:
-    lessons: pl.DataFrame  # clean lesson rows of this load
-    quarantine: pl.DataFrame  # original values + reason
-    received: int
-    clean: int
-    duplicates: int
-
-    @property
-    def quarantined(self) -> int:
-        return self.quarantine.height
-
-
 def split_load(
     rows: pl.DataFrame, layout: Layout, known_schools: set[str], load_id: str
 ) -> LoadResult:
@@ -247,13 +224,8 @@ def split_load(
         .sort(ROW_NUMBER)
         .with_columns(load_id=pl.lit(load_id))
     )
-    result = LoadResult(lessons, quarantine, rows.height, lessons.height, repeats)
-    if result.received != result.clean + result.quarantined + result.duplicates:
-        raise AssertionError(
-            f"row accounting broken for load {load_id}: received {result.received} != clean "
-            f"{result.clean} + quarantined {result.quarantined} + duplicates {result.duplicates}"
-        )
-    return result
+    periods = periods_of(lessons.get_column("date"))
+    return LoadResult(lessons, quarantine, rows.height, lessons.height, repeats, periods)
 
 
 def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:

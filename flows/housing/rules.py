@@ -7,8 +7,7 @@ Steps, each a pure function so tests can call them directly:
    register, convert costs to öre excluding VAT, and give every unusable row a `reason`
    (first failing check wins).
 2. `split_load`: per load, clean rows (order versions and credit notes), quarantined rows
-   (original values + reason) and exact duplicates; `received = clean + quarantined +
-   duplicates`.
+   (original values + reason) and exact duplicates.
 3. `work_orders`: the rows of every load → one row per company × order. The latest version
    of an order wins (by `modified_at` when the layout has it, then by load, then by row), so
    a re-export never counts twice and a corrected cost replaces the old one. Credit notes
@@ -25,7 +24,8 @@ import polars as pl
 
 from connectors.housing_export.layouts import HousingLayout, normalise_label
 from connectors.housing_export.resources import ROW_NUMBER
-from flows.clean_attendance import parse_date
+from flows.layers.clean import LoadResult
+from flows.layers.parsing import parse_amount_ore, parse_date, parse_datetime
 
 DATASET = "housing_work_orders"
 ORDER_KEY = ("company", "order_id")
@@ -91,25 +91,6 @@ def _text(column: str | None) -> pl.Expr:
     if column is None:
         return pl.lit("", dtype=pl.String)
     return pl.col(column).cast(pl.String).str.strip_chars()
-
-
-def parse_amount_ore(expr: pl.Expr) -> pl.Expr:
-    """'1 234,50 kr', '-590,60', '1.234,50', '1234.5', '12 345:-' → öre (Int64); else null."""
-    text = expr.str.replace_all(r"(?i)\s*(kr|sek|:-)\.?\s*$", "").str.replace_all(r"[\s\u00a0]", "")
-    both = text.str.contains(",", literal=True) & text.str.contains(".", literal=True)
-    text = pl.when(both).then(text.str.replace_all(".", "", literal=True)).otherwise(text)
-    text = text.str.replace(",", ".", literal=True)
-    valid = text.str.contains(r"^-?\d+(\.\d+)?$")
-    return pl.when(valid).then((text.cast(pl.Float64, strict=False) * 100).round(0).cast(pl.Int64))
-
-
-def parse_datetime(expr: pl.Expr, formats: list[str]) -> pl.Expr:
-    # Excel datetime cells arrive as '2025-03-04 13:22:00' (maybe with fractions of seconds).
-    text = expr.str.replace(r"\.\d+$", "")
-    formats = [*formats, "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
-    return pl.coalesce(
-        [text.str.strptime(pl.Datetime("us"), f, strict=False, exact=True) for f in formats]
-    )
 
 
 def _label(expr: pl.Expr) -> pl.Expr:
@@ -199,22 +180,6 @@ def type_rows(rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFram
     return frame.with_columns(reason=reason)
 
 
-@dataclass
-class LoadResult:
-    versions: pl.DataFrame  # clean rows of this load: order versions and credit notes
-    quarantine: pl.DataFrame  # original values + reason
-    received: int
-    duplicates: int
-
-    @property
-    def quarantined(self) -> int:
-        return self.quarantine.height
-
-    @property
-    def clean(self) -> int:
-        return self.versions.height
-
-
 VERSION_KEY = ("company", "order_id", "credit_note_id", "modified_at")
 
 
@@ -240,10 +205,8 @@ def split_load(
         .sort(ROW_NUMBER)
         .with_columns(load_id=pl.lit(load_id))
     )
-    result = LoadResult(versions, quarantine, rows.height, repeats.height)
-    if result.received != result.clean + result.quarantined + result.duplicates:
-        raise AssertionError(f"row accounting broken for load {load_id}")
-    return result
+    years = years_of(versions.get_column("reported_date"))
+    return LoadResult(versions, quarantine, rows.height, versions.height, repeats.height, years)
 
 
 @dataclass
