@@ -20,9 +20,9 @@ from collections.abc import Callable
 import polars as pl
 
 from connectors.attendance_export.layouts import Layout
-from connectors.attendance_export.resources import ROW_NUMBER
 from connectors.personal_ids import KIND_INVALID, KIND_MISSING
-from flows.layers.clean import LoadResult
+from flows.layers.clean import LoadResult, separate
+from flows.layers.manifest import partitions_of
 from flows.layers.parsing import parse_date, parse_number
 
 MINUTES = (
@@ -198,31 +198,14 @@ def split_load(
     rows: pl.DataFrame, layout: Layout, known_schools: set[str], load_id: str
 ) -> LoadResult:
     typed = type_lessons(rows, layout, known_schools)  # in source row order
-    original = list(rows.columns)
     values = [*LESSON_KEY, "grade", *MINUTES]
-    # Only the lesson columns of usable rows go on (a month's export can be millions of rows).
-    usable = typed.lazy().filter(pl.col("reason").is_null()).select(ROW_NUMBER, *values).collect()
-    # Exact repeats of a lesson are duplicates; the same lesson with other values is a conflict.
-    exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
-    repeats = exact_first.len() - exact_first.sum()
-    distinct = usable.filter(exact_first)
-    key_first = distinct.select(pl.struct(LESSON_KEY).is_first_distinct()).to_series()
-    conflict_rows = distinct.filter(~key_first).get_column(ROW_NUMBER)
-    conflicts = typed.filter(pl.col(ROW_NUMBER).is_in(conflict_rows.implode())).with_columns(
-        reason=pl.lit("conflicting_duplicate")
-    )
-    lessons = distinct.filter(key_first).select(
+    distinct, quarantine, repeats = separate(typed, rows.columns, values, LESSON_KEY, load_id)
+    lessons = distinct.select(
         *LESSON_KEY,
         "grade",
         *MINUTES,
         source=pl.lit(layout.name),
         load_id=pl.lit(load_id),
-    )
-    quarantine = (
-        pl.concat([typed.filter(pl.col("reason").is_not_null()), conflicts], how="vertical")
-        .select(*original, "reason")
-        .sort(ROW_NUMBER)
-        .with_columns(load_id=pl.lit(load_id))
     )
     periods = periods_of(lessons.get_column("date"))
     return LoadResult(lessons, quarantine, rows.height, lessons.height, repeats, periods)
@@ -252,4 +235,4 @@ def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
 
 
 def periods_of(dates: pl.Series) -> list[str]:
-    return sorted(dates.drop_nulls().dt.strftime("%Y-%m").unique().to_list())
+    return partitions_of(dates, "month")

@@ -38,7 +38,7 @@ from connectors.ss12000 import resources
 from connectors.ss12000.client import SOURCE, ClientConfig, SS12000Client
 from flows.attendance.rules import MINUTES, periods_of
 from flows.layers.clean import LoadResult
-from flows.layers.landing import Load, land, landed_loads, new_load_id, now_iso
+from flows.layers.landing import Load, land_request, landed_loads
 from flows.layers.manifest import Manifest
 from lagesbild.settings import ConfigError, Settings
 
@@ -118,21 +118,9 @@ def _land(landing: Path, dataset: str, period: str, frame: pl.DataFrame, request
     """Land one resource's rows; `period` is the month they belong to (the days' month for
     aggregatedAttendance, the run's month for the lookups)."""
     digest = hashlib.sha256(frame.write_ndjson().encode() + repr(request).encode()).hexdigest()
-    manifest = Manifest(
-        source=SOURCE,
-        dataset=dataset,
-        load_id=new_load_id(digest),
-        request=request,
-        partition_kind="month",
-        partitions=[period],
-        sha256=digest,
-        rows=frame.height,
-        extracted_at=now_iso(),
-        columns=frame.columns,
-        pseudonymised={"civicNo": "pupil_key"} if dataset == PERSONS else {},
-    )
-    land(landing, manifest, frame)
-    return manifest
+    pseudonymised = {"civicNo": "pupil_key"} if dataset == PERSONS else {}
+    return land_request(landing, SOURCE, dataset, frame, digest, request, [period], "month",
+                        pseudonymised=pseudonymised)  # fmt: skip
 
 
 def _concat(frames: Iterable[pl.DataFrame], schema: dict) -> pl.DataFrame:

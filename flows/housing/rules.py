@@ -24,7 +24,8 @@ import polars as pl
 
 from connectors.housing_export.layouts import HousingLayout, normalise_label
 from connectors.housing_export.resources import ROW_NUMBER
-from flows.layers.clean import LoadResult
+from flows.layers.clean import LoadResult, separate
+from flows.layers.manifest import partitions_of
 from flows.layers.parsing import parse_amount_ore, parse_date, parse_datetime
 
 DATASET = "housing_work_orders"
@@ -47,10 +48,7 @@ REASONS = (
     "credit_note_without_order",  # decided over all loads (work_orders)
 )
 
-VERSION_SCHEMA = {
-    "company": pl.String,
-    "order_id": pl.String,
-    "credit_note_id": pl.String,
+_ORDER_FIELDS = {  # what an order and each of its versions have alike
     "reported_date": pl.Date,
     "completed_date": pl.Date,
     "modified_at": pl.Datetime("us"),
@@ -59,6 +57,13 @@ VERSION_SCHEMA = {
     "entrance": pl.String,
     "area_code": pl.String,
     "category": pl.String,
+}
+
+VERSION_SCHEMA = {
+    "company": pl.String,
+    "order_id": pl.String,
+    "credit_note_id": pl.String,
+    **_ORDER_FIELDS,
     "status": pl.String,
     "cost_excl_vat_ore": pl.Int64,
     "source": pl.String,
@@ -69,14 +74,7 @@ VERSION_SCHEMA = {
 CLEAN_SCHEMA = {
     "company": pl.String,
     "order_id": pl.String,
-    "reported_date": pl.Date,
-    "completed_date": pl.Date,
-    "modified_at": pl.Datetime("us"),
-    "property_id": pl.String,
-    "building": pl.String,
-    "entrance": pl.String,
-    "area_code": pl.String,
-    "category": pl.String,
+    **_ORDER_FIELDS,
     "is_vandalism": pl.Boolean,
     "status": pl.String,
     "cost_excl_vat_ore": pl.Int64,
@@ -180,33 +178,19 @@ def type_rows(rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFram
     return frame.with_columns(reason=reason)
 
 
-VERSION_KEY = ("company", "order_id", "credit_note_id", "modified_at")
+VERSION_KEY = ["company", "order_id", "credit_note_id", "modified_at"]
 
 
 def split_load(
     rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFrame, load_id: str
 ) -> LoadResult:
     typed = type_rows(rows, layout, properties).sort(ROW_NUMBER)
-    original = list(rows.columns)
-    usable = typed.filter(pl.col("reason").is_null()).with_columns(
-        source=pl.lit(layout.name), load_id=pl.lit(load_id)
-    )
     values = [c for c in VERSION_SCHEMA if c not in ("source", "load_id", ROW_NUMBER)]
-    # An exact repeat is a duplicate; the same version with other values is a conflict.
-    exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
-    repeats = usable.filter(~exact_first)
-    distinct = usable.filter(exact_first)
-    key_first = distinct.select(pl.struct(VERSION_KEY).is_first_distinct()).to_series()
-    conflicts = distinct.filter(~key_first).with_columns(reason=pl.lit("conflicting_duplicate"))
-    versions = distinct.filter(key_first).select(list(VERSION_SCHEMA)).cast(VERSION_SCHEMA)
-    quarantine = (
-        pl.concat([typed.filter(pl.col("reason").is_not_null()), conflicts], how="diagonal")
-        .select(*original, "reason")
-        .sort(ROW_NUMBER)
-        .with_columns(load_id=pl.lit(load_id))
-    )
+    distinct, quarantine, repeats = separate(typed, rows.columns, values, VERSION_KEY, load_id)
+    versions = distinct.with_columns(source=pl.lit(layout.name), load_id=pl.lit(load_id))
+    versions = versions.select(list(VERSION_SCHEMA)).cast(VERSION_SCHEMA)
     years = years_of(versions.get_column("reported_date"))
-    return LoadResult(versions, quarantine, rows.height, versions.height, repeats.height, years)
+    return LoadResult(versions, quarantine, rows.height, versions.height, repeats, years)
 
 
 @dataclass
@@ -272,4 +256,4 @@ def work_orders(versions: pl.DataFrame) -> Orders:
 
 
 def years_of(dates: pl.Series) -> list[str]:
-    return sorted(str(y) for y in dates.drop_nulls().dt.year().unique().to_list())
+    return partitions_of(dates, "year")

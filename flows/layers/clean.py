@@ -152,6 +152,29 @@ def touches(load: Load, rebuild: frozenset[str]) -> bool:
     return any(month.startswith(p) for p in load.manifest.partitions for month in rebuild)
 
 
+def separate(
+    typed: pl.DataFrame, original: list[str], values: list[str], key: list[str], load_id: str
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """A load's typed rows (in source order, `reason` null where usable) → its distinct usable
+    rows (`_source_row` + `values`), its quarantine (original columns, `reason`, `load_id`)
+    and the number of exact repeats. A row repeating another exactly is a duplicate; one with
+    the same `key` but other values is a `conflicting_duplicate` (the first one is kept)."""
+    # Only the value columns of usable rows go on (a month's export can be millions of rows).
+    usable = typed.lazy().filter(pl.col("reason").is_null()).select(ROW_NUMBER, *values).collect()
+    exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
+    distinct = usable.filter(exact_first)
+    key_first = distinct.select(pl.struct(key).is_first_distinct()).to_series()
+    conflict = pl.col(ROW_NUMBER).is_in(
+        distinct.filter(~key_first).get_column(ROW_NUMBER).implode()
+    )
+    quarantine = typed.filter(pl.col("reason").is_not_null() | conflict).select(
+        *original,
+        reason=pl.when(conflict).then(pl.lit("conflicting_duplicate")).otherwise("reason"),
+        load_id=pl.lit(load_id),
+    )
+    return distinct.filter(key_first), quarantine, exact_first.len() - exact_first.sum()
+
+
 def apply_precedence(
     rows: pl.DataFrame, precedence: list[str], key: tuple[str, ...]
 ) -> tuple[pl.DataFrame, dict[str, int]]:

@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from connectors.drop_files import Landed
-from flows.layers.manifest import Manifest, PartitionKind
+from flows.layers.manifest import Manifest, PartitionKind, partitions_of
+from flows.layers.parsing import parse_date
+from lagesbild.settings import Paths
 
 MANIFEST = "_manifest.json"
 DATA_FILE = "data.parquet"
@@ -78,31 +81,48 @@ def landed_loads(root: Path, source: str, dataset: str | None = None) -> list[Lo
     return sorted(loads, key=lambda load: load.load_id)
 
 
-def land_drop_files(
-    root: Path,
-    drop: Path,
+def land_exports(
+    paths: Paths,
     source: str,
-    batches: Callable[[Landed], Iterable],
-    partitions_of: Callable[[object], list[str]],
+    layouts: dict,
+    read_new: Callable[[Landed], Iterable],
+    date_field: str,
     kind: PartitionKind,
-    pseudonymised: Callable[[object], dict[str, str]] = lambda batch: {},
+    pseudonymised: str | None = None,
 ) -> list[Manifest]:
-    """Land every new file of a drop-folder source.
+    """Land every new file of a drop-folder source (`<drop>/<folder>/…`, one layout each).
 
-    `batches(landed)` yields the connector's batches of the files not landed yet (each with
-    `.file` (layout, path, sha256, stat), `.rows` and `.dropped_columns`); `partitions_of`
-    gives the periods a batch's rows cover, `pseudonymised` which columns were pseudonymised.
+    `read_new(landed)` yields the connector's batches of the files not landed yet (each with
+    `.file` (layout, path, sha256, stat), `.rows` and `.dropped_columns`). A load covers the
+    months or years (`kind`) of its `date_field`; `pseudonymised` is the field whose source
+    column the connector replaced by `pupil_key`. Files that no layout's pattern matches are
+    named in a warning, never loaded by guess.
     """
+    folders = {layout.files.split("/")[0] for layout in layouts.values()}
+    matched = {path for layout in layouts.values() for path in paths.drop.glob(layout.files)}
+    for folder in sorted(folders):
+        for stray in sorted(set((paths.drop / folder).rglob("*")) - matched):
+            if stray.is_file():  # e.g. 'Frånvaro.CSV' or an .xls
+                log.warning(
+                    "%s matches no %s layout's `files` pattern and was not loaded",
+                    stray.relative_to(paths.drop),
+                    source,
+                )
+    root = paths.landing
     landed = Landed.of(load.manifest for load in landed_loads(root, source))
     manifests = []
-    for batch in batches(landed):
-        partitions = partitions_of(batch)
+    for batch in read_new(landed):
+        layout = batch.file.layout
+        text = pl.col(layout.source_column(date_field)).str.strip_chars()
+        dates = batch.rows.select(parse_date(text, layout.date_formats)).to_series()
+        partitions = partitions_of(dates, kind)
         size, mtime_ns = batch.file.stat if batch.file.stat is not None else (None, None)
+        column = layout.source_column(pseudonymised) if pseudonymised else None
         manifest = Manifest(
             source=source,
-            dataset=batch.file.layout.name,
+            dataset=layout.name,
             load_id=new_load_id(batch.file.sha256),
-            file=batch.file.path.relative_to(drop).as_posix(),
+            file=batch.file.path.relative_to(paths.drop).as_posix(),
             partition_kind=kind,
             partitions=partitions,
             sha256=batch.file.sha256,
@@ -110,7 +130,7 @@ def land_drop_files(
             extracted_at=now_iso(),
             columns=batch.rows.columns,
             dropped_columns=batch.dropped_columns,
-            pseudonymised=pseudonymised(batch),
+            pseudonymised={column: "pupil_key"} if column else {},
             size=size,
             mtime_ns=mtime_ns,
         )
@@ -121,14 +141,32 @@ def land_drop_files(
     return manifests
 
 
-def warn_unmatched(drop: Path, folder: str, patterns: Iterable[str], kind: str) -> None:
-    """Name each file in a source's drop folder that no layout's `files` pattern matches
-    (e.g. 'Frånvaro.CSV' or an .xls) instead of ignoring it silently."""
-    matched = {path for pattern in patterns for path in drop.glob(pattern)}
-    for stray in sorted(set((drop / folder).rglob("*")) - matched):
-        if stray.is_file():
-            log.warning(
-                "%s matches no %s layout's `files` pattern and was not loaded",
-                stray.relative_to(drop),
-                kind,
-            )
+def land_request(
+    root: Path,
+    source: str,
+    dataset: str,
+    rows: pl.DataFrame,
+    sha256: str,
+    request: dict[str, Any],
+    partitions: list[str],
+    kind: PartitionKind,
+    now: datetime | None = None,
+    **fields: Any,
+) -> Manifest:
+    """Land what an API answered: `request` says what was asked (`described`: in words)."""
+    now = now or datetime.now(UTC)
+    manifest = Manifest(
+        source=source,
+        dataset=dataset,
+        load_id=new_load_id(sha256, now),
+        request=request,
+        partition_kind=kind,
+        partitions=partitions,
+        sha256=sha256,
+        rows=rows.height,
+        extracted_at=now.isoformat(timespec="seconds"),
+        columns=rows.columns,
+        **fields,
+    )
+    land(root, manifest, rows)
+    return manifest

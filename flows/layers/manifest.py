@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
 PartitionKind = Literal["month", "year", "none"]
+_FORMATS = {"month": "%Y-%m", "year": "%Y"}
+
+
+def partitions_of(dates: pl.Series, kind: PartitionKind) -> list[str]:
+    """The months (YYYY-MM) or years (YYYY) that dates fall in, sorted."""
+    return sorted(dates.drop_nulls().dt.strftime(_FORMATS[kind]).unique().to_list())
 
 
 class Manifest(BaseModel):

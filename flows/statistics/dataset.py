@@ -39,6 +39,7 @@ def _fetched_at(load: Load) -> datetime:
 
 class _Statistics(Dataset):
     folder = CLEAN_DIR
+    loads_suite = "statistics_loads.json"
     whole = True
     schema: dict
     key: list[str]
@@ -95,7 +96,6 @@ class _Statistics(Dataset):
 class IndicatorValues(_Statistics):
     name = "indicator_values"
     suite = "indicator_values.json"
-    loads_suite = "statistics_loads.json"
     schema = VALUES_SCHEMA
     key = KEY
 
@@ -134,7 +134,6 @@ class IndicatorValues(_Statistics):
 class Population(_Statistics):
     name = "population"
     suite = "population.json"
-    loads_suite = "statistics_loads.json"
     schema = POPULATION_SCHEMA
     key = POPULATION_KEY
 

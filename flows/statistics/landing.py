@@ -23,7 +23,7 @@ from connectors.kolada.client import KoladaClient
 from connectors.pxweb.client import PxWebClient
 from connectors.surveys.template import read_survey_file
 from flows.layers.files import write_parquet_atomic
-from flows.layers.landing import land, landed_loads, new_load_id
+from flows.layers.landing import land, land_request, landed_loads, new_load_id
 from flows.layers.manifest import Manifest
 from flows.statistics.catalogue import PXWEB_APIS, Catalogue, load_catalogue
 from lagesbild.settings import Settings
@@ -50,19 +50,18 @@ def _sha(rows: pl.DataFrame) -> str:
     return hashlib.sha256(rows.write_csv().encode()).hexdigest()
 
 
-def _manifest(source, dataset, rows, request, periods, release, now) -> Manifest:
-    sha = _sha(rows)
-    return Manifest(
-        source=source,
-        dataset=dataset,
-        load_id=new_load_id(sha, now),
-        request={"described": request},
-        partition_kind="year",
-        partitions=[str(p) for p in periods],
-        sha256=sha,
-        rows=rows.height,
-        extracted_at=now.isoformat(timespec="seconds"),
-        columns=rows.columns,
+def _land(settings, source, dataset, rows, request, periods, release, now) -> Manifest:
+    """Land a release; `request` describes what was asked, in words."""
+    return land_request(
+        settings.paths.landing,
+        source,
+        dataset,
+        rows,
+        _sha(rows),
+        {"described": request},
+        [str(p) for p in periods],
+        "year",
+        now,
         release=release,
     )
 
@@ -156,8 +155,7 @@ def _land_kolada(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
         "kpi_metadata": kpi_metadata,
     }
     periods = sorted(rows["period"].unique().to_list())
-    manifest = _manifest("kolada", "kpi_values", rows, request, periods, release, now)
-    land(settings.paths.landing, manifest, rows)
+    manifest = _land(settings, "kolada", "kpi_values", rows, request, periods, release, now)
     log.info(
         f"landed kolada: {rows.height:,} values (periods {', '.join(map(str, periods))})"
         if rows.height
@@ -250,11 +248,8 @@ def _land_table(settings, dataset, api, table, info, selection, data, period_var
         "indicator": None if dataset == "population" else dataset,
     }
     periods = sorted(rows[period_variable].unique().to_list())
-    manifest = _manifest(
-        "pxweb", dataset, rows, f"POST {table} (json-stat2)", periods, release, now
-    )
-    land(settings.paths.landing, manifest, rows)
-    return manifest
+    request = f"POST {table} (json-stat2)"
+    return _land(settings, "pxweb", dataset, rows, request, periods, release, now)
 
 
 def _land_surveys(settings: Settings) -> list[Manifest]:
