@@ -41,17 +41,21 @@ from lagesbild.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-# Sources a backfill can re-run, what that means for each, and the clean dataset it rebuilds.
+# Sources a backfill can re-run: the clean dataset it rebuilds, and what it does.
 BACKFILL_SOURCES = {
-    ATTENDANCE_EXPORT: "lands new files, then rebuilds every month in the window from landing",
-    ss12000.SOURCE: "fetches every school day in the window again, then rebuilds those months",
-    HOUSING_EXPORT: "lands new files, then rebuilds all work orders from landing if the window "
-    "touches a year with orders",
-}
-BACKFILL_DATASET = {
-    ATTENDANCE_EXPORT: Attendance.name,
-    ss12000.SOURCE: Attendance.name,
-    HOUSING_EXPORT: HousingWorkOrders.name,
+    ATTENDANCE_EXPORT: (
+        Attendance.name,
+        "lands new files, then rebuilds every month in the window from landing",
+    ),
+    ss12000.SOURCE: (
+        Attendance.name,
+        "fetches every school day in the window again, then rebuilds those months",
+    ),
+    HOUSING_EXPORT: (
+        HousingWorkOrders.name,
+        "lands new files, then rebuilds all work orders from landing if the window touches a "
+        "year with orders",
+    ),
 }
 
 
@@ -75,10 +79,10 @@ def land_attendance_exports(settings: Settings) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def land_ss12000(
-    settings: Settings, reference: Reference, run_date: date, window: tuple[date, date] | None
+    settings: Settings, reference: Reference, run_date: date, refetch: tuple[date, date] | None
 ) -> list[str]:
     key = settings.require_pseudonym_key()
-    manifests = ss12000.land_delta(settings, key, reference.school_days, run_date, window)
+    manifests = ss12000.land_delta(settings, key, reference.school_days, run_date, refetch)
     return [m.origin for m in manifests]
 
 
@@ -148,12 +152,13 @@ def _pipeline(
     flow_name: str,
     run_date: date | None,
     rebuild: dict[str, frozenset[str]] | None = None,
-    window: str | None = None,
-    api_window: tuple[date, date] | None = None,
+    backfill: str | None = None,
+    refetch: tuple[date, date] | None = None,
     full_refresh: bool = False,
 ) -> run_summary.RunSummary:
-    """Every stage in order. `rebuild` maps a clean dataset to the months a backfill
-    rebuilds in it."""
+    """Every stage in order. A backfill gives `rebuild` (clean dataset → the months it
+    rebuilds), `backfill` (its label in the runs table: source and window) and, for SS 12000,
+    `refetch` (the days fetched again)."""
     runtime.route_logs_to_prefect()
     settings = Settings()  # once per run; everything below is handed these settings
     settings.require_pseudonym_key()  # fail before any work if the key is missing
@@ -179,7 +184,7 @@ def _pipeline(
             reference = load_reference_data(settings)
             summary.landed += land_attendance_exports(settings)
             if ss12000.enabled(settings):
-                summary.landed += land_ss12000(settings, reference, summary.run_date, api_window)
+                summary.landed += land_ss12000(settings, reference, summary.run_date, refetch)
             summary.landed += land_housing_exports(settings)
             summary.landed += land_statistics(settings)
             stage("clean")
@@ -221,7 +226,7 @@ def _pipeline(
                 {
                     "run_id": summary.run_id,
                     "flow": flow_name,
-                    "window": window,
+                    "window": backfill,
                     "run_date": summary.run_date,
                     "started_at": started,
                     "finished_at": datetime.now(UTC),
@@ -266,6 +271,6 @@ def backfill(
     log.info(
         "backfill %s %s..%s: rebuilding %s", source, date_from, date_to, ", ".join(sorted(periods))
     )
-    api_window = (date_from, date_to) if source == ss12000.SOURCE else None
-    rebuild = {BACKFILL_DATASET[source]: periods}
-    return _pipeline("backfill", run_date, rebuild, f"{source} {date_from}..{date_to}", api_window)
+    refetch = (date_from, date_to) if source == ss12000.SOURCE else None
+    rebuild = {BACKFILL_SOURCES[source][0]: periods}
+    return _pipeline("backfill", run_date, rebuild, f"{source} {date_from}..{date_to}", refetch)

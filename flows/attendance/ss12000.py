@@ -140,9 +140,10 @@ def land_delta(
     key: bytes,
     school_days: set[date],
     run_date: date,
-    window: tuple[date, date] | None = None,
+    refetch: tuple[date, date] | None = None,
 ) -> list[Manifest]:
-    """Land what changed since the last run (or every school day of a backfill `window`)."""
+    """Land what changed since the last run (or every school day of a backfill's `refetch`
+    window, first to last day)."""
     landing = settings.paths.landing
     month = f"{run_date:%Y-%m}"
     manifests: list[Manifest] = []
@@ -198,7 +199,7 @@ def land_delta(
             changed |= _days(gone)
         log.info("ss12000 deletedEntities: %d new absence deletions", tombstones.height)
 
-        days = _days_to_fetch(settings, landing, school_days, run_date, changed, window)
+        days = _days_to_fetch(settings, landing, school_days, run_date, changed, refetch)
         by_month: dict[str, list[date]] = {}
         for day in days:
             by_month.setdefault(f"{day:%Y-%m}", []).append(day)
@@ -259,10 +260,10 @@ def _days_to_fetch(
     school_days: set[date],
     run_date: date,
     changed: set[date],
-    window: tuple[date, date] | None,
+    refetch: tuple[date, date] | None,
 ) -> list[date]:
-    if window is not None:
-        return sorted(d for d in school_days if window[0] <= d <= window[1])
+    if refetch is not None:
+        return sorted(d for d in school_days if refetch[0] <= d <= refetch[1])
     have = landed_days(landing)
     if have:
         start = max(have) + timedelta(days=1)
