@@ -212,7 +212,7 @@ def test_survey_values_suppressed_and_bad_rows_quarantined(first_run):
 
     audit = read_audit(first_run.audit).filter(pl.col("source") == "survey")
     assert audit.select("rows_received", "rows_clean", "rows_quarantined").row(0) == (8, 6, 2)
-    quarantine = pl.read_parquet(first_run.quarantine / "survey_results" / "**" / "*.parquet")
+    quarantine = pl.read_parquet(first_run.quarantine / "indicator_values" / "**" / "*.parquet")
     assert sorted(quarantine["reason"]) == ["bad_sex", "unknown_indicator"]
 
 
