@@ -2,7 +2,8 @@
 
 Values come, highest priority first, from `LAGESBILD_*` environment variables (nested with
 `__`, e.g. `LAGESBILD_SUPPRESSION__MIN_PERSONS=3`), then a `.env` file, then `lagesbild.toml`
-in the working directory (or the file named by `LAGESBILD_CONFIG`), then the defaults below. Secrets
+in the working directory (or the file named by `LAGESBILD_CONFIG`), then the defaults below
+(every setting is listed in docs/configuration.md; a test keeps it complete). Secrets
 (`LAGESBILD_PSEUDONYM_KEY`) belong in the environment or a secret store, never in the toml.
 """
 
@@ -29,7 +30,7 @@ DEMO_PSEUDONYM_KEY = "lagesbild-demo-key-not-secret"
 
 
 class Suppression(BaseModel):
-    """Small-cell thresholds (DESIGN.md invariant 6); approve them with your DPO."""
+    """Small-cell thresholds (docs/design.md, invariant 6); approve them with your DPO."""
 
     min_persons: int = Field(5, ge=1, description="counts of persons below this are NULL")
     min_denominator: int = Field(10, ge=1, description="rates with fewer persons are NULL")
@@ -53,7 +54,7 @@ class PostgresTarget(BaseModel):
 
 
 class Statistics(BaseModel):
-    """Public statistics (Kolada, PxWeb) and survey tables; README "Public-health statistics"."""
+    """Public statistics (Kolada, PxWeb) and survey tables; docs/sources/statistics.md."""
 
     enabled: bool = Field(
         False, description="fetch Kolada and PxWeb in the nightly (needs internet access)"
@@ -82,7 +83,7 @@ class Statistics(BaseModel):
 
 
 class SS12000(BaseModel):
-    """An SS 12000 v2 server of a school platform (README 'Attendance over SS 12000').
+    """An SS 12000 v2 server of a school platform (docs/sources/ss12000.md).
 
     Off while `base_url` is unset. The client secret comes from the environment
     (`LAGESBILD_SS12000__CLIENT_SECRET`) or a Prefect Secret block, never from a file.
@@ -202,7 +203,7 @@ class ConfigError(RuntimeError):
 
 
 class Paths:
-    """Where each layer lives (DESIGN.md, 'Layers and their contracts')."""
+    """Where each layer lives (docs/design.md, 'Layers and their contracts')."""
 
     def __init__(self, data: Path, drop: Path):
         self.data = data

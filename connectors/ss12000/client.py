@@ -1,6 +1,6 @@
 """HTTP client for an SS 12000 (SIS, v2.x) server: OAuth2 token, `pageToken` paging, retries.
 
-Rules from the spec (sources.md §1.5-1.6):
+Rules from the SS 12000 v2 spec (docs/sources/ss12000.md):
 
 - every call carries a Bearer token from the OAuth2 client-credentials endpoint; the token is
   renewed shortly before `expires_in` runs out and once more when the server answers 401;

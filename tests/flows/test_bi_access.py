@@ -1,7 +1,7 @@
 """BI access: the served marts in an older DuckDB client, and the PostgreSQL publish target.
 
 The PostgreSQL server is real (tests/postgres_server.py starts one on loopback); the BI login
-is a member of the read-only role, as the README tells the DBA to set it up.
+is a member of the read-only role, as docs/bi-access.md tells the DBA to set it up.
 """
 
 from __future__ import annotations

@@ -216,9 +216,9 @@ def test_property_register_errors_name_the_company_and_file(tmp_path):
         load_properties(tmp_path, areas, {"ekbo": "ekbo_vitec"})
 
 
-def test_the_readme_layout_example_is_a_valid_layout(tmp_path):
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Housing companies' work orders")[1]
+def test_the_documented_layout_example_is_a_valid_layout(tmp_path):
+    doc = (PROJECT_ROOT / "docs/sources/housing-exports.md").read_text(encoding="utf-8")
+    section = doc.split("# Housing companies' work orders")[1]
     example = section.split("```yaml\n")[1].split("```")[0]
     path = tmp_path / "layouts.yml"
     path.write_text("\n".join(line.removeprefix("   ") for line in example.splitlines()))
