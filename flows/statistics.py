@@ -28,7 +28,7 @@ from connectors.kolada.client import KoladaClient
 from connectors.pxweb.client import PxWebClient
 from connectors.surveys.template import read_survey_file
 from flows import gate
-from flows.catalogue import PXWEB_APIS, Catalogue, load_catalogue
+from flows.catalogue import Catalogue, load_catalogue
 from flows.clean_statistics import (
     KEY,
     POPULATION_SCHEMA,
@@ -114,15 +114,7 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
     since = last_fetch - timedelta(days=1) if last_fetch else None
     years = list(range(catalogue.first_year, date.today().year + 1))
     now = datetime.now(UTC)
-    with KoladaClient(
-        s.kolada_url,
-        per_page=s.kolada_per_page,
-        calls=s.kolada_calls,
-        per_seconds=s.kolada_seconds,
-        timeout=s.timeout,
-        attempts=s.attempts,
-        backoff=s.backoff,
-    ) as client:
+    with KoladaClient(s) as client:
         metadata = {m["id"]: m for m in client.kpis(kpis)}
         new = [k for k in kpis if k not in fetched_before]
         known = [k for k in kpis if k in fetched_before]
@@ -183,20 +175,6 @@ def _land_kolada(settings: Settings, catalogue: Catalogue, log: Log) -> list[Man
     return [manifest]
 
 
-def _pxweb_client(settings: Settings, api: str) -> PxWebClient:
-    s = settings.statistics
-    return PxWebClient(
-        s.scb_url if api == "scb" else s.fohm_url,
-        api_version=PXWEB_APIS[api],
-        calls=s.pxweb_calls,
-        per_seconds=s.pxweb_seconds,
-        max_cells=s.pxweb_max_cells,
-        timeout=s.timeout,
-        attempts=s.attempts,
-        backoff=s.backoff,
-    )
-
-
 def _land_pxweb(settings: Settings, catalogue: Catalogue, log: Log) -> list[Manifest]:
     jobs = []  # (dataset, api, table, selection from the table's variables, period variable)
     for indicator in catalogue.of("pxweb"):
@@ -235,7 +213,7 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue, log: Log) -> list[Mani
     with ExitStack() as stack:
         for dataset, api, table, select, period_variable in jobs:
             if api not in clients:
-                clients[api] = stack.enter_context(_pxweb_client(settings, api))
+                clients[api] = stack.enter_context(PxWebClient(settings.statistics, api))
             info = clients[api].table(table)
             selection = select(info.variables)
             last = previous.get(dataset)
