@@ -3,7 +3,7 @@ Folkhälsomyndigheten (and SCB's older `api.scb.se`) serve (GET a table = metada
 
 `fetch(table, selection)` takes a selection per variable (value codes, `*` for all), expands
 it against the table's metadata, splits it into requests that stay under the cell limit
-(`maxDataCells` from v2 `/config`, else `max_cells`), and returns one long frame (see
+(`maxDataCells` from v2 `/config`, else `pxweb_max_cells`), and returns one long frame (see
 `jsonstat.py`). Calls are rate limited on our side, by default 10 per 10 s (the limit SCB
 publishes; its `/config` allows 30), and retried by the policy of connectors/http.py, plus
 SCB's 403 "too many calls"; a 403 for too many cells is not retried (asking again cannot
@@ -45,7 +45,7 @@ class PxWebHttp(HttpSource):
             limiter=RateLimiter(settings.pxweb_calls, settings.pxweb_seconds),
             transport=transport,
         )
-        self.max_cells = settings.pxweb_max_cells
+        self.max_cells = settings.pxweb_max_cells  # lowered to the server's `maxDataCells`
 
     @staticmethod
     def over_cell_limit(response: httpx.Response) -> bool:
@@ -57,8 +57,8 @@ class PxWebHttp(HttpSource):
     def advice(self, response: httpx.Response | None) -> str:
         if response is not None and self.over_cell_limit(response):
             return (
-                "The server takes fewer cells per request than statistics.pxweb_max_cells "
-                f"({self.max_cells}); lower that setting. The previous data stays published."
+                f"The server takes fewer cells per request than the {self.max_cells:,} we split "
+                "at: set statistics.pxweb_max_cells lower. The previous data stays published."
             )
         return super().advice(response)
 
@@ -74,7 +74,6 @@ class PxWebClient:
     ):
         self.api_version, self.language = API_VERSIONS[api], language
         self.http = PxWebHttp(settings, api, transport)
-        self._max_cells = settings.pxweb_max_cells
         self._config_read = self.api_version == 1
 
     def __enter__(self) -> PxWebClient:
@@ -89,9 +88,9 @@ class PxWebClient:
         if not self._config_read:
             config = self.http.request_json("GET", "config")
             if isinstance(config, dict) and isinstance(config.get("maxDataCells"), int):
-                self._max_cells = min(self._max_cells, config["maxDataCells"])
+                self.http.max_cells = min(self.http.max_cells, config["maxDataCells"])
             self._config_read = True
-        return self._max_cells
+        return self.http.max_cells
 
     def table(self, table: str) -> TableInfo:
         """Label, `updated` and the variables with their value codes."""
