@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
+from typing import NoReturn
 
 import httpx
 from pydantic import BaseModel, Field
@@ -149,11 +150,14 @@ class HttpSource:
 
     def advice(self, response: httpx.Response | None) -> str:
         """What to do when a call failed (`response` None: it never got an answer)."""
-        if response is None or self.is_transient(response):
-            return (
-                f"Is {self.base_url} reachable from this machine? Nothing from {self.name} was "
-                "published in this run and the previous data stays; the next run asks again."
-            )
+        stays = (
+            f"Nothing from {self.name} was published in this run and the previous data stays; "
+            "the next run asks again."
+        )
+        if response is None:
+            return f"Is {self.base_url} reachable from this machine? {stays}"
+        if self.is_transient(response):
+            return f"The server is busy or failing; {stays[0].lower()}{stays[1:]}"
         return (
             "Check the source's URL in the settings and the catalogue entry behind this "
             "request; the previous data stays published."
@@ -182,7 +186,7 @@ class HttpSource:
             self.limiter.wait()
         return attempt()
 
-    def _give_up(self, what: str, state: RetryCallState) -> httpx.Response:
+    def _give_up(self, what: str, state: RetryCallState) -> NoReturn:
         outcome = state.outcome
         assert outcome is not None
         response = None if outcome.failed else outcome.result()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -177,9 +178,8 @@ def test_persistent_errors_and_malformed_bodies_are_clear_errors(kolada, state):
     assert str(failed.value) == (
         f"Kolada kept failing on GET {kolada[1]}/data/kpi/N15419/municipality/1299/year/"
         f"{','.join(map(str, YEARS))} after 3 attempts (last: HTTP 503: "
-        '{"detail":"Internal server error"}). Is ' + kolada[1] + " reachable from this "
-        "machine? Nothing from Kolada was published in this run and the previous data stays; "
-        "the next run asks again."
+        '{"detail":"Internal server error"}). The server is busy or failing; nothing from '
+        "Kolada was published in this run and the previous data stays; the next run asks again."
     )
     state.faults.clear()
     state.faults.add("malformed")
@@ -203,3 +203,17 @@ def test_ou_data_for_school_units(kolada, state):
     assert [p for _, p, _ in state.log.calls] == [
         "GET /v3/oudata/kpi/N15419/ou/V15E129900101,V15E129900102/year/2024,2025"
     ]
+
+
+def test_an_unreachable_source_says_so():
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v3"
+    settings = KoladaSettings(kolada_url=url, attempts=2, backoff=0.01)
+    with KoladaClient(settings) as c, pytest.raises(SourceError) as failed:
+        c.kpis(["N15419"])
+    assert str(failed.value) == (
+        f"Kolada kept failing on GET {url}/kpi/N15419 after 2 attempts (last: ConnectError). "
+        f"Is {url} reachable from this machine? Nothing from Kolada was published in this run "
+        "and the previous data stays; the next run asks again."
+    )
