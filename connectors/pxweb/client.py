@@ -37,7 +37,9 @@ class PxWebHttp(HttpSource):
     its cell limit (not retried; the message says which setting to lower). A 403 whose body
     speaks of cells is the second."""
 
-    def __init__(self, settings: PxWebSettings, api: Api, transport=None):
+    def __init__(
+        self, settings: PxWebSettings, api: Api, transport: httpx.BaseTransport | None = None
+    ):
         super().__init__(
             f"PxWeb {settings.url(api)}",
             settings.url(api),
