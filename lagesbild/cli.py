@@ -339,7 +339,7 @@ def status() -> None:
     import duckdb
     import polars as pl
 
-    from flows.storage import read_audit, read_runs
+    from flows.layers.audit import read_audit, read_runs
 
     settings = _settings()
     paths = settings.paths

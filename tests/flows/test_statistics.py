@@ -18,8 +18,9 @@ from demo import kolada_server, pxweb_server
 from demo.kolada_server import KoladaData
 from demo.pxweb_server import AGES, alcohol_value, population_value
 from demo.servers import serve
+from flows.layers.audit import read_audit
+from flows.layers.landing import landed_loads
 from flows.nightly import nightly
-from flows.storage import landed_loads, read_audit
 from lagesbild.settings import Settings
 from tests.flows.conftest import pipeline_at
 
@@ -348,7 +349,7 @@ def test_second_run_fetches_increments_revisions_and_deletions(first_run, server
     data_calls = [q for _, path, q in kolada.log.calls if path.startswith("GET /v3/data/")]
     since = (today - timedelta(days=1)).isoformat()  # the last fetch's day, with a day's overlap
     assert data_calls and all(q.get("from_date") == since for q in data_calls)
-    loads = [m for m, _ in landed_loads(first_run.landing, "kolada")]
+    loads = [x.manifest for x in landed_loads(first_run.landing, "kolada")]
     assert len(loads) == 2
     assert loads[1].rows == 1 + 3  # the revised value; the deleted row's K, M and T
     assert loads[1].release["from_date"] == since
