@@ -35,12 +35,12 @@ from pathlib import Path
 import polars as pl
 
 from connectors.ss12000 import resources
-from connectors.ss12000.client import SOURCE, ClientConfig, SS12000Client
+from connectors.ss12000.client import SOURCE, SS12000Client
 from flows.attendance.rules import MINUTES, periods_of
 from flows.layers.clean import LoadResult
 from flows.layers.landing import Load, land_request, landed_loads
 from flows.layers.manifest import Manifest
-from lagesbild.settings import ConfigError, Settings
+from lagesbild.settings import Settings
 
 ORGANISATIONS, PERSONS, ABSENCES = "organisations", "persons", "absences"
 DELETED, ATTENDANCE = "deleted_entities", "aggregated_attendance"
@@ -52,38 +52,6 @@ log = logging.getLogger(__name__)
 
 def enabled(settings: Settings) -> bool:
     return bool(settings.ss12000.base_url)
-
-
-def client_config(settings: Settings) -> ClientConfig:
-    ss = settings.ss12000
-    missing = [n for n in ("base_url", "token_url", "client_id") if not getattr(ss, n)]
-    if missing:
-        raise ConfigError(
-            "SS 12000 is half configured: set "
-            + ", ".join(f"LAGESBILD_SS12000__{n.upper()}" for n in missing)
-            + " (or [ss12000] in lagesbild.toml), or unset base_url to turn it off."
-        )
-    secret = ss.client_secret.get_secret_value() if ss.client_secret else None
-    if not secret and ss.client_secret_block:
-        from prefect.blocks.system import Secret  # only when a block is configured
-
-        secret = Secret.load(ss.client_secret_block).get()
-    if not secret:
-        raise ConfigError(
-            "SS 12000 client secret missing: set LAGESBILD_SS12000__CLIENT_SECRET in the "
-            "environment or name a Prefect Secret block in ss12000.client_secret_block."
-        )
-    return ClientConfig(
-        base_url=ss.base_url,
-        token_url=ss.token_url,
-        client_id=ss.client_id,
-        client_secret=secret,
-        scopes=ss.scopes,
-        page_size=ss.page_size,
-        timeout=ss.timeout,
-        max_attempts=ss.max_attempts,
-        token_auth=ss.token_auth,
-    )
 
 
 # -- landing ---------------------------------------------------------------------------------
@@ -147,7 +115,8 @@ def land_delta(
     landing = settings.paths.landing
     month = f"{run_date:%Y-%m}"
     manifests: list[Manifest] = []
-    with SS12000Client(client_config(settings)) as client:
+    ss = settings.ss12000
+    with SS12000Client(ss, ss.resolve_client_secret()) as client:
         asked_at = datetime.now(UTC)
         fetchers = {
             ORGANISATIONS: (resources.organisations, resources.ORGANISATION_SCHEMA),

@@ -25,7 +25,7 @@ from connectors.surveys.template import read_survey_file
 from flows.layers.files import write_parquet_atomic
 from flows.layers.landing import land, land_request, landed_loads, new_load_id
 from flows.layers.manifest import Manifest
-from flows.statistics.catalogue import PXWEB_APIS, Catalogue, load_catalogue
+from flows.statistics.catalogue import Catalogue, load_catalogue
 from lagesbild.settings import Settings
 
 CLEAN_DIR = "statistics"  # clean/statistics/<table>.parquet
@@ -96,15 +96,7 @@ def _land_kolada(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
     since = last_fetch - timedelta(days=1) if last_fetch else None
     years = list(range(catalogue.first_year, date.today().year + 1))
     now = datetime.now(UTC)
-    with KoladaClient(
-        s.kolada_url,
-        per_page=s.kolada_per_page,
-        calls=s.kolada_calls,
-        per_seconds=s.kolada_seconds,
-        timeout=s.timeout,
-        attempts=s.attempts,
-        backoff=s.backoff,
-    ) as client:
+    with KoladaClient(s) as client:
         metadata = {m["id"]: m for m in client.kpis(kpis)}
         new = [k for k in kpis if k not in fetched_before]
         known = [k for k in kpis if k in fetched_before]
@@ -164,20 +156,6 @@ def _land_kolada(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
     return [manifest]
 
 
-def _pxweb_client(settings: Settings, api: str) -> PxWebClient:
-    s = settings.statistics
-    return PxWebClient(
-        s.scb_url if api == "scb" else s.fohm_url,
-        api_version=PXWEB_APIS[api],
-        calls=s.pxweb_calls,
-        per_seconds=s.pxweb_seconds,
-        max_cells=s.pxweb_max_cells,
-        timeout=s.timeout,
-        attempts=s.attempts,
-        backoff=s.backoff,
-    )
-
-
 def _land_pxweb(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
     jobs = []  # (dataset, api, table, selection from the table's variables, period variable)
     for indicator in catalogue.of("pxweb"):
@@ -217,7 +195,7 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
     with ExitStack() as stack:
         for dataset, api, table, select, period_variable in jobs:
             if api not in clients:
-                clients[api] = stack.enter_context(_pxweb_client(settings, api))
+                clients[api] = stack.enter_context(PxWebClient(settings.statistics, api))
             info = clients[api].table(table)
             selection = select(info.variables)
             last = previous.get(dataset)
