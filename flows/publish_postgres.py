@@ -4,7 +4,7 @@ The whole schema is swapped in one transaction: the new tables are built in a sc
 own, then the served schema is dropped and the new one renamed to its name, and the read-only
 role is granted USAGE and SELECT. PostgreSQL's DDL is transactional, so a BI query sees the
 previous marts or the new ones, never a mix; on any error nothing changes. The role itself is
-created once by the database administrator (README, "BI access"); publishing only grants to it.
+created once by the database administrator (docs/bi-access.md); publishing only grants to it.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ def load_properties(drop_dir: Path, areas: pl.DataFrame, companies: dict[str, st
     if not path.exists():
         raise ReferenceError(
             f"{path} is missing: housing exports of {sorted(companies)} need the property "
-            "register (company,property_id,property_name,area_code,apartments); see README "
-            "'Housing companies'"
+            "register (company,property_id,property_name,area_code,apartments); see "
+            "docs/sources/housing-exports.md"
         )
     frame = pl.read_csv(path, infer_schema=False).with_columns(pl.all().fill_null(""))
     columns = ["company", "property_id", "area_code", "apartments"]
