@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -41,15 +42,19 @@ REASONS = (
     "invalid_personal_id",
     "missing_value",
     "invalid_date",
+    "date_after_run_date",
     "unknown_school_unit",
     "invalid_grade",
     "invalid_lesson_start",
     "invalid_number",
     "unknown_absence_type",
+    "derived_minutes_negative",
     "minutes_out_of_range",
     "minutes_do_not_add_up",
     "conflicting_duplicate",
 )
+# A derived remainder this close below zero is rounding in the export, taken as 0.
+DERIVED_TOLERANCE = 0.01
 
 CLEAN_SCHEMA = {
     "pupil_key": pl.String,
@@ -72,15 +77,47 @@ def _text(column: str) -> pl.Expr:
 
 
 def parse_number(expr: pl.Expr) -> pl.Expr:
-    """'1 234,5', '12,5', '45', '45.0' → float; anything else → null."""
-    cleaned = expr.str.replace_all(r"[\s\u00a0]", "").str.replace(",", ".", literal=True)
-    return pl.when(cleaned == "").then(None).otherwise(cleaned).cast(pl.Float64, strict=False)
+    """'1 234,5', '1\u00a0234', '12,5', '45', '45.0', '1.234,5', '1,234.5' → float; anything
+    else (text, '1e5', 'inf', '12,50,0') → null. With both ',' and '.' the last one is the
+    decimal mark; blanks, non-breaking and thin spaces and apostrophes group thousands."""
+    text = expr.str.replace_all(r"[\s\u00a0\u202f']", "")
+    comma_last = text.str.find(",", literal=True) > text.str.find(".", literal=True)
+    both = text.str.contains(",", literal=True) & text.str.contains(".", literal=True)
+    text = (
+        pl.when(both & comma_last)
+        .then(text.str.replace_all(".", "", literal=True))
+        .when(both)
+        .then(text.str.replace_all(",", "", literal=True))
+        .otherwise(text)
+        .str.replace(",", ".", literal=True)
+    )
+    valid = text.str.contains(r"^[-+]?\d+(\.\d+)?$")
+    return pl.when(valid).then(text.cast(pl.Float64, strict=False))
+
+
+EXCEL_FORMAT = "excel"  # a date_formats entry: an Excel day number (1900 date system)
 
 
 def parse_date(expr: pl.Expr, formats: list[str]) -> pl.Expr:
+    """Text → date by the first of `formats` that fits exactly. 'excel' in `formats` reads a
+    day number such as '45901' (a date column saved without date formatting, e.g. in a CSV
+    written by Excel) in the 1900 date system; workbooks' own number cells are converted by
+    the reader with the workbook's date system."""
     # Excel date cells arrive as '2025-09-01 00:00:00': drop a midnight time part.
     day = expr.str.replace(r"[ T]00:00(:00(\.0+)?)?$", "")
-    return pl.coalesce([day.str.strptime(pl.Date, f, strict=False, exact=True) for f in formats])
+    parsed = [
+        day.str.strptime(pl.Date, f, strict=False, exact=True)
+        for f in formats
+        if f != EXCEL_FORMAT
+    ]
+    if EXCEL_FORMAT in formats:
+        serial = day.str.extract(r"^(\d{5})(?:\.0+)?$").cast(pl.Int32, strict=False)
+        parsed.append(
+            pl.when(serial.is_between(61, 2_958_465)).then(
+                pl.lit(date(1899, 12, 30)) + pl.duration(days=serial)
+            )
+        )
+    return pl.coalesce(parsed)
 
 
 def normalise_grade(expr: pl.Expr) -> pl.Expr:
@@ -106,6 +143,8 @@ def parsed_once(rows: pl.DataFrame, column: str, parse: Callable[[pl.Expr], pl.E
     """`parse` of the column's trimmed text, computed once per distinct value and mapped onto
     every row. Dates, lesson times, grades and minutes repeat thousands of times in an
     export, and their regexes were most of what cleaning spent its time on."""
+    if rows.is_empty():  # a header-only export: nothing to map (and no dtype to map onto)
+        return parse(_text(column))
     distinct = rows.select(pl.col(column).unique())
     parsed = distinct.select(pl.col(column), parse(_text(column)).alias("parsed"))
     return pl.col(column).replace_strict(
@@ -115,9 +154,32 @@ def parsed_once(rows: pl.DataFrame, column: str, parse: Callable[[pl.Expr], pl.E
     )
 
 
-def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) -> pl.DataFrame:
-    """Add typed lesson fields and `reason` (null when the row is usable) to landed rows."""
+def _field_columns(rows: pl.DataFrame, layout: Layout) -> tuple[pl.DataFrame, dict[str, str]]:
+    """(rows with helper columns, field → column to read it from). A field with a default
+    reads a helper column: the default for every row when no column maps the field, else the
+    mapped column with its empty cells filled. Helper columns never reach quarantine."""
     src = {field: source for source, field in layout.columns.items()}
+    helpers = {}
+    for field, value in layout.defaults.items():
+        helper = f"_default_{field}"
+        if field in src:
+            column = pl.col(src[field])
+            helpers[helper] = pl.when(_text(src[field]) == "").then(pl.lit(value)).otherwise(column)
+        else:
+            helpers[helper] = pl.lit(value, dtype=pl.String)
+        src[field] = helper
+    return (rows.with_columns(**helpers) if helpers else rows), src
+
+
+def type_lessons(
+    rows: pl.DataFrame, layout: Layout, known_schools: set[str], run_date: date | None = None
+) -> pl.DataFrame:
+    """Add typed lesson fields and `reason` (null when the row is usable) to landed rows.
+
+    With `run_date`, a lesson dated after it is quarantined (`date_after_run_date`): an
+    export never holds tomorrow's attendance, whatever the calendar covers."""
+    rows = rows.with_columns(pl.col(c).cast(pl.String) for c in rows.columns if c != ROW_NUMBER)
+    rows, src = _field_columns(rows, layout)
     raw = {field: _text(src[field]) for field in src if field != "personal_id"}
 
     def parsed(field: str, parse: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
@@ -131,9 +193,11 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
         "offered_minutes": parsed("offered_minutes", parse_number),
     }
     number_fields = ["offered_minutes"]
+    derived = next(iter(layout.derived), None)
     if layout.has_typed_absence:
         categories = pl.DataFrame(
-            {"_type": list(layout.absence_types), "_category": list(layout.absence_types.values())}
+            {"_type": list(layout.absence_types), "_category": list(layout.absence_types.values())},
+            schema={"_type": pl.String, "_category": pl.String},
         )
         absence = parsed("absence_minutes", parse_number)
         number_fields.append("_absence")
@@ -141,10 +205,22 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
         typed["_type"] = raw["absence_type"]
     else:
         for field in MINUTES[1:]:
-            typed[field] = parsed(field, parse_number)
-            number_fields.append(field)
+            if field != derived:
+                typed[field] = parsed(field, parse_number)
+                number_fields.append(field)
 
     frame = rows.with_columns(**typed)
+    if derived:
+        # The remainder of the offered minutes; rounding noise just below 0 is taken as 0,
+        # a real shortfall is quarantined (derived_minutes_negative).
+        parts = [pl.col(m) for m in MINUTES[1:] if m != derived]
+        remainder = pl.col("offered_minutes") - pl.sum_horizontal(parts)
+        frame = frame.with_columns(
+            pl.when(remainder.is_between(-DERIVED_TOLERANCE, 0))
+            .then(0.0)
+            .otherwise(remainder)
+            .alias(derived)
+        )
     if layout.has_typed_absence:
         # a mapping, not a join: rows keep their order (split_load's "first" relies on it)
         frame = frame.with_columns(
@@ -171,11 +247,13 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
     ]
     minutes = [pl.col(m) for m in MINUTES]
     absences = [pl.col(m) for m in MINUTES[2:]]
+    after_run = pl.lit(False) if run_date is None else pl.col("date") > pl.lit(run_date)
     checks = [
         ("missing_personal_id", pl.col("pupil_id_kind") == KIND_MISSING),
         ("invalid_personal_id", pl.col("pupil_id_kind") == KIND_INVALID),
         ("missing_value", pl.any_horizontal([_text(c) == "" for c in required])),
         ("invalid_date", pl.col("date").is_null()),
+        ("date_after_run_date", after_run),
         ("unknown_school_unit", ~pl.col("school_unit_code").is_in(sorted(known_schools))),
         ("invalid_grade", ~pl.col("grade").is_in(GRADES)),
         ("invalid_lesson_start", pl.col("lesson_start").is_null()),
@@ -186,6 +264,8 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
             ("unknown_absence_type", pl.col("_category").is_null()),
             ("unknown_absence_type", (pl.col("_category") == "none") & (pl.col("_absence") != 0)),
         ]
+    if derived:
+        checks.append(("derived_minutes_negative", pl.col(derived) < 0))
     checks += [
         (
             "minutes_out_of_range",
@@ -218,9 +298,13 @@ class LoadResult:
 
 
 def split_load(
-    rows: pl.DataFrame, layout: Layout, known_schools: set[str], load_id: str
+    rows: pl.DataFrame,
+    layout: Layout,
+    known_schools: set[str],
+    load_id: str,
+    run_date: date | None = None,
 ) -> LoadResult:
-    typed = type_lessons(rows, layout, known_schools)  # in source row order
+    typed = type_lessons(rows, layout, known_schools, run_date)  # in source row order
     original = list(rows.columns)
     values = [*LESSON_KEY, "grade", *MINUTES]
     # Only the lesson columns of usable rows go on (a month's export can be millions of rows).
