@@ -217,7 +217,9 @@ def new_files(
         digest = sha256_of(path)
         if file_stat(path) != stat:
             if on_skip:
-                on_skip(path, "changed while it was read: still being written; left for the next run")
+                on_skip(
+                    path, "changed while it was read: still being written; left for the next run"
+                )
             continue
         if digest not in landed.sha256:
             yield path, digest, stat
@@ -283,7 +285,7 @@ def decode_csv(path: Path, data: bytes, layout: FileLayout) -> tuple[str, str]:
     declared = layout.encoding
     if declared in ("cp1252", "latin-1") and not data.isascii():
         try:
-            text = data.decode("utf-8")
+            data.decode("utf-8")
         except UnicodeDecodeError:
             pass
         else:
@@ -372,7 +374,7 @@ def _header_hint(rows: list[list[str]], layout: FileLayout) -> str:
                 sum(name in cell.split(separator) for name in layout.columns) >= 2
                 for cell in single
             ):
-                return f"The separator looks like {label}: set `separator: \"{separator}\"`."
+                return f'The separator looks like {label}: set `separator: "{separator}"`.'
     return (
         "If the export's column names changed, update the layout's `columns`; if the file "
         "belongs to another system, move it to that system's folder."
@@ -389,9 +391,7 @@ def read_csv_table(path: Path, layout: FileLayout, *, guard_ids: bool = False) -
         return Table(pl.DataFrame(), empty="is empty (0 bytes): nothing to load")
     text, encoding = decode_csv(path, data, layout)
     records = _records(text, layout.separator, HEADER_SCAN_ROWS)
-    index = _header_index(
-        [r for _, r in records], path, layout, first_row=1, guard_ids=guard_ids
-    )
+    index = _header_index([r for _, r in records], path, layout, first_row=1, guard_ids=guard_ids)
     header_line, header = records[index]
     after = records[index + 1][0] if index + 1 < len(records) else None
     if after is None:  # the header is the last record of the scan: count its lines
@@ -559,7 +559,9 @@ def read_xlsx_table(path: Path, layout: FileLayout, *, guard_ids: bool = False) 
         try:
             index = _header_index(top, path, layout, first_row=first_row, guard_ids=guard_ids)
         except LayoutError as exc:
-            raise LayoutError(str(exc).replace(f"{path.name} ", f"{path.name} sheet '{name}' ", 1)) from None
+            raise LayoutError(
+                str(exc).replace(f"{path.name} ", f"{path.name} sheet '{name}' ", 1)
+            ) from None
         header = top[index]
         body = frame.slice(index + 1).rename({c: f"c{i}" for i, c in enumerate(frame.columns)})
         table = _finish(
@@ -626,7 +628,9 @@ def _excel_serial_dates(frame: pl.DataFrame, layout: FileLayout, date1904: bool)
             .then(moment.dt.strftime("%Y-%m-%d"))
             .otherwise(moment.dt.strftime("%Y-%m-%d %H:%M:%S"))
         )
-        frame = frame.with_columns(pl.when(valid).then(as_text).otherwise(pl.col(column)).alias(column))
+        frame = frame.with_columns(
+            pl.when(valid).then(as_text).otherwise(pl.col(column)).alias(column)
+        )
     return frame
 
 
@@ -677,9 +681,13 @@ def _finish(
             )
     keep = [i for i in keep if not (len(seen[names[i]]) > 1)]  # duplicates of ignored names
     frame = frame.select([pl.col(frame.columns[i]).alias(names[i]) for i in keep])
-    frame = frame.with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    frame = frame.with_row_index(ROW_NUMBER, offset=1).with_columns(
+        pl.col(ROW_NUMBER).cast(pl.Int64)
+    )
     data = [c for c in frame.columns if c != ROW_NUMBER]
-    filled = pl.sum_horizontal([(pl.col(c) != "").cast(pl.Int32) for c in data]) if data else pl.lit(0)
+    filled = (
+        pl.sum_horizontal([(pl.col(c) != "").cast(pl.Int32) for c in data]) if data else pl.lit(0)
+    )
     frame = frame.with_columns(_filled=filled)
     blank = frame.filter(pl.col("_filled") == 0).height
     frame = frame.filter(pl.col("_filled") > 0)
@@ -706,8 +714,8 @@ def _finish(
 
 def _footer_rows(frame: pl.DataFrame, layout: FileLayout) -> int:
     """Trailing rows that are a totals row or a footer note: their key column (personal id,
-    order number) is empty and they start with 'Summa'/'Totalt'/..., or fill fewer than half
-    of the mapped columns. Only at the end: a bad row among the data is quarantined."""
+    order number) is empty or says 'Summa'/'Totalt'/..., and they start with such a word or
+    fill fewer than half of the mapped columns. Only at the end: a bad row among the data is quarantined."""
     keys = [c for c, f in layout.columns.items() if f in getattr(layout, "KEY_FIELDS", ())]
     mapped = [c for c in layout.columns if c in frame.columns]
     if not keys or not mapped or frame.is_empty():
@@ -716,7 +724,7 @@ def _footer_rows(frame: pl.DataFrame, layout: FileLayout) -> int:
     data = [c for c in frame.columns if c not in (ROW_NUMBER, "_filled")]
     count = 0
     for row in reversed(list(tail.iter_rows(named=True))):
-        if any(row.get(k, "") for k in keys):
+        if any(row.get(k, "") and not TOTALS.match(row[k]) for k in keys):
             break
         first = next((row[c] for c in data if row[c]), "")
         few = sum(bool(row[c]) for c in mapped) < len(mapped) / 2

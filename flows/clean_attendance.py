@@ -106,9 +106,7 @@ def parse_date(expr: pl.Expr, formats: list[str]) -> pl.Expr:
     # Excel date cells arrive as '2025-09-01 00:00:00': drop a midnight time part.
     day = expr.str.replace(r"[ T]00:00(:00(\.0+)?)?$", "")
     parsed = [
-        day.str.strptime(pl.Date, f, strict=False, exact=True)
-        for f in formats
-        if f != EXCEL_FORMAT
+        day.str.strptime(pl.Date, f, strict=False, exact=True) for f in formats if f != EXCEL_FORMAT
     ]
     if EXCEL_FORMAT in formats:
         serial = day.str.extract(r"^(\d{5})(?:\.0+)?$").cast(pl.Int32, strict=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from connectors.drop_files import FileLayout, read_layouts
 from connectors.drop_files import LayoutError as LayoutError  # re-exported for callers
@@ -35,11 +35,13 @@ class Layout(FileLayout):
     DATE_FIELDS: ClassVar[tuple[str, ...]] = ("date",)
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ("personal_id",)
 
-    date_formats: list[str] = ["%Y-%m-%d", "%Y%m%d"]
-    absence_types: dict[str, Literal["none", "valid", "invalid", "other"]] = {}
+    date_formats: list[str] = Field(default_factory=lambda: ["%Y-%m-%d", "%Y%m%d"])
+    absence_types: dict[str, Literal["none", "valid", "invalid", "other"]] = Field(
+        default_factory=dict
+    )
     # One split-minutes field may be derived: the remainder of offered minutes after the
     # other three (e.g. other absence when the export has no column for it).
-    derived: dict[str, Literal["remainder"]] = {}
+    derived: dict[str, Literal["remainder"]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> Layout:
@@ -75,7 +77,7 @@ class Layout(FileLayout):
             )
         typed = set(FIELDS_TYPED_ABSENCE) & fields
         split = set(FIELDS_SPLIT_MINUTES) & fields
-        if typed and split or not (typed or split):
+        if (typed and split) or not (typed or split):
             raise ValueError(
                 "map either absence_minutes + absence_type, or all of "
                 + ", ".join(FIELDS_SPLIT_MINUTES)

@@ -45,10 +45,12 @@ class HousingLayout(FileLayout):
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ("order_id",)
 
     company: str = Field(pattern=r"^\S+$", description="as in reference/properties.csv")
-    date_formats: list[str] = ["%Y-%m-%d"]
-    datetime_formats: list[str] = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+    date_formats: list[str] = Field(default_factory=lambda: ["%Y-%m-%d"])
+    datetime_formats: list[str] = Field(
+        default_factory=lambda: ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+    )
     categories: dict[str, Category]
-    statuses: dict[str, Status] = {}
+    statuses: dict[str, Status] = Field(default_factory=dict)
     costs_include_vat: bool
     vat_rate: float = Field(0.25, ge=0, lt=1)
     max_order_cost_sek: float = Field(
