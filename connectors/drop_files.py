@@ -715,7 +715,8 @@ def _finish(
 def _footer_rows(frame: pl.DataFrame, layout: FileLayout) -> int:
     """Trailing rows that are a totals row or a footer note: their key column (personal id,
     order number) is empty or says 'Summa'/'Totalt'/..., and they start with such a word or
-    fill fewer than half of the mapped columns. Only at the end: a bad row among the data is quarantined."""
+    fill fewer than half of the mapped columns. Only at the end: a bad row among the data
+    is quarantined."""
     keys = [c for c, f in layout.columns.items() if f in getattr(layout, "KEY_FIELDS", ())]
     mapped = [c for c in layout.columns if c in frame.columns]
     if not keys or not mapped or frame.is_empty():
