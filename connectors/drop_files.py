@@ -345,10 +345,18 @@ def _header_index(
                 f"{_where(path, layout)}: `header_row: {layout.header_row}` is outside the "
                 f"first {len(rows) + first_row - 1} rows of the file; remove it or correct it"
             )
-        return index
     expected = set(layout.columns) | set(layout.ignore)
     scores = [len({c.strip() for c in row} & expected) for row in rows]
     best = max(scores, default=0)
+    if layout.header_row is not None:
+        if scores[index] == 0:
+            guess = f"; the header looks like row {scores.index(best) + first_row}" if best else ""
+            raise LayoutError(
+                f"{_where(path, layout)}: row {layout.header_row} (`header_row: "
+                f"{layout.header_row}`) holds none of the layout's column names{guess}. "
+                "Correct `header_row`, or remove it to have the header found."
+            )
+        return index
     if best and best >= math.ceil(len(layout.columns) / 2):
         return scores.index(best)
     if guard_ids and rows and any(re.search(r"\d{6}", c) for c in rows[0]):
@@ -713,9 +721,9 @@ def _finish(
 
 
 def _footer_rows(frame: pl.DataFrame, layout: FileLayout) -> int:
-    """Trailing rows that are a totals row or a footer note: their key column (personal id,
-    order number) is empty or says 'Summa'/'Totalt'/..., and they start with such a word or
-    fill fewer than half of the mapped columns. Only at the end: a bad row among the data
+    """Trailing rows that are a note (one filled cell) or a totals row: their key column
+    (personal id, order number) is empty or says 'Summa'/'Totalt'/..., and they start with
+    such a word or fill fewer than half of the mapped columns. Only at the end: a bad row among the data
     is quarantined."""
     keys = [c for c, f in layout.columns.items() if f in getattr(layout, "KEY_FIELDS", ())]
     mapped = [c for c in layout.columns if c in frame.columns]
@@ -725,11 +733,13 @@ def _footer_rows(frame: pl.DataFrame, layout: FileLayout) -> int:
     data = [c for c in frame.columns if c not in (ROW_NUMBER, "_filled")]
     count = 0
     for row in reversed(list(tail.iter_rows(named=True))):
-        if any(row.get(k, "") and not TOTALS.match(row[k]) for k in keys):
+        filled = sum(bool(row[c]) for c in data)
+        if filled > 1 and any(row.get(k, "") and not TOTALS.match(row[k]) for k in keys):
             break
         first = next((row[c] for c in data if row[c]), "")
         few = sum(bool(row[c]) for c in mapped) < len(mapped) / 2
-        if not (TOTALS.match(first) or few):
+        note = filled == 1  # a note line: 'Exporterad 2025-10-01 av ...'
+        if not (note or (TOTALS.match(first) or few)):
             break
         count += 1
     return count
