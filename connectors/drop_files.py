@@ -723,8 +723,8 @@ def _finish(
 def _footer_rows(frame: pl.DataFrame, layout: FileLayout) -> int:
     """Trailing rows that are a note (one filled cell) or a totals row: their key column
     (personal id, order number) is empty or says 'Summa'/'Totalt'/..., and they start with
-    such a word or fill fewer than half of the mapped columns. Only at the end: a bad row among the data
-    is quarantined."""
+    such a word or fill fewer than half of the mapped columns. Only at the end: a bad row
+    among the data is quarantined."""
     keys = [c for c, f in layout.columns.items() if f in getattr(layout, "KEY_FIELDS", ())]
     mapped = [c for c in layout.columns if c in frame.columns]
     if not keys or not mapped or frame.is_empty():

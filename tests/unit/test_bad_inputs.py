@@ -238,7 +238,7 @@ CALENDAR = (
 def reference(tmp: Path, **files: bytes) -> Path:
     folder = tmp / "drop" / "reference"
     folder.mkdir(parents=True, exist_ok=True)
-    defaults = {"areas": AREAS.encode(), "schools": SCHOOLS_CSV.encode(), "school_calendar": CALENDAR.encode()}  # fmt: skip
+    defaults = {"areas": AREAS.encode(), "schools": SCHOOLS_CSV.encode(), "school_calendar": CALENDAR.encode()}  # fmt: skip  # noqa: E501
     for name, data in {**defaults, **files}.items():
         (folder / f"{name}.csv").write_bytes(data)
     return folder
@@ -246,10 +246,22 @@ def reference(tmp: Path, **files: bytes) -> Path:
 
 # -- housing -----------------------------------------------------------------------------------
 
-FAST2_HEADER = (
-    "Arbetsorder;Typ;Registrerad;Utförd;Ändrad;Fastighet;Byggnad;Uppgång;Status;Fras;"
-    "Beskrivning;Anmälare;Kreditnota;Kostnad inkl moms"
-).split(";")
+FAST2_HEADER = [
+    "Arbetsorder",
+    "Typ",
+    "Registrerad",
+    "Utförd",
+    "Ändrad",
+    "Fastighet",
+    "Byggnad",
+    "Uppgång",
+    "Status",
+    "Fras",
+    "Beskrivning",
+    "Anmälare",
+    "Kreditnota",
+    "Kostnad inkl moms",
+]  # noqa: E501
 
 
 def order(n="100001", reported="2025-03-04", completed="2025-03-09", cost="1 250,00 kr",
@@ -358,23 +370,23 @@ CASES = [
         "cp1252-decimal-comma",
         lambda t: write(t, S24, csv_bytes(lessons(absence="12,5", kind="Ogiltig frånvaro"))),
         clean(3),
-    ),  # noqa: E501
+    ),
     case(
         "utf8-bom-wins-over-cp1252",
         lambda t: write(t, S24, b"\xef\xbb\xbf" + csv_bytes(lessons(), encoding="utf-8")),
         clean(3),
-    ),  # noqa: E501
+    ),
     case(
         "utf8-declared-cp1252",
         lambda t: write(t, S24, csv_bytes(lessons(), encoding="utf-8")),
         error(r"export\.csv .*looks like UTF-8.*Set `encoding: utf-8`"),
-    ),  # noqa: E501
+    ),
     case(
         "cp1252-declared-utf8",
         lambda t: write(t, S24, csv_bytes(lessons())),
         error(r"export\.csv .*not utf-8.*line 1.*looks like cp1252.*`encoding: cp1252`"),
         layout=layout_variant(SKOLA24, encoding="utf-8"),
-    ),  # noqa: E501
+    ),
     case(
         "utf16-bom",
         lambda t: write(
@@ -386,17 +398,17 @@ CASES = [
             ),
         ),
         clean(3),
-    ),  # noqa: E501
+    ),
     case(
         "utf16-without-bom",
         lambda t: write(t, S24, ";".join(SKOLA24_HEADER).encode("utf-16-le")),
         error(r"export\.csv .*looks like UTF-16 without a BOM.*`encoding: utf-16`"),
-    ),  # noqa: E501
+    ),
     case(
         "comma-separated",
         lambda t: write(t, S24, csv_bytes(lessons(), sep=",")),
         error(r"export\.csv .*separator looks like ','.*`separator: \",\"`"),
-    ),  # noqa: E501
+    ),
     case("lf-line-ends", lambda t: write(t, S24, csv_bytes(lessons(), newline="\n")), clean(3)),
     case(
         "trailing-separator",
@@ -404,47 +416,47 @@ CASES = [
             t, S24, csv_bytes([[*r, ""] for r in lessons()], header=[*SKOLA24_HEADER, ""])
         ),
         clean(3),
-    ),  # noqa: E501
+    ),
     case(
         "quoted-newline-in-a-name",
         lambda t: write(t, S24, csv_bytes([lesson(name='"Åsa\r\nÖberg"'), lesson(start="09:10")])),
         clean(2),
-    ),  # noqa: E501
+    ),
     case(
         "ragged-row",
         lambda t: write(t, S24, csv_bytes([[*lesson(), "x", "y"]])),
         error(r"export\.csv .*more fields than the header.*separator"),
-    ),  # noqa: E501
+    ),
     # header row, title rows, totals, blank rows, columns
     case(
         "title-rows-above-the-header",
         lambda t: write(t, S24, b"Franvarorapport HT 2025\r\n\r\n" + csv_bytes(lessons())),
         clean(3, {"above_header": 2}),
-    ),  # noqa: E501
+    ),
     case(
         "blank-rows-between",
         lambda t: write(t, S24, csv_bytes([lessons()[0], [""] * 11, lessons()[1]])),
         clean(2, {"blank": 1}),
-    ),  # noqa: E501
+    ),
     case(
         "totals-row-below",
         lambda t: write(
             t, S24, csv_bytes([*lessons(), ["Summa", "", "", "", "", "", "", "", "135", "0", ""]])
         ),
         clean(3, {"footer": 1}),
-    ),  # noqa: E501
+    ),
     case(
         "footer-note-below",
         lambda t: write(
             t, S24, csv_bytes(lessons()) + "Exporterad 2025-10-01 av Skola24\r\n".encode("cp1252")
         ),
         clean(3, {"footer": 1}),
-    ),  # noqa: E501
+    ),
     case(
         "no-header-row",
         lambda t: write(t, S24, csv_bytes(lessons(), header=None)),
         error(r"export\.csv .*first row looks like data.*Export the file with its header"),
-    ),  # noqa: E501
+    ),
     case(
         "renamed-column",
         lambda t: write(
@@ -455,9 +467,9 @@ CASES = [
             ),
         ),
         error(
-            r"export\.csv does not match layout 'skola24_csv' \(header on row 1\): missing columns \['Frånvarotyp'\]; unknown columns \['Orsak'\]\. Fix: map"
+            r"export\.csv does not match layout 'skola24_csv' \(header on row 1\): missing columns \['Frånvarotyp'\]; unknown columns \['Orsak'\]\. Fix: map"  # noqa: E501
         ),
-    ),  # noqa: E501
+    ),
     case(
         "duplicate-header-names",
         lambda t: write(
@@ -466,28 +478,28 @@ CASES = [
             csv_bytes([[*r, "5"] for r in lessons()], header=[*SKOLA24_HEADER, "Frånvaro (min)"]),
         ),
         error(
-            r"export\.csv .*'Frånvaro \(min\)' appears 2 times on header row 1 \(columns J, L\)\. Rename"
+            r"export\.csv .*'Frånvaro \(min\)' appears 2 times on header row 1 \(columns J, L\)\. Rename"  # noqa: E501
         ),
-    ),  # noqa: E501
+    ),
     case(
         "empty-header-cell-with-values",
         lambda t: write(
             t, S24, csv_bytes([[*r, "x"] for r in lessons()], header=[*SKOLA24_HEADER, ""])
         ),
         error(r"export\.csv .*column L holds values but its header cell on row 1 is empty"),
-    ),  # noqa: E501
+    ),
     case("zero-bytes", lambda t: write(t, S24, b""), empty(r"is empty \(0 bytes\)")),
     case(
         "header-only",
         lambda t: write(t, S24, csv_bytes([])),
         empty(r"has a header row but no data rows"),
-    ),  # noqa: E501
+    ),
     # dates
     case(
         "mixed-date-formats",
         lambda t: write(t, S24, csv_bytes([lesson(day="2025-09-01"), lesson(day="20250902")])),
         clean(2, check=_dates_check([date(2025, 9, 1), date(2025, 9, 2)])),
-    ),  # noqa: E501
+    ),
     case(
         "text-and-foreign-dates",
         lambda t: write(
@@ -502,18 +514,18 @@ CASES = [
             ),
         ),
         quarantine(1, {"invalid_date": 2}),
-    ),  # noqa: E501
+    ),
     case(
         "date-after-the-run-date",
         lambda t: write(t, S24, csv_bytes([lesson(), lesson(day="2025-11-03")])),
         quarantine(1, {"date_after_run_date": 1}),
-    ),  # noqa: E501
+    ),
     case(
         "excel-serial-in-a-csv",
         lambda t: write(t, S24, csv_bytes([lesson(day="45901")])),
         clean(1, check=_dates_check([date(2025, 9, 1)])),
         layout=layout_variant(SKOLA24, date_formats=["%Y-%m-%d", "excel"]),
-    ),  # noqa: E501
+    ),
     # numbers
     case(
         "negative-minutes",
@@ -523,7 +535,7 @@ CASES = [
             csv_bytes([lesson(), lesson(start="09:10", absence="-5", kind="Ogiltig frånvaro")]),
         ),
         quarantine(1, {"minutes_out_of_range": 1}),
-    ),  # noqa: E501
+    ),
     case("zero-minutes", lambda t: write(t, S24, csv_bytes([lesson(offered="0")])), clean(1)),
     case(
         "huge-and-scientific-values",
@@ -539,7 +551,7 @@ CASES = [
             ),
         ),
         quarantine(0, {"minutes_out_of_range": 1, "invalid_number": 2}),
-    ),  # noqa: E501
+    ),
     case(
         "thousands-separators-in-minutes",
         lambda t: write(
@@ -552,7 +564,7 @@ CASES = [
         ),
         clean(1),
         layout=layout_variant(SKOLA24, encoding="utf-8"),
-    ),  # noqa: E501
+    ),
     # personal ids
     case(
         "ids-with-and-without-century-dash-or-plus",
@@ -569,22 +581,22 @@ CASES = [
             ),
         ),
         clean(4),
-    ),  # noqa: E501
+    ),
     case(
         "samordningsnummer",
         lambda t: write(t, S24, csv_bytes([lesson(pupil=pnr("150364123"))])),
         clean(1),
-    ),  # noqa: E501
+    ),
     case(
         "reserve-number",
         lambda t: write(t, S24, csv_bytes([lesson(pupil="20150304TF01")])),
         clean(1),
-    ),  # noqa: E501
+    ),
     case(
         "nine-digit-id-lost-its-leading-zero",
         lambda t: write(t, S24, csv_bytes([lesson(pupil=pnr("050304123").replace("-", "")[1:])])),
         clean(1),
-    ),  # noqa: E501
+    ),
     case(
         "bad-check-digit-and-missing-id",
         lambda t: write(
@@ -599,115 +611,115 @@ CASES = [
             ),
         ),
         quarantine(1, {"invalid_personal_id": 1, "missing_personal_id": 1}),
-    ),  # noqa: E501
+    ),
     case(
         "exact-duplicate-and-conflict",
         lambda t: write(
             t, S24, csv_bytes([lesson(), lesson(), lesson(absence="5", kind="Ogiltig frånvaro")])
         ),
         Outcome("quarantine", 1, {"conflicting_duplicate": 1}, duplicates=1),
-    ),  # noqa: E501
+    ),
     # workbooks
     case(
         "xlsx-title-row-and-merged-title",
         lambda t: workbook(t, XL, _title_rows),
         clean(2, {"above_header": 2}),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-header-row-pinned",
         lambda t: workbook(t, XL, _title_rows),
         clean(2),
         layout=layout_variant(IST, header_row=3),
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-header-row-pinned-wrong",
         lambda t: workbook(t, XL, _title_rows),
         error(
-            r"export\.xlsx sheet 'Närvaro' \(layout 'ist_xlsx'\): row 2 \(`header_row: 2`\) holds none of the layout's column names; the header looks like row 3\. Correct"
+            r"export\.xlsx sheet 'Närvaro' \(layout 'ist_xlsx'\): row 2 \(`header_row: 2`\) holds none of the layout's column names; the header looks like row 3\. Correct"  # noqa: E501
         ),
         layout=layout_variant(IST, header_row=2),
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-totals-row",
         lambda t: workbook(t, XL, _totals_row),
         clean(2, {"footer": 1}),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-serial-dates-1900",
         lambda t: workbook(t, XL, _serial_dates),
         clean(2, check=_dates_check([date(2025, 9, 1)])),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-serial-dates-1904",
         lambda t: workbook(t, XL, lambda b: _serial_dates(b, True), {"date_1904": True}),
         clean(2, check=_dates_check([date(2025, 9, 1)])),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case("xlsx-formula-cells", lambda t: workbook(t, XL, _formulas), clean(1), layout=IST),
     case(
         "xlsx-merged-header-cells",
         lambda t: workbook(t, XL, _merged_header),
         error(
-            r"export\.xlsx sheet 'Närvaro' \(layout 'ist_xlsx'\): column J holds values but its header cell on row 1 is empty \(a merged header cell\?\)"
+            r"export\.xlsx sheet 'Närvaro' \(layout 'ist_xlsx'\): column J holds values but its header cell on row 1 is empty \(a merged header cell\?\)"  # noqa: E501
         ),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-sheets-by-pattern",
         lambda t: workbook(t, XL, _two_weeks),
         clean(2, check=_dates_check([date(2025, 9, 1), date(2025, 9, 8)])),
         layout=layout_variant(IST, sheet="Vecka *"),
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-sheet-by-index",
         lambda t: workbook(t, XL, _two_weeks),
         clean(1),
         layout=layout_variant(IST, sheet=1),
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-sheet-missing",
         lambda t: workbook(t, XL, _two_weeks),
         error(
-            r"export\.xlsx \(layout 'ist_xlsx'\): no sheet matches `sheet: Närvaro`; the workbook has 'Vecka 36', 'Vecka 37', 'Info'"
+            r"export\.xlsx \(layout 'ist_xlsx'\): no sheet matches `sheet: Närvaro`; the workbook has 'Vecka 36', 'Vecka 37', 'Info'"  # noqa: E501
         ),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-empty-sheet",
         lambda t: workbook(t, XL, lambda b: b.add_worksheet("Närvaro")),
         empty(r"sheet 'Närvaro' is empty"),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-truncated",
         lambda t: write(t, XL, workbook(t, "whole.xlsx", ist_sheet).read_bytes()[:900]),
         error(
-            r"export\.xlsx \(layout 'ist_xlsx'\): the workbook is damaged or cut off .*export it again"
+            r"export\.xlsx \(layout 'ist_xlsx'\): the workbook is damaged or cut off .*export it again"  # noqa: E501
         ),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-password-protected",
         _encrypted,
         error(
-            r"export\.xlsx \(layout 'ist_xlsx'\): the workbook is password-protected.*Save it without a password"
+            r"export\.xlsx \(layout 'ist_xlsx'\): the workbook is password-protected.*Save it without a password"  # noqa: E501
         ),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "csv-named-xlsx",
         lambda t: write(t, XL, csv_bytes(lessons())),
         error(r"export\.xlsx \(layout 'ist_xlsx'\): is not an xlsx workbook.*`format: csv`"),
         layout=IST,
-    ),  # noqa: E501
+    ),
     case(
         "xlsx-as-csv",
         lambda t: write(t, S24, workbook(t, "w.xlsx", ist_sheet).read_bytes()),
         error(r"export\.csv \(layout 'skola24_csv'\): is an Excel workbook, not a CSV"),
-    ),  # noqa: E501
+    ),
     # a split-minutes export without an other-absence column: derived from the others
     case(
         "derived-other-absence",
@@ -720,7 +732,7 @@ CASES = [
         ),
         clean(2, check=lambda r: r.rows["other_absence_minutes"].to_list() == [5.0, 0.0]),
         layout=SPLIT_CSV,
-    ),  # noqa: E501
+    ),
     case(
         "derived-other-absence-negative",
         lambda t: write(
@@ -732,13 +744,13 @@ CASES = [
         ),
         quarantine(1, {"derived_minutes_negative": 1}),
         layout=SPLIT_CSV,
-    ),  # noqa: E501
+    ),
     case(
         "empty-cells-with-a-default",
         lambda t: write(t, S24, csv_bytes(split_rows(("45", "35", "", "10")), header=SPLIT_HEADER)),
         clean(1),
         layout=layout_variant(SPLIT_CSV, defaults={"valid_absence_minutes": 0}),
-    ),  # noqa: E501
+    ),
     # housing exports
     case(
         "housing-thousands-separators",
@@ -758,7 +770,7 @@ CASES = [
         clean(4, check=_cost([1000000, 100000, 100000, 100000])),
         run_housing,
         layout_variant(FAST2, encoding="utf-8"),
-    ),  # noqa: E501
+    ),
     case(
         "housing-negative-zero-huge-costs",
         lambda t: write(
@@ -776,7 +788,7 @@ CASES = [
         quarantine(1, {"negative_total": 1, "implausible_amount": 1, "invalid_amount": 1}),
         run_housing,
         FAST2,
-    ),  # noqa: E501
+    ),
     case(
         "housing-dates-mixed-and-after-run-date",
         lambda t: write(
@@ -794,14 +806,14 @@ CASES = [
         quarantine(2, {"date_after_run_date": 1, "invalid_date": 1}),
         run_housing,
         FAST2,
-    ),  # noqa: E501
+    ),
     case(
         "housing-header-only",
         lambda t: write(t, H, fast2([])),
         empty(r"has a header row but no data rows"),
         run_housing,
         FAST2,
-    ),  # noqa: E501
+    ),
     case(
         "housing-xlsx-serial-date",
         lambda t: workbook(
@@ -817,51 +829,51 @@ CASES = [
         clean(1, check=lambda r: r.rows["reported_date"].to_list() == [date(2025, 3, 4)]),
         run_housing,
         EKBO,
-    ),  # noqa: E501
+    ),
     case(
         "housing-constant-category",
         lambda t: write(t, H, fast2([order(phrase="")])),
         clean(1, check=lambda r: r.rows["category"].to_list() == ["graffiti"]),
         run_housing,
         layout_variant(FAST2, defaults={"category": "Klotter"}),
-    ),  # noqa: E501
+    ),
     # reference files
     case(
         "reference-cp1252",
         lambda t: reference(t, schools=SCHOOLS_CSV.encode("cp1252")),
         error(r"schools\.csv is not UTF-8 \(line 2; .*looks like cp1252.*save it as UTF-8"),
         run_reference,
-    ),  # noqa: E501
+    ),
     case(
         "reference-semicolons",
         lambda t: reference(t, areas=AREAS.replace(",", ";").encode()),
         error(r"areas\.csv: missing columns .*separator looks like ';'"),
         run_reference,
-    ),  # noqa: E501
+    ),
     case(
         "reference-bom",
         lambda t: reference(t, schools=b"\xef\xbb\xbf" + SCHOOLS_CSV.encode()),
         Outcome("reference"),
         run_reference,
-    ),  # noqa: E501
+    ),
     case(
         "reference-bad-school-code",
         lambda t: reference(t, schools=SCHOOLS_CSV.replace("12345678", "1234567").encode()),
         error(r"schools\.csv: bad school_unit_code on lines \[2\]"),
         run_reference,
-    ),  # noqa: E501
+    ),
     case(
         "reference-empty-file",
         lambda t: reference(t, areas=b""),
         error(r"areas\.csv is empty"),
         run_reference,
-    ),  # noqa: E501
+    ),
     case(
         "reference-duplicate-key",
         lambda t: reference(t, schools=(SCHOOLS_CSV + SCHOOLS_CSV.splitlines()[1] + "\n").encode()),
         error(r"schools\.csv: school_unit_code repeated"),
         run_reference,
-    ),  # noqa: E501
+    ),
     case(
         "reference-impossible-date",
         lambda t: reference(
@@ -869,7 +881,7 @@ CASES = [
         ),
         error(r"school_calendar\.csv: bad date on lines \[3\]"),
         run_reference,
-    ),  # noqa: E501
+    ),
 ]
 
 
