@@ -1,0 +1,192 @@
+"""Layouts that describe real files, their errors, half-uploaded files, and
+`lagesbild check-layout` on the two files of issue 14: a CSV without an other-absence column
+and a workbook with a title row above its header."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import xlsxwriter
+from typer.testing import CliRunner
+
+from connectors.attendance_export.layouts import load_layouts
+from connectors.drop_files import Landed, LayoutError, new_files
+from connectors.housing_export.layouts import load_layouts as load_housing_layouts
+from connectors.personal_ids import luhn_check_digit
+from lagesbild.cli import app
+from lagesbild.settings import PROJECT_ROOT
+
+ATTENDANCE = PROJECT_ROOT / "connectors/attendance_export/layouts.yml"
+HOUSING = PROJECT_ROOT / "connectors/housing_export/layouts.yml"
+PUPIL = "20150304123" + str(luhn_check_digit("150304123"))
+SPLIT_HEADER = "Personnr;Skolenhet;Årskurs;Datum;Lektion;Schemalagt;Närvaro;Giltig;Ogiltig"
+SPLIT_LAYOUT = """
+school_x_csv:
+  files: attendance/school_x/*.csv
+  format: csv
+  encoding: cp1252
+  columns:
+    Personnr: personal_id
+    Skolenhet: school_unit_code
+    Årskurs: grade
+    Datum: date
+    Lektion: lesson_start
+    Schemalagt: offered_minutes
+    Närvaro: attended_minutes
+    Giltig: valid_absence_minutes
+    Ogiltig: invalid_absence_minutes
+"""
+
+
+def layouts_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "layouts.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_layout_without_other_absence_says_how_to_derive_it(tmp_path):
+    with pytest.raises(LayoutError) as caught:
+        load_layouts(layouts_file(tmp_path, SPLIT_LAYOUT))
+    message = str(caught.value)
+    assert message == (
+        f"attendance layouts file {tmp_path / 'layouts.yml'}, layout 'school_x_csv': no column "
+        "maps other_absence_minutes: map it, give it a value under `defaults` (e.g. 0), or "
+        "derive it (`derived: {other_absence_minutes: remainder}`)"
+    )
+    layout = load_layouts(
+        layouts_file(tmp_path, SPLIT_LAYOUT + "  derived: {other_absence_minutes: remainder}\n")
+    )["school_x_csv"]
+    assert layout.derived == {"other_absence_minutes": "remainder"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "a:\n  files: x\n  format: csv\n  columns: {A: b\n",
+            r"attendance layouts file .*layouts\.yml: line 5, column 1: not valid YAML",
+        ),
+        (
+            SPLIT_LAYOUT.replace("format: csv", "format: xls"),
+            r"layout 'school_x_csv': `format` Input should be 'csv' or 'xlsx'",
+        ),
+        (
+            SPLIT_LAYOUT.replace("  encoding: cp1252", "  encodng: cp1252"),
+            r"layout 'school_x_csv': `encodng` is not a layout setting \(misspelt\?",
+        ),
+        (
+            SPLIT_LAYOUT + "  defaults: {personal_id: x}\n",
+            r"\['personal_id'\] must be mapped from a column",
+        ),
+        ("- a\n- b\n", r"expected layouts by name"),
+    ],
+)
+def test_layout_file_errors_name_the_file_the_layout_and_the_field(tmp_path, text, expected):
+    with pytest.raises(LayoutError, match=expected) as caught:
+        load_layouts(layouts_file(tmp_path, text))
+    assert "pydantic" not in str(caught.value) and "input_value" not in str(caught.value)
+
+
+def test_a_missing_layouts_file_and_drop_folder_say_so_in_one_line(tmp_path):
+    with pytest.raises(LayoutError, match=r"^housing layouts file .* does not exist: point"):
+        load_housing_layouts(tmp_path / "nope.yml")
+    from connectors.attendance_export.resources import discover
+
+    with pytest.raises(LayoutError, match=r"^drop folder .*missing does not exist: set `drop_dir`"):
+        discover(tmp_path / "missing", load_layouts(ATTENDANCE), Landed())
+
+
+def test_young_and_growing_files_are_left_for_the_next_run(tmp_path):
+    young = tmp_path / "a.csv"
+    young.write_bytes(b"x")
+    old = tmp_path / "b.csv"
+    old.write_bytes(b"y")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    skipped = []
+    found = new_files(tmp_path, "*.csv", Landed(), min_age_seconds=60,
+                      on_skip=lambda p, why: skipped.append((p.name, why)))  # fmt: skip
+    assert [p.name for p, _, _ in found] == ["b.csv"]
+    assert skipped[0][0] == "a.csv" and "left for the next run" in skipped[0][1]
+    assert [p.name for p, _, _ in new_files(tmp_path, "*.csv", Landed())] == ["a.csv", "b.csv"]
+
+
+def _title_workbook(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layout = load_layouts(ATTENDANCE)["ist_xlsx"]
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("Närvaro")
+    sheet.merge_range(0, 0, 0, 5, "Närvarorapport Ekdala kommun HT 2025")
+    sheet.write_row(2, 0, list(layout.columns))
+    sheet.write_row(3, 0, [PUPIL, "87654321", "Åk 7", "20250901", "08:10", 40, 30, 0, 10, 0])
+    sheet.write_row(4, 0, [PUPIL, "87654321", "Åk 7", "20990901", "09:10", 40, 40, 0, 0, 0])
+    book.close()
+    return path
+
+
+def run_cli(monkeypatch, tmp_path, *args, layouts=ATTENDANCE):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAGESBILD_DROP_DIR", str(tmp_path / "drop"))
+    monkeypatch.setenv("LAGESBILD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LAGESBILD_ATTENDANCE_LAYOUTS", str(layouts))
+    result = CliRunner().invoke(app, ["check-layout", *map(str, args)])
+    return result.exit_code, result.output
+
+
+def test_check_layout_reads_a_workbook_with_a_title_row(monkeypatch, tmp_path):
+    path = _title_workbook(tmp_path / "drop/attendance/ist/ht.xlsx")
+    code, output = run_cli(monkeypatch, tmp_path, path, "--run-date", "2025-10-31")
+    assert code == 0, output
+    assert "Layout: attendance 'ist_xlsx' reads it (header on row 3)" in output
+    assert "Rows left out: 2 above header" in output
+    assert "  Elev-ID → personal_id" in output
+    assert "Rows: 2 received → 1 clean, 1 quarantined, 0 duplicates" in output
+    assert "  date_after_run_date: 1" in output
+    assert "to pin it add `header_row: 3` to layout 'ist_xlsx'" in output
+    assert PUPIL not in output and "personnummer" in output  # ids masked: their kind only
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+def test_check_layout_says_what_to_set_for_a_csv_without_other_absence(monkeypatch, tmp_path):
+    """The user's first try maps a column the export does not have; check-layout says how
+    to derive it; with that setting the file reads and the remainder is exact."""
+    layouts = layouts_file(
+        tmp_path,
+        SPLIT_LAYOUT.replace(
+            "Ogiltig: invalid_absence_minutes",
+            "Ogiltig: invalid_absence_minutes\n    Övrig: other_absence_minutes",
+        ),  # fmt: skip
+    )
+    path = tmp_path / "drop/attendance/school_x/sep.csv"
+    path.parent.mkdir(parents=True)
+    rows = [f"{PUPIL};12345678;7;2025-09-01;08:10;45;30;0,0;10,0"]
+    path.write_bytes("\r\n".join([SPLIT_HEADER, *rows]).encode("cp1252"))
+    code, output = run_cli(monkeypatch, tmp_path, path, layouts=layouts)
+    assert code == 2
+    assert "No layout reads this file." in output
+    assert (
+        "`columns`: the export has no column 'Övrig' (other_absence_minutes): map the export's "
+        "own name for it, or remove it and add `derived: {other_absence_minutes: remainder}`"
+    ) in " ".join(output.split())
+    fixed = layouts_file(tmp_path, SPLIT_LAYOUT + "  derived: {other_absence_minutes: remainder}\n")
+    code, output = run_cli(monkeypatch, tmp_path, path, "--run-date", "2025-10-31", layouts=fixed)
+    assert code == 0, output
+    assert "(no column) → other_absence_minutes = remainder of offered minutes" in output
+    assert "Rows: 1 received → 1 clean, 0 quarantined, 0 duplicates" in output
+    assert (
+        "│ 1   ┆ personnummer ┆ 12345678 ┆ 7     ┆ 2025-09-01 ┆ 08:10 ┆ 45.0    ┆ 30.0     ┆ 0.0   ┆ 10.0    ┆ 5.0"
+        in output
+    )
+
+
+def test_check_layout_names_the_encoding(monkeypatch, tmp_path):
+    path = tmp_path / "drop/attendance/skola24/utf8.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("Personnummer;Skolenhetskod;Årskurs\r\n", encoding="utf-8")
+    code, output = run_cli(monkeypatch, tmp_path, path)
+    assert code == 2
+    assert "the encoding looks like UTF-8" in output and "Set `encoding: utf-8`" in output
+    assert "Traceback" not in output
