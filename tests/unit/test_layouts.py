@@ -178,7 +178,7 @@ def test_check_layout_says_what_to_set_for_a_csv_without_other_absence(monkeypat
     assert "Rows: 1 received → 1 clean, 0 quarantined, 0 duplicates" in output
     first_row = [c.strip() for c in next(x for x in output.splitlines() if "│ 1 " in x).split("┆")]
     assert first_row[1:] == ["personnummer", "12345678", "7", "2025-09-01", "08:10", "45.0",
-                             "30.0", "0.0", "10.0", "5.0", "null │"]  # fmt: skip
+                             "30.0", "0.0", "10.0", "5.0", "null   │"]  # fmt: skip
 
 
 def test_check_layout_names_the_encoding(monkeypatch, tmp_path):
