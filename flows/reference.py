@@ -42,6 +42,19 @@ REFERENCE_FILES = {
 }
 
 
+# What a value must look like, in words, for the error message.
+EXPECTED = {
+    "area_code": "the 4-digit municipality code and 1-6 letters or digits (e.g. 1299C0010)",
+    "municipality_code": "4 digits (e.g. 1299)",
+    "school_unit_code": "8 digits (skolenhetskod)",
+    "date": "YYYY-MM-DD",
+    "school_year": "e.g. 2025/26",
+    "term": "HT2025, VT2026 or empty",
+    "is_school_day": "true or false",
+    "day_type": "school_day, weekend, break or holiday",
+}
+
+
 class ReferenceError(ValueError):
     """A reference file is missing or malformed."""
 
@@ -109,7 +122,8 @@ def _read(path: Path, patterns: dict[str, str]) -> pl.DataFrame:
         bad = frame.with_row_index("line", offset=2).filter(~pl.col(column).str.contains(pattern))
         if bad.height:
             lines = bad.get_column("line").head(5).to_list()
-            raise ReferenceError(f"{path.name}: bad {column} on lines {lines}")
+            expected = EXPECTED.get(column, "a value")
+            raise ReferenceError(f"{path.name}: bad {column} on lines {lines}; expected {expected}")
     return frame
 
 
