@@ -39,6 +39,7 @@ EXCEL_MAX_ROWS = 1_048_576  # a sheet's last row: an export that reaches it was 
 HEADER_SCAN_ROWS = 30  # the header row is looked for in this many rows at the top
 ROW_NUMBER = "_source_row"  # 1 = the first row below the header
 # A trailing row whose first filled cell starts like this is a totals row, not data.
+_NON_BLANK = re.compile(r"\S")
 TOTALS = re.compile(r"(?i)^(summa|totalt?|sum|antal|s:a)\b")
 
 
@@ -308,7 +309,8 @@ def decode_csv(path: Path, data: bytes, layout: FileLayout) -> tuple[str, str]:
 
 def _records(text: str, separator: str, limit: int) -> list[tuple[int, list[str]]]:
     """The first `limit` CSV records, each with the 0-based physical line it starts on."""
-    lines = io.StringIO(text, newline="")
+    # Only the top of the file: a StringIO of a whole month's export costs seconds.
+    lines = io.StringIO(text[: _line_offset(text, limit * 8)], newline="")
     reader = csv.reader(lines, delimiter=separator)
     records = []
     try:
@@ -395,7 +397,7 @@ def _cells(frame: pl.DataFrame) -> list[list[str]]:
 
 def read_csv_table(path: Path, layout: FileLayout, *, guard_ids: bool = False) -> Table:
     data = path.read_bytes()
-    if not data.strip():
+    if not data or data.isspace():
         return Table(pl.DataFrame(), empty="is empty (0 bytes): nothing to load")
     text, encoding = decode_csv(path, data, layout)
     records = _records(text, layout.separator, HEADER_SCAN_ROWS)
@@ -404,20 +406,24 @@ def read_csv_table(path: Path, layout: FileLayout, *, guard_ids: bool = False) -
     after = records[index + 1][0] if index + 1 < len(records) else None
     if after is None:  # the header is the last record of the scan: count its lines
         after = header_line + 1 + sum(c.count("\n") for c in header)
-    body = text[_line_offset(text, after) :]
     schema = {f"c{i}": pl.String for i in range(len(header))}
+    frame = payload = None
+    if not _NON_BLANK.search(text, _line_offset(text, after)):  # a header and nothing else
+        frame = pl.DataFrame(schema=schema)
+    elif encoding.startswith("utf-8"):  # to the parser as it is (checked above)
+        payload = data[len(_BOM_UTF8) :] if data.startswith(_BOM_UTF8) else data
+    else:
+        payload = text.encode("utf-8")
     try:
-        frame = (
-            pl.read_csv(
-                body.encode("utf-8"),
+        if frame is None:
+            frame = pl.read_csv(
+                payload,
                 separator=layout.separator,
                 has_header=False,
+                skip_lines=after,
                 schema=schema,
                 raise_if_empty=False,
             )
-            if body.strip()
-            else pl.DataFrame(schema=schema)
-        )
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         raise LayoutError(
             f"{_where(path, layout)}: cannot be read as CSV ({encoding}, separator "
@@ -514,7 +520,8 @@ def open_workbook(path: Path, layout: FileLayout):
     """The fastexcel reader of a workbook, or a clear error for a file that is not one."""
     import fastexcel
 
-    head = path.read_bytes()[:8]
+    with path.open("rb") as handle:
+        head = handle.read(8)
     if head.startswith(_OLE_MAGIC):
         if _ENCRYPTED in path.read_bytes():
             raise LayoutError(
@@ -662,7 +669,9 @@ def _finish(
     names = [str(h).strip() for h in header]
     frame = frame.select(frame.columns[: len(names)])
     names = names[: frame.width] + [""] * (len(names) - frame.width)
-    frame = frame.with_columns(pl.all().cast(pl.String).fill_null("").str.strip_chars())
+    # Values stay as written (no strip: landing keeps the source's text, and stripping every
+    # cell of a month's export costs seconds); cleaning trims what it reads.
+    frame = frame.with_columns(pl.all().cast(pl.String).fill_null(""))
     keep, dropped_empty = [], 0
     for i, name in enumerate(names):
         if name:
@@ -693,12 +702,14 @@ def _finish(
         pl.col(ROW_NUMBER).cast(pl.Int64)
     )
     data = [c for c in frame.columns if c != ROW_NUMBER]
-    filled = (
-        pl.sum_horizontal([(pl.col(c) != "").cast(pl.Int32) for c in data]) if data else pl.lit(0)
-    )
-    frame = frame.with_columns(_filled=filled)
-    blank = frame.filter(pl.col("_filled") == 0).height
-    frame = frame.filter(pl.col("_filled") > 0)
+    # A blank row has an empty first column; checking that one column first keeps a month's
+    # export from a comparison of every cell.
+    first = pl.col(data[0]) == "" if data else pl.lit(True)
+    candidates = frame.filter(first)
+    blank_rows = candidates.filter(pl.all_horizontal([pl.col(c) == "" for c in data]))
+    blank = blank_rows.height
+    if blank:
+        frame = frame.filter(~pl.col(ROW_NUMBER).is_in(blank_rows[ROW_NUMBER].implode()))
     footer = _footer_rows(frame, layout)
     if footer:
         frame = frame.head(frame.height - footer)
@@ -707,7 +718,7 @@ def _finish(
         for kind, count in (("above_header", skipped_above), ("blank", blank), ("footer", footer))
         if count
     }
-    rows = frame.drop("_filled")
+    rows = frame
     empty = None if rows.height else "has a header row but no data rows: nothing to load"
     return Table(
         rows,
@@ -730,9 +741,10 @@ def _footer_rows(frame: pl.DataFrame, layout: FileLayout) -> int:
     if not keys or not mapped or frame.is_empty():
         return 0
     tail = frame.tail(5)
-    data = [c for c in frame.columns if c not in (ROW_NUMBER, "_filled")]
+    data = [c for c in frame.columns if c != ROW_NUMBER]
     count = 0
-    for row in reversed(list(tail.iter_rows(named=True))):
+    for raw in reversed(list(tail.iter_rows(named=True))):
+        row = {c: str(v).strip() for c, v in raw.items() if c in data}
         filled = sum(bool(row[c]) for c in data)
         if filled > 1 and any(row.get(k, "") and not TOTALS.match(row[k]) for k in keys):
             break
