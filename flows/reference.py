@@ -102,7 +102,8 @@ def read_reference_csv(path: Path) -> pl.DataFrame:
 def _read(path: Path, patterns: dict[str, str]) -> pl.DataFrame:
     if not path.exists():
         raise ReferenceError(
-            f"reference file {path} is missing; see README 'Reference data' for its columns"
+            f"reference file {path} is missing; its columns are listed in README 'Pointing it "
+            "at real exports', step 3"
         )
     frame = read_reference_csv(path)
     missing = [c for c in patterns if c not in frame.columns]
@@ -128,6 +129,11 @@ def _read(path: Path, patterns: dict[str, str]) -> pl.DataFrame:
 
 
 def load_reference(drop_dir: Path, clean_dir: Path) -> Reference:
+    if not drop_dir.is_dir():  # a wrong setting or an unmounted share: say so in one line
+        raise ReferenceError(
+            f"drop folder {drop_dir} does not exist: set `drop_dir` in lagesbild.toml (or "
+            "LAGESBILD_DROP_DIR) to the folder the exports arrive in"
+        )
     folder = drop_dir / "reference"
     areas = _read(folder / "areas.csv", REFERENCE_FILES["areas"])
     schools = _read(folder / "schools.csv", REFERENCE_FILES["schools"])

@@ -5,8 +5,8 @@ text, original column names, `_source_row` 1 = the first row below the header), 
 the personal id column is already replaced by `pupil_key` (HMAC) and `pupil_id_kind`, and
 `ignore`d columns (names) are dropped. Title rows above the header, blank rows and a totals
 row or footer below the data are left out (counted in `skipped`). A file without data rows (0
-bytes, header only) gives a batch with no rows and `empty` saying why: landing skips it with a
-warning. Nothing here writes to disk or knows about Prefect.
+bytes, header only) gives a batch with no rows and `empty` saying why; `read_new_exports`
+skips it with `on_skip`. Nothing here writes to disk or knows about Prefect.
 """
 
 from __future__ import annotations
@@ -99,6 +99,14 @@ def read_new_exports(
     min_age_seconds: float = 0.0,
     on_skip: Callable[[Path, str], None] | None = None,
 ) -> Iterator[ExportBatch]:
+    """Every new file's batch; a file without data rows (0 bytes, header only, an empty
+    sheet) is not yielded but reported with `on_skip(path, why)`: it lands nothing, and stays
+    in the drop folder (its name in a warning each run) until replaced or removed."""
     files = discover(drop_dir, layouts, landed, min_age_seconds=min_age_seconds, on_skip=on_skip)
     for file in files:
-        yield read_export(file, key)
+        batch = read_export(file, key)
+        if batch.empty is not None:
+            if on_skip:
+                on_skip(file.path, batch.empty)
+            continue
+        yield batch

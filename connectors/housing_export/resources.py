@@ -89,6 +89,14 @@ def read_new_exports(
     min_age_seconds: float = 0.0,
     on_skip: Callable[[Path, str], None] | None = None,
 ) -> Iterator[ExportBatch]:
+    """Every new file's batch; a file without data rows (0 bytes, header only, an empty
+    sheet) is not yielded but reported with `on_skip(path, why)`: it lands nothing, and stays
+    in the drop folder (its name in a warning each run) until replaced or removed."""
     files = discover(drop_dir, layouts, landed, min_age_seconds=min_age_seconds, on_skip=on_skip)
     for file in files:
-        yield read_export(file)
+        batch = read_export(file)
+        if batch.empty is not None:
+            if on_skip:
+                on_skip(file.path, batch.empty)
+            continue
+        yield batch

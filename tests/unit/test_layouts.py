@@ -189,3 +189,50 @@ def test_check_layout_names_the_encoding(monkeypatch, tmp_path):
     assert code == 2
     assert "the encoding looks like UTF-8" in output and "Set `encoding: utf-8`" in output
     assert "Traceback" not in output
+
+
+def test_files_without_rows_are_reported_and_not_yielded(tmp_path):
+    """A 0-byte or header-only export lands nothing: one line naming the file, every run
+    until it is replaced, and the files next to it are read as usual."""
+    from connectors.attendance_export.resources import read_new_exports
+
+    folder = tmp_path / "attendance/skola24"
+    folder.mkdir(parents=True)
+    header = (
+        "Personnummer;Elev;Skolenhetskod;Skola;Årskurs;Klass;Datum;Starttid;"
+        "Lektionslängd (min);Frånvaro (min);Frånvarotyp"
+    )
+    (folder / "a_empty.csv").write_bytes(b"")
+    (folder / "b_header.csv").write_bytes((header + "\r\n").encode("cp1252"))
+    (folder / "c_rows.csv").write_bytes(
+        (header + f"\r\n{PUPIL};N;12345678;S;4;4A;2025-09-01;08:10;45;0;\r\n").encode("cp1252")
+    )
+    skipped = []
+    batches = list(
+        read_new_exports(
+            tmp_path, {"skola24_csv": load_layouts(ATTENDANCE)["skola24_csv"]}, Landed(), b"k",
+            on_skip=lambda path, why: skipped.append(f"{path.name}: {why}"),
+        )
+    )  # fmt: skip
+    assert [b.file.path.name for b in batches] == ["c_rows.csv"]
+    assert skipped == [
+        "a_empty.csv: is empty (0 bytes): nothing to load",
+        "b_header.csv: has a header row but no data rows: nothing to load",
+    ]
+
+
+def test_a_missing_drop_folder_stops_reference_loading_in_one_line(tmp_path):
+    from flows.reference import ReferenceError, load_reference
+
+    with pytest.raises(ReferenceError, match=r"^drop folder .*nowhere does not exist: set"):
+        load_reference(tmp_path / "nowhere", tmp_path / "clean")
+
+
+def test_a_bad_setting_is_one_line_without_pydantic_text(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAGESBILD_MAX_QUARANTINE_SHARE", "5")
+    code, output = run_cli(monkeypatch, tmp_path, tmp_path / "x.csv")
+    assert code == 2
+    assert " ".join(output.split()) == (
+        "Configuration error (lagesbild.toml or LAGESBILD_* variables): "
+        "`max_quarantine_share` Input should be less than or equal to 1"
+    )
