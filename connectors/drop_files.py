@@ -590,10 +590,10 @@ def read_xlsx_table(path: Path, layout: FileLayout, *, guard_ids: bool = False) 
         )
         table.rows = _excel_serial_dates(table.rows, layout, date1904)
         tables.append(table)
-    return _combine(tables, sheets)
+    return _combine(tables, sheets, path, layout)
 
 
-def _combine(tables: list[Table], sheets: list[str]) -> Table:
+def _combine(tables: list[Table], sheets: list[str], path: Path, layout: FileLayout) -> Table:
     full = [t for t in tables if t.empty is None]
     if not full:
         return Table(pl.DataFrame(), sheets=sheets, empty=tables[0].empty if tables else "no sheet")
@@ -606,8 +606,9 @@ def _combine(tables: list[Table], sheets: list[str]) -> Table:
     for table in full[1:]:
         if table.rows.columns != columns:
             raise LayoutError(
-                f"sheet '{table.sheets[0]}' has other columns than sheet '{first.sheets[0]}': "
-                "every sheet a layout reads must have the same header"
+                f"{_where(path, layout)}: sheet '{table.sheets[0]}' has other columns than "
+                f"sheet '{first.sheets[0]}': every sheet a layout reads must have the same "
+                "header. Narrow `sheet` to the sheets that hold the export."
             )
     skipped: dict[str, int] = {}
     for table in full:
