@@ -29,7 +29,7 @@ from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
 _BOM_UTF8 = b"\xef\xbb\xbf"
 _BOM_UTF16 = (b"\xff\xfe", b"\xfe\xff")
@@ -70,6 +70,18 @@ class FileLayout(BaseModel, extra="forbid"):
     defaults: dict[str, str | int | float] = Field(
         {}, description="field → value for an empty cell, or for every row if no column maps it"
     )
+
+    _source_file: Path | None = PrivateAttr(None)  # the layouts file it was read from
+
+    @property
+    def source_file(self) -> Path | None:
+        return self._source_file
+
+    @property
+    def reference(self) -> str:
+        """How a message names the layout: its name and the layouts file it is in."""
+        where = f" in {self._source_file}" if self._source_file else ""
+        return f"layout '{self.name}'{where}"
 
     @field_validator("defaults")
     @classmethod
@@ -139,6 +151,7 @@ def read_layouts(path: Path, model: type[BaseModel], kind: str) -> dict:
             )
         try:
             layouts[name] = model(name=name, **spec)
+            layouts[name]._source_file = path
         except ValidationError as exc:
             raise LayoutError(
                 f"{kind} layouts file {path}, layout '{name}': {describe_validation_error(exc)}"
@@ -281,7 +294,7 @@ def decode_csv(path: Path, data: bytes, layout: FileLayout) -> tuple[str, str]:
     if head.count(b"\x00") > len(head) // 4:
         raise LayoutError(
             f"{_where(path, layout)}: encoding looks like UTF-16 without a BOM; set "
-            f"`encoding: utf-16` in layout '{layout.name}' or export it as UTF-8"
+            f"`encoding: utf-16` in {layout.reference} or export it as UTF-8"
         )
     declared = layout.encoding
     if declared in ("cp1252", "latin-1") and not data.isascii():
@@ -293,7 +306,7 @@ def decode_csv(path: Path, data: bytes, layout: FileLayout) -> tuple[str, str]:
             raise LayoutError(
                 f"{_where(path, layout)}: declared {declared}, but the encoding looks like "
                 f"UTF-8 (its letters such as å, ä, ö would be garbled). Set `encoding: utf-8` "
-                f"in layout '{layout.name}', or export the file as {declared}."
+                f"in {layout.reference}, or export the file as {declared}."
             )
     try:
         return data.decode({"utf-8": "utf-8", "utf-16": "utf-16"}.get(declared, declared)), declared
@@ -303,7 +316,7 @@ def decode_csv(path: Path, data: bytes, layout: FileLayout) -> tuple[str, str]:
         fix = "`encoding: cp1252`" if declared in ("utf-8", "utf-16") else "the right `encoding`"
         raise LayoutError(
             f"{_where(path, layout)}: is not {declared} as declared (first bad byte on line "
-            f"{line}); the encoding looks like {guess}. Set {fix} in layout '{layout.name}'."
+            f"{line}); the encoding looks like {guess}. Set {fix} in {layout.reference}."
         ) from None
 
 
@@ -774,6 +787,7 @@ def check_header(
     layout_name: str,
     guard_personal_ids: bool = False,
     header_row: int | None = None,
+    layouts_file: Path | None = None,
 ) -> None:
     """Every mapped column present and no column unaccounted for, or one clear error.
 
@@ -807,6 +821,6 @@ def check_header(
             )
         raise LayoutError(
             f"{path.name} does not match layout '{layout_name}'{row}: {'; '.join(parts)}. "
-            f"Fix: {'; '.join(fixes)} (the layouts file); if the file belongs to another "
-            "system, move it to that system's folder."
+            f"Fix: {'; '.join(fixes)} (in {layouts_file or 'the layouts file'}); if the file "
+            "belongs to another system, move it to that system's folder."
         )

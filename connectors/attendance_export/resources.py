@@ -74,6 +74,7 @@ def check_header(file: ExportFile, columns: Iterable[str], header_row: int | Non
         layout_name=layout.name,
         guard_personal_ids=True,
         header_row=header_row,
+        layouts_file=layout.source_file,
     )
 
 

@@ -75,6 +75,7 @@ def read_export(file: ExportFile) -> ExportBatch:
         ignore=layout.ignore,
         layout_name=layout.name,
         header_row=table.header_row,
+        layouts_file=layout.source_file,
     )
     dropped = [c for c in frame.columns if c in layout.ignore]
     frame = frame.drop(dropped).select(ROW_NUMBER, pl.exclude(ROW_NUMBER))
