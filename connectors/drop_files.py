@@ -641,26 +641,51 @@ _SERIAL = r"^\d{1,6}(\.\d+)?$"
 
 def _excel_serial_dates(frame: pl.DataFrame, layout: FileLayout, date1904: bool) -> pl.DataFrame:
     """Number cells in a date column (formatted as a number, not a date) are Excel day
-    numbers: read them as dates with the workbook's own date system. Date-formatted cells
-    arrive as text dates already; calamine applies the date system to those itself."""
-    fields = getattr(layout, "DATE_FIELDS", ())
-    columns = [c for c, f in layout.columns.items() if f in fields and c in frame.columns]
+    numbers: read them as dates with the workbook's own date system; in a time column
+    (lesson_start) a day fraction is a time of day. Date-formatted cells arrive as text dates
+    already; calamine applies the date system to those itself."""
     epoch = datetime(1904, 1, 1) if date1904 else datetime(1899, 12, 30)
-    for column in columns:
-        text = pl.col(column).str.strip_chars()
-        days = text.cast(pl.Float64, strict=False)
-        # 1900 system: days 1-60 are before Lotus' phantom 1900-02-29; exports never go there
-        valid = text.str.contains(_SERIAL) & (days >= (0 if date1904 else 61)) & (days < 2_958_466)
-        moment = pl.lit(epoch) + pl.duration(milliseconds=(days * 86_400_000).round(0))
-        as_text = (
-            pl.when(days == days.floor())
-            .then(moment.dt.strftime("%Y-%m-%d"))
-            .otherwise(moment.dt.strftime("%Y-%m-%d %H:%M:%S"))
-        )
-        frame = frame.with_columns(
-            pl.when(valid).then(as_text).otherwise(pl.col(column)).alias(column)
-        )
+    for fields, convert in (
+        (getattr(layout, "DATE_FIELDS", ()), lambda text: _serial_date(text, epoch, date1904)),
+        (getattr(layout, "TIME_FIELDS", ()), _day_fraction_time),
+    ):
+        for column in [c for c, f in layout.columns.items() if f in fields and c in frame.columns]:
+            # per distinct value: a month's export repeats a few dozen dates a million times
+            distinct = frame.select(pl.col(column).unique())
+            mapped = distinct.with_columns(_new=convert(pl.col(column).str.strip_chars()))
+            mapped = mapped.filter(pl.col("_new").is_not_null())
+            if mapped.height:
+                frame = frame.with_columns(
+                    pl.col(column).replace(mapped.get_column(column), mapped.get_column("_new"))
+                )
     return frame
+
+
+def _serial_date(text: pl.Expr, epoch: datetime, date1904: bool) -> pl.Expr:
+    days = text.cast(pl.Float64, strict=False)
+    # 1900 system: days 1-60 are before Lotus' phantom 1900-02-29; exports never go there
+    valid = text.str.contains(_SERIAL) & (days >= (0 if date1904 else 61)) & (days < 2_958_466)
+    moment = pl.lit(epoch) + pl.duration(milliseconds=(days * 86_400_000).round(0))
+    as_text = (
+        pl.when(days == days.floor())
+        .then(moment.dt.strftime("%Y-%m-%d"))
+        .otherwise(moment.dt.strftime("%Y-%m-%d %H:%M:%S"))
+    )
+    return pl.when(valid).then(as_text)
+
+
+def _day_fraction_time(text: pl.Expr) -> pl.Expr:
+    """'0.3402777777' (08:10 as a fraction of a day) → '08:10'."""
+    fraction = text.cast(pl.Float64, strict=False)
+    minutes = (fraction * 1440).round(0).cast(pl.Int64, strict=False)
+    valid = text.str.contains(r"^0?\.\d+$") & (minutes < 1440)
+    return pl.when(valid).then(
+        pl.format(
+            "{}:{}",
+            (minutes // 60).cast(pl.String).str.zfill(2),
+            (minutes % 60).cast(pl.String).str.zfill(2),
+        )
+    )
 
 
 # -- header, blank rows, footer ----------------------------------------------------------------

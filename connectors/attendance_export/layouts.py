@@ -33,6 +33,7 @@ FIELDS_FROM_FILE = ("personal_id", "date")
 
 class Layout(FileLayout):
     DATE_FIELDS: ClassVar[tuple[str, ...]] = ("date",)
+    TIME_FIELDS: ClassVar[tuple[str, ...]] = ("lesson_start",)
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ("personal_id",)
 
     date_formats: list[str] = Field(default_factory=lambda: ["%Y-%m-%d", "%Y%m%d"])

@@ -310,6 +310,22 @@ def _serial_dates(book, date1904=False):
     sheet.write_datetime(2, 3, datetime(2025, 9, 1), as_date)  # a real date cell
 
 
+def _time_fractions(book):
+    sheet = book.add_worksheet("Närvaro")
+    sheet.write_row(0, 0, IST_HEADER)
+    plain = book.add_format({"num_format": "0.000000"})
+    for i, minutes in enumerate((8 * 60 + 10, 13 * 60 + 5)):
+        sheet.write_row(1 + i, 0, ist_row())
+        sheet.write_number(1 + i, 4, minutes / 1440, plain)  # a time cell shown as a number
+
+
+def _starts(expected):
+    def check(result: Result):
+        assert sorted(result.rows["lesson_start"].to_list()) == expected
+
+    return check
+
+
 def _formulas(book):
     sheet = book.add_worksheet("Närvaro")
     sheet.write_row(0, 0, IST_HEADER)
@@ -648,6 +664,12 @@ CASES = [
         "xlsx-serial-dates-1904",
         lambda t: workbook(t, XL, lambda b: _serial_dates(b, True), {"date_1904": True}),
         clean(2, check=_dates_check([date(2025, 9, 1)])),
+        layout=IST,
+    ),
+    case(
+        "xlsx-time-as-day-fraction",
+        lambda t: workbook(t, XL, _time_fractions),
+        clean(2, check=_starts(["08:10", "13:05"])),
         layout=IST,
     ),
     case("xlsx-formula-cells", lambda t: workbook(t, XL, _formulas), clean(1), layout=IST),
