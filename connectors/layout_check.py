@@ -254,6 +254,9 @@ def _describe(result: CheckResult, kind: str, layout, batch, drop_dir, run_date:
 
     result.kind, result.layout = kind, layout.name
     result.header_row, result.skipped, result.empty = batch.header_row, batch.skipped, batch.empty
+    if batch.empty is not None and not batch.rows.columns:  # 0 bytes, an empty sheet
+        result.header_row = None
+        return
     header_row = layout.header_row
     if batch.header_row > 1 and header_row is None:
         result.notes.append(
@@ -321,6 +324,13 @@ def report_lines(result: CheckResult) -> list[str]:
         if result.fixes:
             lines.append("To fix, change the layout (the first layout whose pattern matches):")
             lines += [f"  - {fix}" for fix in result.fixes]
+        lines += [f"Note: {note}" for note in result.notes]
+        return lines
+    if result.header_row is None:
+        lines.append(
+            f"Layout: {result.kind} '{result.layout}', but the file {result.empty}: the "
+            "nightly run skips it with a warning."
+        )
         lines += [f"Note: {note}" for note in result.notes]
         return lines
     lines.append(
