@@ -305,12 +305,60 @@ def _describe(result: CheckResult, kind: str, layout, batch, drop_dir, run_date:
         result.clean = split.clean
     result.received, result.duplicates = split.received, split.duplicates
     result.reasons = dict(
-        sorted(split.quarantine.group_by("reason").len().iter_rows(), key=lambda r: -r[1])
+        sorted(split.quarantine.group_by("reason").len().iter_rows(), key=lambda r: (-r[1], r[0]))
     )
+    result.fixes = _row_fixes(kind, layout, typed)
     preview = typed.sort(ROW_NUMBER).head(PREVIEW_ROWS)
     result.preview = preview.select(
         pl.col(ROW_NUMBER).alias("row"), *[c for c in columns if c in preview.columns]
     ).rename(lambda c: SHORT.get(c, c))
+
+
+COMMON_DATE_FORMATS = ["%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y",
+                       "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "excel"]  # fmt: skip
+
+
+def _row_fixes(kind: str, layout, typed: pl.DataFrame) -> list[str]:
+    """Layout changes that would take rows out of quarantine: a date format that reads the
+    dates that failed, the labels missing from `absence_types`/`categories`/`statuses`."""
+    from flows.clean_attendance import parse_date
+
+    fixes = []
+    date_field = "date" if kind == "attendance" else "reported_date"
+    column = layout.source_column(date_field)
+    failed = typed.filter(pl.col("reason") == "invalid_date")
+    if column and failed.height:
+        texts = failed.select(pl.col(column).str.strip_chars().unique()).to_series()
+        texts = texts.filter(texts != "")
+        for fmt in COMMON_DATE_FORMATS:
+            if fmt in layout.date_formats or texts.is_empty():
+                continue
+            read = texts.to_frame().select(parse_date(pl.col(column), [fmt]).is_not_null().mean())
+            if read.item() >= 0.9:
+                fixes.append(
+                    f"{failed.height:,} rows have dates the layout cannot read; "
+                    f'add "{fmt}" to `date_formats`'
+                )
+                break
+    labels = []
+    if kind == "attendance" and "_category" in typed.columns:
+        unknown = typed.filter(pl.col("_category").is_null()).get_column("_type").unique()
+        labels.append(("absence_types", "none, valid, invalid or other", unknown))
+    if kind == "housing":
+        for text, target, name, allowed in (
+            ("_category_text", "category", "categories", "graffiti, broken_glass, fire, ..."),
+            ("_status_text", "status", "statuses", "registered, ordered, ..., cancelled"),
+        ):
+            if target == "status" and layout.source_column("status") is None:
+                continue
+            unknown = typed.filter(pl.col(target).is_null()).get_column(text).unique()
+            labels.append((name, allowed, unknown))
+    for setting, allowed, unknown in labels:
+        names = sorted(str(v) for v in unknown.drop_nulls().to_list())
+        if names:
+            shown = ", ".join(f"'{n}'" for n in names[:10]) + (" ..." if len(names) > 10 else "")
+            fixes.append(f"add to `{setting}`: {shown} (each mapped to {allowed})")
+    return fixes
 
 
 def report_lines(result: CheckResult) -> list[str]:
@@ -363,6 +411,9 @@ def report_lines(result: CheckResult) -> list[str]:
                 tbl_hide_column_data_types=True,
             ):
                 lines += str(result.preview).splitlines()
+    if result.fixes:
+        lines.append("Layout changes that would take rows out of quarantine:")
+        lines += [f"  - {fix}" for fix in result.fixes]
     lines += [f"Note: {note}" for note in result.notes]
     lines.append("Nothing was landed or written.")
     return lines

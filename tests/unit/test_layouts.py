@@ -236,3 +236,26 @@ def test_a_bad_setting_is_one_line_without_pydantic_text(monkeypatch, tmp_path):
         "Configuration error (lagesbild.toml or LAGESBILD_* variables): "
         "`max_quarantine_share` Input should be less than or equal to 1"
     )
+
+
+def test_check_layout_suggests_date_formats_and_labels(monkeypatch, tmp_path):
+    path = tmp_path / "drop/attendance/skola24/new_format.csv"
+    path.parent.mkdir(parents=True)
+    header = (
+        "Personnummer;Elev;Skolenhetskod;Skola;Årskurs;Klass;Datum;Starttid;"
+        "Lektionslängd (min);Frånvaro (min);Frånvarotyp"
+    )
+    rows = [
+        f"{PUPIL};N;12345678;S;4;4A;01.09.2025;08:10;45;0;",
+        f"{PUPIL};N;12345678;S;4;4A;2025-09-01;09:10;45;45;Sjuk",
+        f"{PUPIL};N;12345678;S;4;4A;2025-09-01;10:10;45;45;Giltig frånvaro",
+    ]
+    path.write_bytes("\r\n".join([header, *rows]).encode("cp1252"))
+    code, output = run_cli(monkeypatch, tmp_path, path, "--run-date", "2025-10-31")
+    assert code == 0, output
+    assert "Quarantine by reason:\n  invalid_date: 1\n  unknown_absence_type: 1" in output
+    assert (
+        "Layout changes that would take rows out of quarantine:\n"
+        '  - 1 rows have dates the layout cannot read; add "%d.%m.%Y" to `date_formats`\n'
+        "  - add to `absence_types`: 'Sjuk' (each mapped to none, valid, invalid or other)"
+    ) in output
