@@ -438,6 +438,11 @@ def read_csv_table(path: Path, layout: FileLayout, *, guard_ids: bool = False) -
                 raise_if_empty=False,
             )
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        if "utf" in str(exc).lower():  # invalid bytes after a BOM said UTF-8
+            raise LayoutError(
+                f"{_where(path, layout)}: starts with a UTF-8 BOM but holds bytes that are not "
+                "UTF-8 (a file pieced together from two exports?). Export it again."
+            ) from None
         raise LayoutError(
             f"{_where(path, layout)}: cannot be read as CSV ({encoding}, separator "
             f"'{layout.separator}'): some row has more fields than the header "

@@ -57,6 +57,22 @@ def _settings() -> Settings:
     return settings
 
 
+def _preflight(settings: Settings) -> None:
+    """User errors found before Prefect starts (~20 s): the drop folder and the layouts
+    files. One line each, exit code 2."""
+    from connectors.attendance_export.layouts import load_layouts
+    from connectors.drop_files import LayoutError, check_drop_dir
+    from connectors.housing_export.layouts import load_layouts as load_housing_layouts
+
+    try:
+        check_drop_dir(settings.paths.drop)
+        load_layouts(settings.attendance_layouts)
+        load_housing_layouts(settings.housing_layouts)
+    except LayoutError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _run_nightly(run_date: date | None, full_refresh: bool = False) -> None:
     from flows.nightly import nightly
 
@@ -129,12 +145,15 @@ def run(
     ] = False,
 ) -> None:
     """Run the nightly flow once: land, clean, validate, build and publish."""
+    settings = _settings()
     try:
-        _settings().require_pseudonym_key()
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    _run_nightly(date.fromisoformat(run_date) if run_date else None, full_refresh)
+        settings.require_pseudonym_key()
+        day = date.fromisoformat(run_date) if run_date else None
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    _preflight(settings)
+    _run_nightly(day, full_refresh)
 
 
 @app.command()
@@ -178,12 +197,14 @@ def backfill(
     date_to: Annotated[str, typer.Option("--to", help="last day (YYYY-MM-DD)")],
 ) -> None:
     """Rebuild a source's periods in a window from what has landed, then publish once."""
+    settings = _settings()
     try:
-        _settings().require_pseudonym_key()
+        settings.require_pseudonym_key()
         first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
     except (ConfigError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    _preflight(settings)
     from flows.nightly import backfill as backfill_flow
 
     _run_flow(lambda: backfill_flow(source=source, date_from=first, date_to=last))

@@ -390,6 +390,17 @@ CASES = [
         error(r"export\.csv .*looks like UTF-8.*Set `encoding: utf-8`"),
     ),
     case(
+        "utf8-bom-with-cp1252-bytes",
+        lambda t: write(
+            t,
+            S24,
+            b"\xef\xbb\xbf"
+            + csv_bytes(lessons()[:1], encoding="utf-8")
+            + csv_bytes(lessons()[1:], header=None),
+        ),
+        error(r"export\.csv .*starts with a UTF-8 BOM but holds bytes that are not UTF-8"),
+    ),
+    case(
         "cp1252-declared-utf8",
         lambda t: write(t, S24, csv_bytes(lessons())),
         error(r"export\.csv .*not utf-8.*line 1.*looks like cp1252.*`encoding: cp1252`"),

@@ -259,3 +259,16 @@ def test_check_layout_suggests_date_formats_and_labels(monkeypatch, tmp_path):
         '  - 1 rows have dates the layout cannot read; add "%d.%m.%Y" to `date_formats`\n'
         "  - add to `absence_types`: 'Sjuk' (each mapped to none, valid, invalid or other)"
     ) in output
+
+
+def test_run_stops_before_prefect_on_a_missing_drop_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAGESBILD_DROP_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("LAGESBILD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LAGESBILD_PSEUDONYM_KEY", "a-key-for-this-test-0123456789")
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()) == (
+        f"drop folder {tmp_path / 'nowhere'} does not exist: set `drop_dir` in lagesbild.toml "
+        "(or LAGESBILD_DROP_DIR) to the folder the exports arrive in"
+    )
