@@ -189,8 +189,8 @@ def _pipeline(
             summary.landed += land_statistics(settings)
             stage("clean")
             datasets: list[Dataset] = [
-                Attendance(settings, reference),
-                HousingWorkOrders(settings, reference),
+                Attendance(settings, reference, summary.run_date),
+                HousingWorkOrders(settings, reference, summary.run_date),
                 IndicatorValues(settings),
                 Population(settings),
             ]

@@ -23,14 +23,54 @@ app = typer.Typer(
 console = Console()
 
 
-def _settings() -> Settings:
+# Errors a user fixes (settings, layouts, reference files, the drop folder): one message and
+# exit code 2, never a traceback.
+def _user_errors() -> tuple[type[Exception], ...]:
+    from connectors.drop_files import LayoutError
+    from flows.layers.reference import ReferenceError
+
+    return ConfigError, LayoutError, ReferenceError
+
+
+def _read_settings() -> Settings:
+    from pydantic import ValidationError
+
+    from connectors.drop_files import describe_validation_error
+
     try:
-        settings = Settings()
-    except Exception as exc:  # pydantic's message names the field and the source
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        return Settings()
+    except ValidationError as exc:  # named fields, without the values (a URL may hold a secret)
+        console.print(
+            f"[red]Configuration error[/red] (lagesbild.toml or LAGESBILD_* variables): "
+            f"{describe_validation_error(exc)}",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    except Exception as exc:  # e.g. a lagesbild.toml that is not valid TOML
+        console.print(f"[red]Configuration error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    settings = _read_settings()
     runtime.configure(settings.data_dir)
     return settings
+
+
+def _preflight(settings: Settings) -> None:
+    """User errors found before Prefect starts (~20 s): the drop folder and the layouts
+    files. One line each, exit code 2."""
+    from connectors.attendance_export.layouts import load_layouts
+    from connectors.drop_files import LayoutError, check_drop_dir
+    from connectors.housing_export.layouts import load_layouts as load_housing_layouts
+
+    try:
+        check_drop_dir(settings.paths.drop)
+        load_layouts(settings.attendance_layouts)
+        load_housing_layouts(settings.housing_layouts)
+    except LayoutError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _run_nightly(run_date: date | None, full_refresh: bool = False) -> None:
@@ -42,9 +82,10 @@ def _run_nightly(run_date: date | None, full_refresh: bool = False) -> None:
 def _run_flow(start) -> None:
     try:
         summary = start()
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    except _user_errors() as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        console.print("Nothing was published; fix the above and run again.")
+        raise typer.Exit(2) from None
     except Exception as exc:
         console.print(f"\n[red bold]The run failed:[/red bold] {exc}")
         console.print(
@@ -104,12 +145,15 @@ def run(
     ] = False,
 ) -> None:
     """Run the nightly flow once: land, clean, validate, build and publish."""
+    settings = _settings()
     try:
-        _settings().require_pseudonym_key()
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    _run_nightly(date.fromisoformat(run_date) if run_date else None, full_refresh)
+        settings.require_pseudonym_key()
+        day = date.fromisoformat(run_date) if run_date else None
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    _preflight(settings)
+    _run_nightly(day, full_refresh)
 
 
 @app.command()
@@ -153,15 +197,50 @@ def backfill(
     date_to: Annotated[str, typer.Option("--to", help="last day (YYYY-MM-DD)")],
 ) -> None:
     """Rebuild a source's periods in a window from what has landed, then publish once."""
+    settings = _settings()
     try:
-        _settings().require_pseudonym_key()
+        settings.require_pseudonym_key()
         first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
     except (ConfigError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    _preflight(settings)
     from flows.nightly import backfill as backfill_flow
 
     _run_flow(lambda: backfill_flow(source=source, date_from=first, date_to=last))
+
+
+@app.command("check-layout")
+def check_layout(
+    file: Annotated[Path, typer.Argument(help="an export file, e.g. one just received")],
+    run_date: Annotated[
+        str | None, typer.Option(help="quarantine dates after this day (default today)")
+    ] = None,
+) -> None:
+    """Dry run of one export: which layout reads it, how its columns map, the first rows as
+    parsed (ids masked) and the quarantine it would give, or the layout change that would
+    make it read. Lands and writes nothing."""
+    from connectors.drop_files import LayoutError
+    from flows.layout_check import check_layout as run_check
+    from flows.layout_check import report_lines
+
+    settings = _read_settings()  # no runtime.configure: it would create folders
+    drop = settings.paths.drop
+    try:
+        result = run_check(
+            file,
+            attendance_layouts_file=settings.attendance_layouts,
+            housing_layouts_file=settings.housing_layouts,
+            drop_dir=drop if drop.is_dir() else None,
+            run_date=date.fromisoformat(run_date) if run_date else None,
+        )
+    except (LayoutError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    for line in report_lines(result):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -187,6 +266,8 @@ def demo(
     ] = False,
 ) -> None:
     """Generate the demo municipality and run the nightly flow on it, end to end."""
+    # The demo writes its exports and reads them at once: no wait for half-uploaded files.
+    os.environ.setdefault("LAGESBILD_MIN_FILE_AGE_SECONDS", "0")
     if not os.environ.get("LAGESBILD_PSEUDONYM_KEY"):
         os.environ["LAGESBILD_PSEUDONYM_KEY"] = DEMO_PSEUDONYM_KEY
         console.print(

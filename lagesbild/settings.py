@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "connectors" / "housing_export" / "layouts.yml",
         description="column, category and status mappings of the housing companies' exports",
     )
+    min_file_age_seconds: float = Field(
+        60,
+        ge=0,
+        description="a drop-folder file modified more recently is left for the next run "
+        "(it may still be uploading)",
+    )
     expectations_dir: Path = Field(PROJECT_ROOT / "expectations")
     dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt_project")
     municipality: Municipality = Municipality()

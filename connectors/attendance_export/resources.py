@@ -1,14 +1,17 @@
 """Attendance exports from a drop folder: find new files, read them, pseudonymise them.
 
 Yields one `ExportBatch` per file: the rows exactly as the source wrote them (all values as
-text, original column names), except that the personal id column is already replaced by
-`pupil_key` (HMAC) and `pupil_id_kind`, and `ignore`d columns (names) are dropped. Nothing
-here writes to disk or knows about Prefect.
+text, original column names, `_source_row` 1 = the first row below the header), except that
+the personal id column is already replaced by `pupil_key` (HMAC) and `pupil_id_kind`, and
+`ignore`d columns (names) are dropped. Title rows above the header, blank rows and a totals
+row or footer below the data are left out (counted in `skipped`). A file without data rows (0
+bytes, header only) gives a batch with no rows and `empty` saying why; `read_new_exports`
+skips it with `on_skip`. Nothing here writes to disk or knows about Prefect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,11 +19,11 @@ import polars as pl
 
 from connectors import drop_files
 from connectors.attendance_export.layouts import Layout
-from connectors.drop_files import Landed
+from connectors.drop_files import ROW_NUMBER, Landed
 from connectors.personal_ids import pseudonymise_column
 
 SOURCE = "attendance_export"
-ROW_NUMBER = "_source_row"
+__all__ = ["ROW_NUMBER", "SOURCE", "ExportBatch", "ExportFile", "discover", "read_export"]
 
 
 @dataclass
@@ -36,18 +39,32 @@ class ExportBatch:
     file: ExportFile
     rows: pl.DataFrame  # pseudonymised, all source values as text
     dropped_columns: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # above_header / blank / footer rows
+    header_row: int = 1  # row of the header in the file (1 = first)
+    empty: str | None = None  # why the file has no rows: land nothing, warn with this
 
 
-def discover(drop_dir: Path, layouts: dict[str, Layout], landed: Landed) -> list[ExportFile]:
-    """Files in the drop folder whose content (sha256) is not landed yet, sorted by name."""
+def discover(
+    drop_dir: Path,
+    layouts: dict[str, Layout],
+    landed: Landed,
+    *,
+    min_age_seconds: float = 0.0,
+    on_skip: Callable[[Path, str], None] | None = None,
+) -> list[ExportFile]:
+    """Files in the drop folder whose content (sha256) is not landed yet, sorted by name;
+    files younger than `min_age_seconds` or still changing are left out (`on_skip`)."""
+    drop_files.check_drop_dir(drop_dir)
     return [
         ExportFile(layout, path, digest, stat)
         for layout in layouts.values()
-        for path, digest, stat in drop_files.new_files(drop_dir, layout.files, landed)
+        for path, digest, stat in drop_files.new_files(
+            drop_dir, layout.files, landed, min_age_seconds=min_age_seconds, on_skip=on_skip
+        )
     ]
 
 
-def check_header(file: ExportFile, columns: Iterable[str]) -> None:
+def check_header(file: ExportFile, columns: Iterable[str], header_row: int | None = None) -> None:
     layout = file.layout
     drop_files.check_header(
         file.path,
@@ -56,36 +73,41 @@ def check_header(file: ExportFile, columns: Iterable[str]) -> None:
         ignore=layout.ignore,
         layout_name=layout.name,
         guard_personal_ids=True,
+        header_row=header_row,
+        layouts_file=layout.source_file,
     )
 
 
-def _read(file: ExportFile) -> pl.DataFrame:
-    layout = file.layout
-    if layout.format == "csv":
-        return drop_files.read_csv_text(
-            file.path,
-            encoding=layout.encoding,
-            separator=layout.separator,
-            layout_name=layout.name,
-            system="attendance system",
-        )
-    return drop_files.read_xlsx_text(file.path, sheet=layout.sheet, layout_name=layout.name)
-
-
 def read_export(file: ExportFile, key: bytes) -> ExportBatch:
-    frame = _read(file)
-    frame = frame.rename({c: c.strip() for c in frame.columns})
-    check_header(file, frame.columns)
+    table = drop_files.read_table(file.path, file.layout, guard_ids=True)
+    if table.empty is not None and not table.rows.columns:
+        return ExportBatch(file, pl.DataFrame(), empty=table.empty)
+    frame = table.rows
+    check_header(file, frame.columns, table.header_row)
     dropped = [c for c in frame.columns if c in file.layout.ignore]
-    frame = frame.drop(dropped).with_row_index(ROW_NUMBER, offset=1)
-    frame = frame.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    frame = frame.drop(dropped).select(ROW_NUMBER, pl.exclude(ROW_NUMBER))
     id_column = file.layout.source_column("personal_id")
     frame = pseudonymise_column(frame, id_column, key)
-    return ExportBatch(file, frame, dropped)
+    return ExportBatch(file, frame, dropped, table.skipped, table.header_row, table.empty)
 
 
 def read_new_exports(
-    drop_dir: Path, layouts: dict[str, Layout], landed: Landed, key: bytes
+    drop_dir: Path,
+    layouts: dict[str, Layout],
+    landed: Landed,
+    key: bytes,
+    *,
+    min_age_seconds: float = 0.0,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> Iterator[ExportBatch]:
-    for file in discover(drop_dir, layouts, landed):
-        yield read_export(file, key)
+    """Every new file's batch; a file without data rows (0 bytes, header only, an empty
+    sheet) is not yielded but reported with `on_skip(path, why)`: it lands nothing, and stays
+    in the drop folder (its name in a warning each run) until replaced or removed."""
+    files = discover(drop_dir, layouts, landed, min_age_seconds=min_age_seconds, on_skip=on_skip)
+    for file in files:
+        batch = read_export(file, key)
+        if batch.empty is not None:
+            if on_skip:
+                on_skip(file.path, batch.empty)
+            continue
+        yield batch

@@ -8,7 +8,7 @@ Where more than one source has a school unit on a day, `attendance_precedence` d
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,10 @@ class Attendance(Dataset):
     loads_suite = "attendance_loads.json"
     precedence_key = ("school_unit_code", "date")
 
-    def __init__(self, settings: Settings, reference: Reference):
+    def __init__(self, settings: Settings, reference: Reference, run_date: date):
         self.landing = landing = settings.paths.landing
         self.reference = reference
+        self.run_date = run_date  # lessons dated after it are quarantined
         self.clean_root = settings.paths.clean / self.folder
         self.volume_tolerance = settings.volume_tolerance
         self.precedence = settings.attendance_precedence
@@ -59,7 +60,8 @@ class Attendance(Dataset):
                 f"landed load {load.load_id} uses layout '{manifest.dataset}', which is no "
                 "longer in the layout file; restore it (landed data is never rewritten)"
             )
-        return split_load(load.read(), layout, self.reference.school_codes, load.load_id)
+        schools = self.reference.school_codes
+        return split_load(load.read(), layout, schools, load.load_id, self.run_date)
 
     def in_period(self, rows: pl.DataFrame, period: str) -> pl.DataFrame:
         first = datetime.strptime(period, "%Y-%m").date()

@@ -16,10 +16,12 @@ Steps, each a pure function so tests can call them directly:
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 import polars as pl
 
 from connectors.attendance_export.layouts import Layout
+from connectors.attendance_export.resources import ROW_NUMBER
 from connectors.personal_ids import KIND_INVALID, KIND_MISSING
 from flows.layers.clean import LoadResult, separate
 from flows.layers.manifest import partitions_of
@@ -43,15 +45,19 @@ REASONS = (
     "invalid_personal_id",
     "missing_value",
     "invalid_date",
+    "date_after_run_date",
     "unknown_school_unit",
     "invalid_grade",
     "invalid_lesson_start",
     "invalid_number",
     "unknown_absence_type",
+    "derived_minutes_negative",
     "minutes_out_of_range",
     "minutes_do_not_add_up",
     "conflicting_duplicate",
 )
+# A derived remainder this close below zero is rounding in the export, taken as 0.
+DERIVED_TOLERANCE = 0.01
 
 CLEAN_SCHEMA = {
     "pupil_key": pl.String,
@@ -96,6 +102,8 @@ def parsed_once(rows: pl.DataFrame, column: str, parse: Callable[[pl.Expr], pl.E
     """`parse` of the column's trimmed text, computed once per distinct value and mapped onto
     every row. Dates, lesson times, grades and minutes repeat thousands of times in an
     export, and their regexes were most of what cleaning spent its time on."""
+    if rows.is_empty():  # a header-only export: nothing to map (and no dtype to map onto)
+        return parse(_text(column))
     distinct = rows.select(pl.col(column).unique())
     parsed = distinct.select(pl.col(column), parse(_text(column)).alias("parsed"))
     return pl.col(column).replace_strict(
@@ -105,9 +113,32 @@ def parsed_once(rows: pl.DataFrame, column: str, parse: Callable[[pl.Expr], pl.E
     )
 
 
-def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) -> pl.DataFrame:
-    """Add typed lesson fields and `reason` (null when the row is usable) to landed rows."""
+def _field_columns(rows: pl.DataFrame, layout: Layout) -> tuple[pl.DataFrame, dict[str, str]]:
+    """(rows with helper columns, field → column to read it from). A field with a default
+    reads a helper column: the default for every row when no column maps the field, else the
+    mapped column with its empty cells filled. Helper columns never reach quarantine."""
     src = {field: source for source, field in layout.columns.items()}
+    helpers = {}
+    for field, value in layout.defaults.items():
+        helper = f"_default_{field}"
+        if field in src:
+            column = pl.col(src[field])
+            helpers[helper] = pl.when(_text(src[field]) == "").then(pl.lit(value)).otherwise(column)
+        else:
+            helpers[helper] = pl.lit(value, dtype=pl.String)
+        src[field] = helper
+    return (rows.with_columns(**helpers) if helpers else rows), src
+
+
+def type_lessons(
+    rows: pl.DataFrame, layout: Layout, known_schools: set[str], run_date: date | None = None
+) -> pl.DataFrame:
+    """Add typed lesson fields and `reason` (null when the row is usable) to landed rows.
+
+    With `run_date`, a lesson dated after it is quarantined (`date_after_run_date`): an
+    export never holds tomorrow's attendance, whatever the calendar covers."""
+    rows = rows.with_columns(pl.col(c).cast(pl.String) for c in rows.columns if c != ROW_NUMBER)
+    rows, src = _field_columns(rows, layout)
     raw = {field: _text(src[field]) for field in src if field != "personal_id"}
 
     def parsed(field: str, parse: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
@@ -121,9 +152,11 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
         "offered_minutes": parsed("offered_minutes", parse_number),
     }
     number_fields = ["offered_minutes"]
+    derived = next(iter(layout.derived), None)
     if layout.has_typed_absence:
         categories = pl.DataFrame(
-            {"_type": list(layout.absence_types), "_category": list(layout.absence_types.values())}
+            {"_type": list(layout.absence_types), "_category": list(layout.absence_types.values())},
+            schema={"_type": pl.String, "_category": pl.String},
         )
         absence = parsed("absence_minutes", parse_number)
         number_fields.append("_absence")
@@ -131,10 +164,22 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
         typed["_type"] = raw["absence_type"]
     else:
         for field in MINUTES[1:]:
-            typed[field] = parsed(field, parse_number)
-            number_fields.append(field)
+            if field != derived:
+                typed[field] = parsed(field, parse_number)
+                number_fields.append(field)
 
     frame = rows.with_columns(**typed)
+    if derived:
+        # The remainder of the offered minutes; rounding noise just below 0 is taken as 0,
+        # a real shortfall is quarantined (derived_minutes_negative).
+        parts = [pl.col(m) for m in MINUTES[1:] if m != derived]
+        remainder = pl.col("offered_minutes") - pl.sum_horizontal(parts)
+        frame = frame.with_columns(
+            pl.when(remainder.is_between(-DERIVED_TOLERANCE, 0))
+            .then(0.0)
+            .otherwise(remainder)
+            .alias(derived)
+        )
     if layout.has_typed_absence:
         # a mapping, not a join: rows keep their order (split_load's "first" relies on it)
         frame = frame.with_columns(
@@ -161,11 +206,13 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
     ]
     minutes = [pl.col(m) for m in MINUTES]
     absences = [pl.col(m) for m in MINUTES[2:]]
+    after_run = pl.lit(False) if run_date is None else pl.col("date") > pl.lit(run_date)
     checks = [
         ("missing_personal_id", pl.col("pupil_id_kind") == KIND_MISSING),
         ("invalid_personal_id", pl.col("pupil_id_kind") == KIND_INVALID),
         ("missing_value", pl.any_horizontal([_text(c) == "" for c in required])),
         ("invalid_date", pl.col("date").is_null()),
+        ("date_after_run_date", after_run),
         ("unknown_school_unit", ~pl.col("school_unit_code").is_in(sorted(known_schools))),
         ("invalid_grade", ~pl.col("grade").is_in(GRADES)),
         ("invalid_lesson_start", pl.col("lesson_start").is_null()),
@@ -176,6 +223,8 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
             ("unknown_absence_type", pl.col("_category").is_null()),
             ("unknown_absence_type", (pl.col("_category") == "none") & (pl.col("_absence") != 0)),
         ]
+    if derived:
+        checks.append(("derived_minutes_negative", pl.col(derived) < 0))
     checks += [
         (
             "minutes_out_of_range",
@@ -195,9 +244,13 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
 
 
 def split_load(
-    rows: pl.DataFrame, layout: Layout, known_schools: set[str], load_id: str
+    rows: pl.DataFrame,
+    layout: Layout,
+    known_schools: set[str],
+    load_id: str,
+    run_date: date | None = None,
 ) -> LoadResult:
-    typed = type_lessons(rows, layout, known_schools)  # in source row order
+    typed = type_lessons(rows, layout, known_schools, run_date)  # in source row order
     values = [*LESSON_KEY, "grade", *MINUTES]
     distinct, quarantine, repeats = separate(typed, rows.columns, values, LESSON_KEY, load_id)
     lessons = distinct.select(

@@ -12,6 +12,8 @@ that no longer hold orders are removed.
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 
 from connectors.drop_files import LayoutError
@@ -32,8 +34,9 @@ class HousingWorkOrders(Dataset):
     loads_suite = "housing_loads.json"
     whole = True
 
-    def __init__(self, settings: Settings, reference: Reference):
+    def __init__(self, settings: Settings, reference: Reference, run_date: date):
         self.reference = reference
+        self.run_date = run_date  # orders reported or completed after it are quarantined
         self.layouts = load_layouts(settings.housing_layouts)
         self._loads = landed_loads(settings.paths.landing, SOURCE)
         self.register = settings.paths.clean / "reference" / "properties.parquet"
@@ -68,7 +71,7 @@ class HousingWorkOrders(Dataset):
                 "which is no longer in the layout file; restore it (landed data is never "
                 "rewritten)"
             )
-        return split_load(load.read(), layout, self.properties, load.load_id)
+        return split_load(load.read(), layout, self.properties, load.load_id, self.run_date)
 
     def combine(self, period: str, rows: pl.DataFrame) -> Combined:
         built = work_orders(rows)

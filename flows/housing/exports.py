@@ -19,7 +19,9 @@ def land_new_exports(settings: Settings) -> list[Manifest]:
         settings.paths,
         SOURCE,
         layouts,
-        lambda landed: read_new_exports(drop, layouts, landed),
+        lambda landed, on_skip: read_new_exports(
+            drop, layouts, landed, min_age_seconds=settings.min_file_age_seconds, on_skip=on_skip
+        ),
         date_field="reported_date",
         kind="year",
     )

@@ -19,6 +19,7 @@ Steps, each a pure function so tests can call them directly:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -36,6 +37,7 @@ VANDALISM = ("graffiti", "broken_glass", "fire", "doors_and_locks", "other_vanda
 REASONS = (
     "missing_order_id",
     "invalid_date",
+    "date_after_run_date",
     "invalid_amount",
     "unmapped_category",
     "unmapped_status",
@@ -103,10 +105,29 @@ def _mapping(labels: dict[str, str], target: str) -> pl.DataFrame:
     )
 
 
-def type_rows(rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFrame) -> pl.DataFrame:
-    """Add typed work-order fields and `reason` (null when usable) to landed rows."""
+def _field_text(layout: HousingLayout, field: str) -> pl.Expr:
+    """The field's trimmed text: its column, with `defaults` for empty cells or, when no
+    column maps it, for every row."""
+    text = _text(layout.source_column(field))
+    default = layout.defaults.get(field)
+    if default is None:
+        return text
+    return pl.when(text == "").then(pl.lit(default.strip())).otherwise(text)
+
+
+def type_rows(
+    rows: pl.DataFrame,
+    layout: HousingLayout,
+    properties: pl.DataFrame,
+    run_date: date | None = None,
+) -> pl.DataFrame:
+    """Add typed work-order fields and `reason` (null when usable) to landed rows.
+
+    With `run_date`, an order reported or completed after it is quarantined
+    (`date_after_run_date`)."""
+    rows = rows.with_columns(pl.col(c).cast(pl.String) for c in rows.columns if c != ROW_NUMBER)
     raw = {
-        field: _text(layout.source_column(field))
+        field: _field_text(layout, field)
         for field in (
             "order_id",
             "reported_date",
@@ -155,6 +176,12 @@ def type_rows(rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFram
     is_credit = pl.col("credit_note_id").is_not_null()
     has_status = layout.source_column("status") is not None
     max_ore = round(layout.max_order_cost_sek * 100)
+    after_run = (
+        pl.lit(False)
+        if run_date is None
+        else (pl.col("reported_date") > pl.lit(run_date))
+        | (pl.col("completed_date") > pl.lit(run_date))
+    )
     checks = [
         ("missing_order_id", pl.col("order_id") == ""),
         (
@@ -163,6 +190,7 @@ def type_rows(rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFram
             | ((pl.col("_completed_text") != "") & pl.col("completed_date").is_null())
             | ((pl.col("_modified_text") != "") & pl.col("modified_at").is_null()),
         ),
+        ("date_after_run_date", after_run),
         ("invalid_amount", pl.col("cost_excl_vat_ore").is_null()),
         ("unmapped_category", pl.col("category").is_null()),
         ("unmapped_status", pl.lit(has_status) & pl.col("status").is_null()),
@@ -182,9 +210,13 @@ VERSION_KEY = ["company", "order_id", "credit_note_id", "modified_at"]
 
 
 def split_load(
-    rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFrame, load_id: str
+    rows: pl.DataFrame,
+    layout: HousingLayout,
+    properties: pl.DataFrame,
+    load_id: str,
+    run_date: date | None = None,
 ) -> LoadResult:
-    typed = type_rows(rows, layout, properties).sort(ROW_NUMBER)
+    typed = type_rows(rows, layout, properties, run_date).sort(ROW_NUMBER)
     values = [c for c in VERSION_SCHEMA if c not in ("source", "load_id", ROW_NUMBER)]
     distinct, quarantine, repeats = separate(typed, rows.columns, values, VERSION_KEY, load_id)
     versions = distinct.with_columns(source=pl.lit(layout.name), load_id=pl.lit(load_id))

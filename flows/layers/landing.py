@@ -85,15 +85,17 @@ def land_exports(
     paths: Paths,
     source: str,
     layouts: dict,
-    read_new: Callable[[Landed], Iterable],
+    read_new: Callable[[Landed, Callable[[Path, str], None]], Iterable],
     date_field: str,
     kind: PartitionKind,
     pseudonymised: str | None = None,
 ) -> list[Manifest]:
     """Land every new file of a drop-folder source (`<drop>/<folder>/…`, one layout each).
 
-    `read_new(landed)` yields the connector's batches of the files not landed yet (each with
-    `.file` (layout, path, sha256, stat), `.rows` and `.dropped_columns`). A load covers the
+    `read_new(landed, on_skip)` yields the connector's batches of the files not landed yet
+    (each with `.file` (layout, path, sha256, stat), `.rows`, `.dropped_columns`, `.header_row`
+    and `.skipped`); a file it leaves out (still uploading, no data rows) is named in a
+    warning through `on_skip`, every run until it is replaced or removed. A load covers the
     months or years (`kind`) of its `date_field`; `pseudonymised` is the field whose source
     column the connector replaced by `pupil_key`. Files that no layout's pattern matches are
     named in a warning, never loaded by guess.
@@ -111,8 +113,15 @@ def land_exports(
     root = paths.landing
     landed = Landed.of(load.manifest for load in landed_loads(root, source))
     manifests = []
-    for batch in read_new(landed):
+
+    def skipped(path: Path, why: str) -> None:
+        log.warning("%s was not landed: %s", path.relative_to(paths.drop), why)
+
+    for batch in read_new(landed, skipped):
         layout = batch.file.layout
+        if batch.skipped:  # title rows, blank rows, a totals row: counted, never data
+            left_out = ", ".join(f"{n} {kind}" for kind, n in sorted(batch.skipped.items()))
+            log.info("%s: rows left out around the table: %s", batch.file.path.name, left_out)
         text = pl.col(layout.source_column(date_field)).str.strip_chars()
         dates = batch.rows.select(parse_date(text, layout.date_formats)).to_series()
         partitions = partitions_of(dates, kind)
@@ -130,6 +139,7 @@ def land_exports(
             extracted_at=now_iso(),
             columns=batch.rows.columns,
             dropped_columns=batch.dropped_columns,
+            header_row=batch.header_row,
             pseudonymised={column: "pupil_key"} if column else {},
             size=size,
             mtime_ns=mtime_ns,

@@ -36,6 +36,8 @@ class Manifest(BaseModel):
     extracted_at: str  # ISO 8601, UTC
     columns: list[str]
     dropped_columns: list[str] = []  # `ignore`d columns: never landed
+    header_row: int | None = None  # drop-folder files: the header's row; a row's `_source_row`
+    # counts from below it (file row = header_row + _source_row)
     pseudonymised: dict[str, str] = {}  # source column → the column holding its pseudonym
     release: dict[str, Any] = {}  # statistics: what the source said about this release
     size: int | None = None  # drop-folder files: size and mtime when found (the quick check)

@@ -47,6 +47,9 @@ class Indicator(BaseModel):
     dimensions: dict[str, str] = {}  # area / sex / period → the table's variable codes
     selection: dict[str, list[str]] = {}  # further variables, fixed values
     sex_codes: dict[str, Literal["T", "K", "M"]] = {}
+    # A table without an area dimension (national or county tables) describes one area: its
+    # Kolada-style code ("0000" the country, "00LL" a county); default the country.
+    area: str | None = Field(None, pattern=r"^\d{4}$")
 
     @model_validator(mode="after")
     def _source_fields(self) -> Indicator:
@@ -54,10 +57,16 @@ class Indicator(BaseModel):
             raise ValueError(f"{self.id}: a kolada indicator needs `kpi`")
         if self.source == "pxweb":
             missing = [f for f in ("api", "table", "contents") if not getattr(self, f)]
-            missing += [f"dimensions.{d}" for d in ("area", "sex", "period")
-                        if d not in self.dimensions]  # fmt: skip
+            missing += [f"dimensions.{d}" for d in ("period",) if d not in self.dimensions]
+            if "sex" in self.dimensions and not self.sex_codes:
+                missing.append("sex_codes")
             if missing:
                 raise ValueError(f"{self.id}: a pxweb indicator needs {', '.join(missing)}")
+            if "area" in self.dimensions and self.area:
+                raise ValueError(
+                    f"{self.id}: give either `dimensions.area` (the table's region variable) "
+                    "or `area` (the one area a table without one describes), not both"
+                )
         return self
 
 
@@ -83,7 +92,20 @@ class Catalogue(BaseModel):
         twice = sorted({i for i in ids if ids.count(i) > 1})
         if twice:
             raise ValueError(f"indicator ids used twice: {', '.join(twice)}")
+        known = set(self.kolada_areas)
+        for indicator in self.of("pxweb"):
+            if indicator.area and indicator.area not in known:
+                raise ValueError(
+                    f"{indicator.id}: `area: {indicator.area}` is none of the catalogue's "
+                    f"areas ({', '.join(sorted(known))})"
+                )
         return self
+
+    def fixed_area(self, indicator: Indicator) -> str | None:
+        """The area of a table without an area dimension (None: the table has one)."""
+        if "area" in indicator.dimensions:
+            return None
+        return indicator.area or self.municipalities.country.kolada
 
     def of(self, source: str) -> list[Indicator]:
         return [i for i in self.indicators if i.source == source]
@@ -145,5 +167,11 @@ def load_catalogue(path: Path, own_code: str) -> Catalogue:
         raise ConfigError(
             f"indicator catalogue {path} not found (setting statistics.catalogue)"
         ) from exc
-    except (yaml.YAMLError, ValidationError, TypeError) as exc:
-        raise ConfigError(f"indicator catalogue {path} is not valid:\n{exc}") from exc
+    except ValidationError as exc:  # fields named, without pydantic's input dump
+        from connectors.drop_files import describe_validation_error
+
+        raise ConfigError(
+            f"indicator catalogue {path} is not valid: {describe_validation_error(exc)}"
+        ) from None
+    except (yaml.YAMLError, TypeError) as exc:
+        raise ConfigError(f"indicator catalogue {path} is not valid: {exc}") from None

@@ -163,9 +163,13 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
         wanted = list(catalogue.pxweb_areas())
 
         def select(variables, indicator=indicator, d=d, wanted=wanted):
+            chosen = {}  # national/county tables have no area (or sex) variable to choose
+            if "area" in d:
+                chosen[d["area"]] = [c for c in variables[d["area"]] if c in wanted]
+            if "sex" in d:
+                chosen[d["sex"]] = [c for c in variables[d["sex"]] if c in indicator.sex_codes]
             return {
-                d["area"]: [c for c in variables[d["area"]] if c in wanted],
-                d["sex"]: [c for c in variables[d["sex"]] if c in indicator.sex_codes],
+                **chosen,
                 d["period"]: ["*"],
                 "ContentsCode": [indicator.contents],
                 **indicator.selection,

@@ -138,9 +138,14 @@ def pxweb_release(
     indicator = next(i for i in cat.of("pxweb") if i.id == release["indicator"])
     d = indicator.dimensions
     areas = cat.pxweb_areas()
+    fixed = cat.fixed_area(indicator)  # a national or county table: one area, no dimension
     typed = raw.with_columns(
-        _area=pl.col(d["area"]).replace_strict(areas, default=None),
-        _sex=pl.col(d["sex"]).replace_strict(indicator.sex_codes, default=None),
+        _area=pl.lit(fixed, pl.String)
+        if fixed
+        else pl.col(d["area"]).replace_strict(areas, default=None),
+        _sex=pl.col(d["sex"]).replace_strict(indicator.sex_codes, default=None)
+        if "sex" in d
+        else pl.lit("T"),  # a table without a sex dimension is for both sexes
         _period=pl.col(d["period"]).cast(pl.Int64, strict=False),
     )
     reason = (

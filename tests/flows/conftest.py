@@ -62,6 +62,7 @@ def pipeline_at(data: Path, drop: Path, **settings: str) -> Iterator[None]:
         "LAGESBILD_DROP_DIR": str(drop),
         "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
         "LAGESBILD_DBT_DOCS": "false",  # ~10 s a run; test_bi_access checks the docs
+        "LAGESBILD_MIN_FILE_AGE_SECONDS": "0",  # tests drop files and run at once
         **{f"LAGESBILD_{k.upper()}": v for k, v in settings.items()},
     }
     previous = {k: os.environ.get(k) for k in values}
