@@ -43,6 +43,9 @@ from flows.storage import (
 from lagesbild.settings import Settings
 
 DATASET = "attendance"  # the clean dataset all export layouts feed
+# Days each source delivered, before precedence: freshness per attendance system even when
+# another source wins every school-day (mart_source_freshness). Not pupil-level.
+SOURCE_DAYS = "attendance_source_days"
 SUITE = "attendance_pupil_days.json"
 
 
@@ -178,9 +181,11 @@ def clean_pending_loads(
                 account(manifest, result)
                 lessons.append(_month(result.lessons, period))
         # rechunk=False: the month's lessons are not copied into one block
-        served, lost = apply_precedence(
-            pl.concat(lessons, rechunk=False), settings.attendance_precedence
-        )
+        combined = pl.concat(lessons, rechunk=False)
+        source_days = combined.group_by("source", "date").agg(lessons=pl.len()).sort(pl.all())
+        write_parquet_atomic(source_days, staging / SOURCE_DAYS / f"period={period}.parquet")
+        served, lost = apply_precedence(combined, settings.attendance_precedence)
+        del combined
         del lessons  # only `served` is needed from here: free each load's rows
         for load_id, count in lost.items():
             superseded[load_id] = superseded.get(load_id, 0) + count
@@ -229,6 +234,9 @@ def clean_pending_loads(
             target = clean_root / f"period={period}" / "part-0.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / f"period={period}" / "part-0.parquet", target)
+            days_target = paths.clean / SOURCE_DAYS / f"period={period}.parquet"
+            days_target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / SOURCE_DAYS / f"period={period}.parquet", days_target)
         outcome.partitions_replaced = [f"{DATASET}/period={p}" for p in periods]
     shutil.rmtree(staging, ignore_errors=True)
 
