@@ -95,7 +95,7 @@ housing as (
         count(distinct reported_date) as days_with_data,
         'days' as lag_unit,
         ((select checked_on from run) - max(reported_date)) - 1 as lag,
-        {{ var('freshness_housing_days', 45) }} as max_lag
+        {{ var('freshness_housing_days') }} as max_lag
 
     from work_orders
     group by company
@@ -113,8 +113,8 @@ statistics_sources as (
         'years' as lag_unit,
         extract(year from (select checked_on from run)) - max(period) as lag,
         case
-            when source = 'survey' then {{ var('freshness_survey_years', 3) }}
-            else {{ var('freshness_statistics_years', 2) }}
+            when source = 'survey' then {{ var('freshness_survey_years') }}
+            else {{ var('freshness_statistics_years') }}
         end as max_lag
 
     from statistics
