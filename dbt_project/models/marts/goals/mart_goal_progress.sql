@@ -17,10 +17,11 @@
               period for a period in progress), by the indicator's direction.
     status (the rule, in order; README "Goal follow-up"):
       1. no_data      the value is missing or withheld (suppressed);
-      2. baseline     the period is the baseline period or earlier: nothing to judge yet;
-      3. no_baseline  no baseline value is known: the value cannot be judged;
-      4. preliminary  the period is in progress and has no same-period baseline;
-      5. target_met   a whole period, a target is set and the value is at or beyond it;
+      2. target_met   a whole period, a target is set and the value is at or beyond it
+                      (a fact that needs no baseline; a part period never meets a target);
+      3. baseline     the period is the baseline period or earlier: nothing to judge yet;
+      4. no_baseline  no baseline value is known: the value cannot be judged;
+      5. preliminary  the period is in progress and has no same-period baseline;
       6. on_track     better than the baseline and not worse than the previous period;
       7. off_track    otherwise (no better than the baseline, or worsening).
 -#}
@@ -191,13 +192,13 @@ judged as (
         *,
         case
             when value is null then 'no_data'
-            when period_start <= baseline_start then 'baseline'
-            when whole_baseline_value is null then 'no_baseline'
-            when is_partial_period and comparable_baseline is null then 'preliminary'
             when not is_partial_period
                 and target_value is not null
                 and direction * (value - target_value) >= 0
                 then 'target_met'
+            when period_start <= baseline_start then 'baseline'
+            when whole_baseline_value is null then 'no_baseline'
+            when is_partial_period and comparable_baseline is null then 'preliminary'
             when direction * (value - comparable_baseline) > 0
                 and (comparable_previous is null or direction * (value - comparable_previous) >= 0)
                 then 'on_track'
