@@ -415,6 +415,56 @@ def _print_table(title: str, frame, headers: dict[str, str]) -> None:
 
 
 @app.command()
+def report(
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="also print it to an A4 PDF with headless Chromium")
+    ] = False,
+    run_date: Annotated[
+        str | None,
+        typer.Option(help="the day the report speaks of (YYYY-MM-DD); default: the last build's"),
+    ] = None,
+) -> None:
+    """Write the lägesbild report from the served marts (HTML, and with --pdf a PDF)."""
+    import duckdb
+
+    from flows import lagesbild_report
+
+    settings = _settings()
+    paths = settings.paths
+    if not paths.marts_db.exists():
+        console.print("[red]No marts are published yet:[/red] run `lagesbild run` first.")
+        raise typer.Exit(2)
+    if run_date:
+        try:
+            day = date.fromisoformat(run_date)
+        except ValueError as exc:
+            console.print(f"[red]--run-date {run_date!r} is not a date (YYYY-MM-DD).[/red]")
+            raise typer.Exit(2) from exc
+    else:  # the date the served marts were judged on, so text and figures agree
+        con = duckdb.connect(str(paths.marts_db), read_only=True)
+        try:
+            (day,) = con.execute(
+                "select max(checked_on) from marts.mart_source_freshness"
+            ).fetchone()
+        finally:
+            con.close()
+        day = day or date.today()
+    html = lagesbild_report.build(paths, settings.municipality.name, day)
+    console.print(f"Lägesbild report: {html}")
+    if pdf:
+        target = html.with_name(f"lagesbild-{day.isoformat()}.pdf")
+        try:
+            lagesbild_report.print_pdf(html, target)
+        except lagesbild_report.ChromiumMissing as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+        except Exception as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        console.print(f"PDF (A4): {target}")
+
+
+@app.command()
 def status() -> None:
     """Last runs, last load per source, freshness, and whether the served marts are current."""
     import duckdb
@@ -475,13 +525,15 @@ def status() -> None:
         con.close()
     _print_table(
         "Freshness (as of the last publish)",
-        freshness,
+        freshness.sort("source_type", "source"),
         {
-            "source_layout": "source",
+            "source_type": "kind",
+            "source": "source",
             "latest_day": "latest day",
-            "school_days_behind": "school days behind",
-            "is_stale": "stale",
-            "calendar_through": "calendar through",
+            "lag": "behind",
+            "lag_unit": "unit",
+            "max_lag": "allowed",
+            "freshness_status": "status",
         },
     )
     outdated = freshness.filter(pl.col("is_calendar_outdated"))
@@ -490,9 +542,10 @@ def status() -> None:
             f"[yellow]The school calendar ends {outdated['calendar_through'][0]}: add the "
             "new school year to reference/school_calendar.csv.[/yellow]"
         )
-    for row in freshness.filter(pl.col("is_stale")).iter_rows(named=True):
+    for row in freshness.filter(pl.col("freshness_status") == "behind").iter_rows(named=True):
         console.print(
-            f"[red]{row['source_layout']} is stale: latest day {row['latest_day']}.[/red]"
+            f"[red]{row['source']} is stale: latest day {row['latest_day']}, "
+            f"{row['lag']} {row['lag_unit'].replace('_', ' ')} behind.[/red]"
         )
 
     published = runs.filter(pl.col("published"))["finished_at"].max()

@@ -67,6 +67,12 @@ class Attendance(Dataset):
         first = datetime.strptime(period, "%Y-%m").date()
         return rows.filter(pl.col("date").dt.month_start() == first)
 
+    def before_precedence(self, period: str, rows: pl.DataFrame) -> list[Partition]:
+        """Lessons per source and day before precedence: freshness per attendance system even
+        when another source wins every school day (mart_source_freshness). No persons."""
+        days = rows.group_by("source", "date").agg(lessons=pl.len()).sort(pl.all())
+        return [Partition(f"source_days/period={period}.parquet", days, {}, gated=False)]
+
     def combine(self, period: str, rows: pl.DataFrame) -> Combined:
         days = pupil_days(rows)
         partition = Partition(

@@ -7,6 +7,7 @@ is a member of the read-only role, as docs/bi-access.md tells the DBA to set it 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -214,13 +215,13 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
         assert page.title().startswith("Lägesbild")
         charts = page.locator("svg.chart")
         assert charts.count() == len(points)
-        statuses = page.locator("table.text tbody tr td:last-child").all_inner_texts()
+        statuses = page.locator(".card > .meta > .status").all_inner_texts()
         assert len(statuses) == goals.height == 14  # the default goals
         assert statuses.count("Ingen indikator än") == 5
         for i, expected in enumerate(points):
             box = charts.nth(i).bounding_box()
             assert box and box["width"] > 300 and box["height"] > 100, i
-            assert charts.nth(i).locator("circle").count() == expected, i
+            assert charts.nth(i).locator(".point").count() == expected, i
             assert charts.nth(i).locator("text.empty").count() == (expected == 0), i
         shot = tmp_path / "first-area.png"
         page.locator("section.area").first.screenshot(path=str(shot))
@@ -232,3 +233,191 @@ def test_lagesbild_report_opens_in_chromium_and_its_charts_render(published, tmp
     series_colour = (0x1F, 0x5F, 0x8B)
     assert sum(1 for p in pixels if p == series_colour) > 200
     assert len(set(pixels)) > 50
+
+
+# -- the report as a reader sees it: screenshots, print, contrast ------------------------------
+
+A4_CONTENT_PX = round((210 - 2 * 12) / 25.4 * 96)  # the print stylesheet's A4 with 12 mm margins
+
+# In the page: layout facts a reader would notice (horizontal scroll, clipped or tiny chart
+# text, tables without captions or header scope, charts without a text version).
+LAYOUT_FACTS = """() => {
+  const charts = [...document.querySelectorAll('svg.chart')];
+  const clipped = [], small = [];
+  for (const [i, svg] of charts.entries()) {
+    const box = svg.getBoundingClientRect();
+    const scale = svg.getScreenCTM().a;
+    for (const text of svg.querySelectorAll('text')) {
+      const r = text.getBoundingClientRect();
+      if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5
+          || r.bottom > box.bottom + 0.5) clipped.push(`${i}: ${text.textContent}`);
+      const px = parseFloat(getComputedStyle(text).fontSize) * scale;
+      if (px < 11) small.push(`${i}: ${text.textContent} ${px.toFixed(1)}px`);
+    }
+  }
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    clientWidth: document.documentElement.clientWidth,
+    mains: document.querySelectorAll('main').length,
+    charts: charts.length,
+    clipped, small,
+    chartsWithoutDesc: charts.filter(s => !(s.querySelector('desc')?.textContent.trim())).length,
+    tables: document.querySelectorAll('table').length,
+    tablesWithoutCaption: [...document.querySelectorAll('table')].filter(t => !t.caption).length,
+    headersWithoutScope: document.querySelectorAll('th:not([scope])').length,
+  };
+}"""
+
+# Every colour the charts draw series and markers with, and every status pill's text on its
+# background, as computed by the browser.
+COLOURS = """() => ({
+  series: [...new Set([...document.querySelectorAll(
+      'svg.chart .series, svg.chart .point, svg.chart .target')].map(
+      e => getComputedStyle(e)[e.matches('.point:not(.partial)') ? 'fill' : 'stroke']))],
+  background: [...new Set([...document.querySelectorAll('svg.chart > rect:first-of-type')].map(
+      e => getComputedStyle(e).fill))],
+  pills: [...new Set([...document.querySelectorAll('.status')].map(
+      e => `${e.className}|${getComputedStyle(e).color}|${getComputedStyle(e).backgroundColor}`))],
+})"""
+
+
+def _rgb(css: str) -> tuple[int, int, int]:
+    numbers = css[css.index("(") + 1 : css.index(")")].split(",")
+    return tuple(int(float(n)) for n in numbers[:3])
+
+
+def _contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    def luminance(rgb):
+        channels = [c / 255 for c in rgb]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_report_fits_the_screen_and_its_charts_are_readable(published, chromium, width, tmp_path):
+    from PIL import Image
+
+    report = published.reports / "lagesbild" / "index.html"
+    page = chromium.new_page(viewport={"width": width, "height": 900})
+    page.goto(report.as_uri())
+    facts = page.evaluate(LAYOUT_FACTS)
+    shot = tmp_path / f"report-{width}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    first_screen = tmp_path / f"first-screen-{width}.png"
+    page.screenshot(path=str(first_screen))
+    page.close()
+    assert facts["scrollWidth"] <= facts["clientWidth"], facts  # no sideways scroll
+    assert facts["clientWidth"] > width - 20, facts
+    assert facts["clipped"] == [] and facts["small"] == [], facts
+    assert facts["mains"] == 1 and facts["charts"] > 0 and facts["chartsWithoutDesc"] == 0
+    assert facts["tables"] > 0 and facts["tablesWithoutCaption"] == 0
+    assert facts["headersWithoutScope"] == 0
+    image = Image.open(shot)
+    assert image.width == width  # the full-page screenshot is no wider than the screen
+    pixels = image.convert("RGB").resize((width // 4, image.height // 4)).get_flattened_data()
+    assert len(set(pixels)) > 50  # drawn, not blank
+    if os.environ.get("LAGESBILD_KEEP_SCREENSHOTS"):  # to look at them by eye
+        keep = Path(os.environ["LAGESBILD_KEEP_SCREENSHOTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in (shot, first_screen):
+            (keep / path.name).write_bytes(path.read_bytes())
+
+
+def test_report_colours_have_enough_contrast(published, chromium):
+    report = published.reports / "lagesbild" / "index.html"
+    page = chromium.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(report.as_uri())
+    colours = page.evaluate(COLOURS)
+    page.close()
+    assert colours["background"] == ["rgb(255, 255, 255)"]
+    background = _rgb(colours["background"][0])
+    assert len(colours["series"]) >= 3
+    for colour in colours["series"]:  # graphics: at least 3:1 (WCAG 1.4.11)
+        assert _contrast(_rgb(colour), background) >= 3, colour
+    for pill in colours["pills"]:  # status words: at least 4.5:1 (WCAG 1.4.3)
+        _css, text, fill = pill.split("|")
+        assert _contrast(_rgb(text), _rgb(fill)) >= 4.5, pill
+    backgrounds = {p.split("|")[2] for p in colours["pills"]}
+    assert len(backgrounds) == len({p.split("|")[0] for p in colours["pills"]})  # one per status
+
+
+def test_report_says_what_every_status_and_symbol_means(published, chromium):
+    from flows.lagesbild_report import STATUS_LABELS, SYMBOLS
+
+    served = marts(published)
+    report = published.reports / "lagesbild" / "index.html"
+    page = chromium.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(report.as_uri())
+    legend = page.locator("#teckenforklaring")
+    pills = legend.locator("dt .status").all_inner_texts()
+    symbols = legend.locator("dt .symbol").all_inner_texts()
+    used = set(page.locator("main .status").evaluate_all("es => es.map(e => e.className)"))
+    alerts = page.locator(".alerts li").all_inner_texts()
+    freshness = page.locator("#kallor tbody tr").all_inner_texts()
+    cards = page.locator(".cards").inner_text()
+    page.close()
+    assert pills == list(STATUS_LABELS.values())  # every status, each with its own words
+    assert len(set(pills)) == len(pills) == 8
+    assert set(symbols[: len(SYMBOLS)]) == set(SYMBOLS)
+    assert used <= {f"status status-{s}" for s in STATUS_LABELS}
+    # Freshness: one row per source; nothing behind is called current; the top says so.
+    rows = served["mart_source_freshness"]
+    assert len(freshness) == rows.height
+    stale = rows.filter(pl.col("freshness_status") != "current").height
+    assert [r.split("\t")[-1] for r in freshness].count("aktuell") == rows.height - stale
+    assert (
+        len(alerts)
+        == min(1, rows["is_calendar_outdated"].sum())
+        + rows.filter(pl.col("freshness_status") == "behind").height
+    )
+    # Swedish numbers: no decimal point in a value.
+    assert (
+        cards.count("Senaste")
+        == served["mart_goal_progress"]
+        .filter((pl.col("area_level") == "municipality") & pl.col("is_latest"))
+        .height
+    )
+    assert re.search(r"\d\.\d", cards) is None
+
+
+def test_report_prints_to_a4_without_cut_charts(published, chromium, tmp_path):
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    report = published.reports / "lagesbild" / "index.html"
+    page = chromium.new_page(viewport={"width": A4_CONTENT_PX, "height": 1000})
+    page.emulate_media(media="print")
+    page.goto(report.as_uri())
+    facts = page.evaluate(LAYOUT_FACTS)
+    page.close()
+    assert facts["scrollWidth"] <= A4_CONTENT_PX, facts  # nothing beyond the paper's edge
+    assert facts["clipped"] == [], facts
+
+    result = CliRunner().invoke(app, ["report", "--pdf"])
+    assert result.exit_code == 0, result.output
+    (pdf,) = (published.reports / "lagesbild").glob("lagesbild-*.pdf")
+    content = pdf.read_bytes()
+    assert content.startswith(b"%PDF-")
+    boxes = set(re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", content))
+    assert boxes and all(
+        abs(float(w) - 595.28) < 1 and abs(float(h) - 841.89) < 1 for w, h in boxes
+    ), boxes  # every page A4 portrait
+    pages = len(re.findall(rb"/Type /Page\b", content))
+    areas = marts(published)["dim_area"].height
+    assert pages > areas  # every area starts a page

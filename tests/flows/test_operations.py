@@ -507,11 +507,22 @@ def test_status_and_the_freshness_mart(stages):
     last_day = school.filter(pl.col("date") <= THROUGH)["date"].max()  # 24 Oct: höstlov follows
     behind = school.filter((pl.col("date") > last_day) & (pl.col("date") < date.today())).height
     freshness = marts_content(data / "warehouse/marts.duckdb")["mart_source_freshness"]
-    assert freshness["source_layout"].to_list() == ["ist_xlsx", "skola24_csv"]
-    for row in freshness.iter_rows(named=True):
+    attendance = freshness.filter(pl.col("source_type") == "attendance").sort("source")
+    assert attendance["source"].to_list() == ["ist_xlsx", "skola24_csv"]
+    outdated = date.today() > calendar["date"].max()
+    for row in attendance.iter_rows(named=True):
         assert row["latest_day"] == last_day
-        assert row["school_days_behind"] == behind and row["is_stale"] == (behind > 2)
+        assert row["lag"] == behind and row["lag_unit"] == "school_days"
         assert row["calendar_through"] == calendar["date"].max()
+        assert row["is_calendar_outdated"] == outdated
+        assert row["freshness_status"] == (
+            "calendar_outdated" if outdated else "behind" if behind > 2 else "current"
+        )
+        assert row["is_stale"] == (row["freshness_status"] != "current")
+    # One row per housing company too, judged in calendar days.
+    housing = freshness.filter(pl.col("source_type") == "housing")
+    assert housing.height == len(list(stages["drop"].glob("housing/*/")))
+    assert set(housing["lag_unit"]) == {"days"}
 
     with pipeline_at(data, stages["drop"]):
         result = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"})

@@ -1,3 +1,14 @@
+{#- Sources without comparisons or a split by sex (the attendance data has no sex). -#}
+{% set no_comparisons -%}
+        cast(null as double) as county_value,
+        cast(null as double) as national_value,
+        cast(null as double) as comparison_group_value,
+        cast(null as double) as value_girls,
+        'missing' as value_girls_status,
+        cast(null as double) as value_boys,
+        'missing' as value_boys_status
+{%- endset %}
+
 {#-
     Every measured value the goals can be followed up on, in one shape:
     indicator × area level × area × period: attendance (from the pupil-term sums, with the
@@ -7,8 +18,13 @@
 
     Attendance is measured per school year (läsår, `2025/26`): terms are not comparable
     with each other (absence peaks in the spring term), and the statistics are yearly too.
-    A school year still in progress is `is_preliminary`. `period_start` orders school years
-    and calendar years on one axis; `data_through` is each value's freshness.
+    A period still in progress (a school year before its last school day, the current
+    calendar year of the housing exports) is `is_partial_period`: it is compared with the
+    same part of earlier periods (int_indicator_values_same_period) or not at all, never
+    with whole periods. `is_preliminary` also covers statistics published as preliminary.
+    `period_start` orders school years and calendar years on one axis; `data_through` is
+    each value's freshness. Statistics carry the county, the country, the comparison group
+    and girls / boys beside the value (mart_indicator_values); other sources have none.
 -#}
 
 with
@@ -119,8 +135,10 @@ school_absence as (
             as double
         ) as value,
         data_through,
+        coalesce(is_preliminary, true) as is_partial_period,
         coalesce(is_preliminary, true) as is_preliminary,
-        {{ suppression_flag([is_rate_suppressed('pupils')]) }} as is_suppressed
+        {{ suppression_flag([is_rate_suppressed('pupils')]) }} as is_suppressed,
+        {{ no_comparisons }}
 
     from attendance
 
@@ -143,11 +161,33 @@ problematic_absence as (
             as double
         ) as value,
         data_through,
+        coalesce(is_preliminary, true) as is_partial_period,
         coalesce(is_preliminary, true) as is_preliminary,
         {{ suppression_flag([is_rate_suppressed('pupils', 'pupils_at_or_above_15')]) }}
-            as is_suppressed
+            as is_suppressed,
+        {{ no_comparisons }}
 
     from attendance
+
+),
+
+by_sex as (
+
+    -- girls and boys beside the total, where the source has them (already suppressed)
+    select
+        indicator_id,
+        area_code,
+        period,
+        population_group,
+        max(case when sex = 'K' then value end) as value_girls,
+        bool_or(sex = 'K' and is_suppressed) as is_girls_suppressed,
+        max(case when sex = 'M' then value end) as value_boys,
+        bool_or(sex = 'M' and is_suppressed) as is_boys_suppressed,
+        bool_or(sex = 'K') and bool_or(sex = 'M') as has_sexes
+
+    from statistics
+    where sex in ('K', 'M')
+    group by indicator_id, area_code, period, population_group
 
 ),
 
@@ -166,12 +206,33 @@ public_statistics as (
         {{ period_start('cast(statistics.period as varchar)') }} as period_start,
         cast(statistics.value as double) as value,
         cast(cast(statistics.period as varchar) || '-12-31' as date) as data_through,
+        false as is_partial_period,
         statistics.status = 'preliminary' as is_preliminary,
-        statistics.is_suppressed
+        statistics.is_suppressed,
+        cast(statistics.county_value as double) as county_value,
+        cast(statistics.national_value as double) as national_value,
+        cast(statistics.comparison_group_value as double) as comparison_group_value,
+        cast(by_sex.value_girls as double) as value_girls,
+        case
+            when by_sex.value_girls is not null then 'ok'
+            when by_sex.is_girls_suppressed then 'withheld'
+            else 'missing'
+        end as value_girls_status,
+        cast(by_sex.value_boys as double) as value_boys,
+        case
+            when by_sex.value_boys is not null then 'ok'
+            when by_sex.is_boys_suppressed then 'withheld'
+            else 'missing'
+        end as value_boys_status
 
     from statistics
     inner join indicators
         on statistics.indicator_id = indicators.indicator_id
+    left join by_sex
+        on statistics.indicator_id = by_sex.indicator_id
+        and statistics.area_code = by_sex.area_code
+        and statistics.period = by_sex.period
+        and statistics.population_group = by_sex.population_group
     where statistics.sex = 'T'
 
 ),
@@ -195,8 +256,10 @@ housing_vandalism as (
         cast({{ column }} as double) as value,
         data_through,
         -- the current year is the year so far
+        data_through < cast(cast(year as varchar) || '-12-31' as date) as is_partial_period,
         data_through < cast(cast(year as varchar) || '-12-31' as date) as is_preliminary,
-        is_suppressed
+        is_suppressed,
+        {{ no_comparisons }}
     from vandalism
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}

@@ -5,8 +5,10 @@
     have no values yet (a source not configured) get one with `no_data`.
 
     status: the least favourable of the indicators' latest statuses, in the order
-    off_track < baseline < on_track < target_met, ignoring indicators with no data;
-    `no_data` when none of them has a value.
+    off_track < no_baseline < preliminary < baseline < on_track < target_met, ignoring
+    indicators with no data; `no_data` when none of them has a value. A goal is only
+    on track when every indicator with data is: one that cannot be judged yet (no
+    baseline, a period in progress) holds it back.
 -#}
 
 with
@@ -36,18 +38,21 @@ ranked as (
         goal_id,
         area_level,
         area_code,
-        count(*) as indicators,
-        sum(case when status = 'no_data' then 0 else 1 end) as indicators_with_data,
+        cast(count(*) as bigint) as indicators,
+        cast(count(*) filter (where status <> 'no_data') as bigint) as indicators_with_data,
         min(
             case status
                 when 'off_track' then 1
-                when 'baseline' then 2
-                when 'on_track' then 3
-                when 'target_met' then 4
+                when 'no_baseline' then 2
+                when 'preliminary' then 3
+                when 'baseline' then 4
+                when 'on_track' then 5
+                when 'target_met' then 6
             end
         ) as worst_rank,
         max(data_through) as data_through,
-        max(case when is_preliminary then 1 else 0 end) = 1 as has_preliminary_values
+        bool_or(coalesce(is_preliminary, false)) as has_preliminary_values,
+        bool_or(coalesce(is_partial_period, false)) as has_partial_periods
 
     from latest
     group by goal_id, area_level, area_code
@@ -66,18 +71,21 @@ final as (
         goals.source_document,
         coalesce(ranked.area_level, 'municipality') as area_level,
         coalesce(ranked.area_code, {{ municipality_code_literal() }}) as area_code,
-        coalesce(ranked.indicators, 0) as indicators,
-        coalesce(ranked.indicators_with_data, 0) as indicators_with_data,
+        coalesce(ranked.indicators, cast(0 as bigint)) as indicators,
+        coalesce(ranked.indicators_with_data, cast(0 as bigint)) as indicators_with_data,
         case
             when linked_goals.goal_id is null then 'no_indicator'
             when ranked.worst_rank is null then 'no_data'
             when ranked.worst_rank = 1 then 'off_track'
-            when ranked.worst_rank = 2 then 'baseline'
-            when ranked.worst_rank = 3 then 'on_track'
+            when ranked.worst_rank = 2 then 'no_baseline'
+            when ranked.worst_rank = 3 then 'preliminary'
+            when ranked.worst_rank = 4 then 'baseline'
+            when ranked.worst_rank = 5 then 'on_track'
             else 'target_met'
         end as status,
         ranked.data_through,
-        coalesce(ranked.has_preliminary_values, false) as has_preliminary_values
+        coalesce(ranked.has_preliminary_values, false) as has_preliminary_values,
+        coalesce(ranked.has_partial_periods, false) as has_partial_periods
 
     from goals
     left join linked_goals
