@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
-from flows import lagesbild_report, warehouse
+from flows import warehouse
 from flows.attendance import exports as attendance_exports
 from flows.attendance import ss12000
 from flows.attendance.dataset import Attendance
@@ -32,6 +32,7 @@ from flows.layers.audit import append_run, run_lock
 from flows.layers.clean import CleanOutcome, Dataset, clean_dataset
 from flows.layers.gate import GateFailed
 from flows.layers.reference import Reference, load_reference
+from flows.reports import lagesbild as lagesbild_report
 from flows.reports import run_summary
 from flows.reports.notify import notify_failure
 from flows.statistics import landing as statistics_landing

@@ -427,7 +427,7 @@ def report(
     """Write the lägesbild report from the served marts (HTML, and with --pdf a PDF)."""
     import duckdb
 
-    from flows import lagesbild_report
+    from flows.reports import lagesbild as lagesbild_report
 
     settings = _settings()
     paths = settings.paths

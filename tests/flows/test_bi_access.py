@@ -357,7 +357,7 @@ def test_report_colours_have_enough_contrast(published, chromium):
 
 
 def test_report_says_what_every_status_and_symbol_means(published, chromium):
-    from flows.lagesbild_report import STATUS_LABELS, SYMBOLS
+    from flows.reports.lagesbild import STATUS_LABELS, SYMBOLS
 
     served = marts(published)
     report = published.reports / "lagesbild" / "index.html"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flows.lagesbild_report import Series, line_chart, scale_for, sv_number, sv_signed
+from flows.reports.lagesbild import Series, line_chart, scale_for, sv_number, sv_signed
 
 NBSP = "\u00a0"
 
