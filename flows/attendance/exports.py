@@ -5,6 +5,8 @@ months its lessons cover.
 
 from __future__ import annotations
 
+from functools import partial
+
 from connectors.attendance_export.layouts import load_layouts
 from connectors.attendance_export.resources import SOURCE, read_new_exports
 from flows.layers.landing import land_exports
@@ -14,20 +16,5 @@ from lagesbild.settings import Settings
 
 def land_new_exports(settings: Settings, key: bytes) -> list[Manifest]:
     layouts = load_layouts(settings.attendance_layouts)
-    drop = settings.paths.drop
-    return land_exports(
-        settings.paths,
-        SOURCE,
-        layouts,
-        lambda landed, on_skip: read_new_exports(
-            drop,
-            layouts,
-            landed,
-            key,
-            min_age_seconds=settings.min_file_age_seconds,
-            on_skip=on_skip,
-        ),
-        date_field="date",
-        kind="month",
-        pseudonymised="personal_id",
-    )
+    reader = partial(read_new_exports, key=key)
+    return land_exports(settings, SOURCE, layouts, reader, "date", "month", "personal_id")

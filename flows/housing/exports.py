@@ -14,14 +14,4 @@ from lagesbild.settings import Settings
 
 def land_new_exports(settings: Settings) -> list[Manifest]:
     layouts = load_layouts(settings.housing_layouts)
-    drop = settings.paths.drop
-    return land_exports(
-        settings.paths,
-        SOURCE,
-        layouts,
-        lambda landed, on_skip: read_new_exports(
-            drop, layouts, landed, min_age_seconds=settings.min_file_age_seconds, on_skip=on_skip
-        ),
-        date_field="reported_date",
-        kind="year",
-    )
+    return land_exports(settings, SOURCE, layouts, read_new_exports, "reported_date", "year")

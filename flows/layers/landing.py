@@ -21,7 +21,7 @@ import polars as pl
 from connectors.drop_files import Landed
 from flows.layers.manifest import Manifest, PartitionKind, partitions_of
 from flows.layers.parsing import parse_date
-from lagesbild.settings import Paths
+from lagesbild.settings import Settings
 
 MANIFEST = "_manifest.json"
 DATA_FILE = "data.parquet"
@@ -82,17 +82,18 @@ def landed_loads(root: Path, source: str, dataset: str | None = None) -> list[Lo
 
 
 def land_exports(
-    paths: Paths,
+    settings: Settings,
     source: str,
     layouts: dict,
-    read_new: Callable[[Landed, Callable[[Path, str], None]], Iterable],
+    read_new_exports: Callable[..., Iterable],
     date_field: str,
     kind: PartitionKind,
     pseudonymised: str | None = None,
 ) -> list[Manifest]:
     """Land every new file of a drop-folder source (`<drop>/<folder>/…`, one layout each).
 
-    `read_new(landed, on_skip)` yields the connector's batches of the files not landed yet
+    `read_new_exports(drop, layouts, landed, min_age_seconds=…, on_skip=…)`, the connector's
+    reader, yields the batches of the files not landed yet
     (each with `.file` (layout, path, sha256, stat), `.rows`, `.dropped_columns`, `.header_row`
     and `.skipped`); a file it leaves out (still uploading, no data rows) is named in a
     warning through `on_skip`, every run until it is replaced or removed. A load covers the
@@ -100,6 +101,7 @@ def land_exports(
     column the connector replaced by `pupil_key`. Files that no layout's pattern matches are
     named in a warning, never loaded by guess.
     """
+    paths = settings.paths
     folders = {layout.files.split("/")[0] for layout in layouts.values()}
     matched = {path for layout in layouts.values() for path in paths.drop.glob(layout.files)}
     for folder in sorted(folders):
@@ -117,7 +119,14 @@ def land_exports(
     def skipped(path: Path, why: str) -> None:
         log.warning("%s was not landed: %s", path.relative_to(paths.drop), why)
 
-    for batch in read_new(landed, skipped):
+    batches = read_new_exports(
+        paths.drop,
+        layouts,
+        landed,
+        min_age_seconds=settings.min_file_age_seconds,
+        on_skip=skipped,
+    )
+    for batch in batches:
         layout = batch.file.layout
         if batch.skipped:  # title rows, blank rows, a totals row: counted, never data
             left_out = ", ".join(f"{n} {kind}" for kind, n in sorted(batch.skipped.items()))

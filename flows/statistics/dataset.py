@@ -94,10 +94,8 @@ class _Statistics(Dataset):
 
 
 class IndicatorValues(_Statistics):
-    name = "indicator_values"
-    suite = "indicator_values.json"
-    schema = VALUES_SCHEMA
-    key = KEY
+    name, suite = "indicator_values", "indicator_values.json"
+    schema, key = VALUES_SCHEMA, KEY
 
     def release(self, load: Load, raw: pl.DataFrame) -> ReleaseRows:
         manifest, fetched = load.manifest, _fetched_at(load)
@@ -132,10 +130,8 @@ class IndicatorValues(_Statistics):
 
 
 class Population(_Statistics):
-    name = "population"
-    suite = "population.json"
-    schema = POPULATION_SCHEMA
-    key = POPULATION_KEY
+    name, suite = "population", "population.json"
+    schema, key = POPULATION_SCHEMA, POPULATION_KEY
 
     def release(self, load: Load, raw: pl.DataFrame) -> ReleaseRows:
         return population_release(
