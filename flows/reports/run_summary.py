@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
-from flows.attendance.dataset import Attendance
 from flows.layers.audit import AUDIT_OVERVIEW
 from flows.layers.clean import CleanOutcome
 from lagesbild.settings import Paths
@@ -36,21 +36,22 @@ class RunSummary:
     lagesbild_path: Path | None = None  # the HTML report for coordinators
 
 
-def freshness(paths: Paths, run_date: date) -> pl.DataFrame:
-    """Latest day with clean data per source layout, and how many days behind the run date."""
-    files = list((paths.clean / Attendance.folder).glob("period=*/*.parquet"))
-    if not files:
-        return pl.DataFrame(
-            schema={"source": pl.String, "latest_day": pl.Date, "calendar_days_behind": pl.Int64}
-        )
-    frame = pl.scan_parquet(files).group_by("source").agg(latest_day=pl.col("date").max())
-    return (
-        frame.collect()
-        .with_columns(
-            calendar_days_behind=(pl.lit(run_date) - pl.col("latest_day")).dt.total_days()
-        )
-        .sort("source")
-    )
+FRESHNESS_COLUMNS = ["source", "latest_day", "lag", "lag_unit", "max_lag", "freshness_status"]
+
+
+def freshness(paths: Paths) -> pl.DataFrame:
+    """Every source's freshness as the served marts say it (`mart_source_freshness`): after a
+    failed run, as of the last publish."""
+    if not paths.marts_db.exists():
+        return pl.DataFrame()
+    con = duckdb.connect(str(paths.marts_db), read_only=True)
+    try:
+        columns = ", ".join(FRESHNESS_COLUMNS)
+        return con.sql(f"select {columns} from mart_source_freshness order by source").pl()
+    except duckdb.Error:  # marts published before the freshness mart had these columns
+        return pl.DataFrame()
+    finally:
+        con.close()
 
 
 def _table(frame: pl.DataFrame) -> list[str]:
@@ -131,7 +132,7 @@ def render(summary: RunSummary, paths: Paths) -> str:
         out.append(f"\nReadable page: `{paths.validation / summary.run_id / 'index.html'}`")
     else:
         out.append("Nothing to validate in this run.")
-    out += ["", "## Freshness", ""] + _table(freshness(paths, summary.run_date))
+    out += ["", "## Freshness (served marts)", ""] + _table(freshness(paths))
     out += ["", "## Published", ""]
     if summary.published:
         out += [
