@@ -486,30 +486,15 @@ def test_a_90_second_bi_query_neither_fails_nor_blocks_the_publish(published, po
     ],
     ids=["sqlalchemy-1.4-duckdb-1.4", "sqlalchemy-2-duckdb-1.5+"],
 )
-def test_duckdb_engine_route_lists_columns_and_reads_timestamps_without_pytz(
-    published, packages, tmp_path
-):
+def test_duckdb_engine_route_lists_columns_and_reads_timestamps_without_pytz(published, packages):
     """The Superset route of docs/bi-contract.md, in a fresh environment of its own (these
     versions cannot share the project's): list the tables and columns, read a timestamp."""
-    uv = shutil.which("uv") or pytest.skip("uv is not on PATH")
-    script = tmp_path / "client.py"
-    script.write_text(
-        "import sys, sqlalchemy as sa\n"
-        "try:\n    import pytz\nexcept ImportError:\n    pytz = None\n"
-        "assert pytz is None, 'the route must not need pytz'\n"
-        "engine = sa.create_engine('duckdb:///' + sys.argv[1], connect_args={'read_only': True})\n"
-        "inspector = sa.inspect(engine)\n"
-        "tables = inspector.get_table_names()\n"
-        "columns = [c['name'] for c in inspector.get_columns('mart_indicator_values')]\n"
-        "with engine.connect() as con:\n"
-        "    query = sa.text('select max(fetched_at) from mart_indicator_values')\n"
-        "    stamp = con.execute(query).scalar()\n"
-        "print(len(tables), len(columns), type(stamp).__name__)\n"
-    )
+    uv = [shutil.which("uv") or "uv"] if shutil.which("uv") else ["python3", "-m", "uv"]
+    script = Path(__file__).with_name("duckdb_engine_client.py")
     with_args = [a for p in packages for a in ("--with", p)]
     result = subprocess.run(
         [
-            uv,
+            *uv,
             "run",
             "--no-project",
             "--isolated",
