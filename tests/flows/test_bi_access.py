@@ -142,6 +142,23 @@ def test_duckdb_1_4_client_opens_the_served_marts(published):
     )
     frame = marts(published)["mart_attendance_area_term"]
     assert result.stdout.strip() == f"{frame.height},{frame['pupils'].sum()}"
+    # the 1.4 CLI shows the comments too: one per table and column
+    comments = subprocess.run(
+        [
+            str(cli),
+            "-readonly",
+            "-csv",
+            "-noheader",
+            str(published.marts_db),
+            "-c",
+            "select count(*), count(comment) from duckdb_columns() where database_name = 'marts'",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    columns = sum(len(c) for c in _duckdb_columns(published.marts_db).values())
+    assert comments.stdout.strip() == f"{columns},{columns}"
 
 
 def test_dbt_docs_page_describes_the_marts(published):
