@@ -2,7 +2,7 @@
 -- orchestration, no validation (no Great Expectations, no dbt tests), no intermediate files.
 --
 -- It applies the same rules as the pipeline so that its marts EQUAL the published ones:
---   clean   the rules of flows/clean_attendance.py (typing of the Swedish formats, the
+--   clean   the rules of flows/attendance/rules.py (typing of the Swedish formats, the
 --           quarantine reasons in their order, duplicates and conflicting duplicates per load,
 --           the latest load wins a pupil-day), for the two demo layouts of
 --           connectors/attendance_export/layouts.yml (skola24_csv, ist_xlsx);

@@ -288,8 +288,8 @@ class Bench:
                     "assert code == 0, lines"
                 ),
                 "Python + Great Expectations (import, context, one tiny validation)": (
-                    "import polars as pl; from flows import gate; from lagesbild.settings import "
-                    "Settings\n"
+                    "import polars as pl; from flows.layers import gate; "
+                    "from lagesbild.settings import Settings\n"
                     "gate.validate_frame(pl.DataFrame({{'file': ['f'], 'rows_received': [1], "
                     "'rows_quarantined': [0], 'quarantine_share': [0.0]}}), "
                     "Settings().expectations_dir / 'attendance_loads.json', "

@@ -1,10 +1,17 @@
-"""HTTP plumbing the public-statistics connectors share: a call-rate limiter and retries.
+"""The one HTTP policy of the API connectors (SS 12000, Kolada, PxWeb).
 
-Both APIs are public and rate limited. The limiter keeps us inside the published limits on
-our side (a sliding window: at most `calls` requests in any `seconds`); the retry policy backs
-off exponentially on 429, 403 (SCB's "too many calls"), 5xx and network errors and honours a
-`Retry-After` header. Anything else (400, 404, a malformed body) is not retried: it fails the
-same way twice.
+- Timeouts on every call (`timeout` seconds).
+- Retried: network errors and timeouts, and the answers a source marks transient: 429 and
+  500/502/503/504 everywhere (SS 12000's `503_overload` included); a source may add its own
+  (PxWeb adds SCB's 403 "too many calls", `HttpSource.is_transient`). Anything else (400,
+  401, 404, a malformed body) fails the same way twice and is not retried.
+- The wait before the next try: the server's `Retry-After` when it sent one (delta-seconds or
+  an HTTP-date), else exponential backoff (`backoff`, doubled per try); both capped at
+  `max_backoff`. At most `attempts` tries.
+- A call-rate limiter for sources with published limits (a sliding window on our side).
+- One error type, `SourceError`, whose message names the source, the endpoint and what to do.
+
+Tenacity runs the loop; what is transient and how an answer reads is decided here, once.
 """
 
 from __future__ import annotations
@@ -13,22 +20,78 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
+from typing import NoReturn
 
 import httpx
+from pydantic import BaseModel, Field
 from tenacity import (
     RetryCallState,
-    retry,
-    retry_if_exception,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
     stop_after_attempt,
     wait_exponential,
 )
 
-RETRY_STATUSES = {403, 429, 500, 502, 503, 504}
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "lagesbild (open-source municipal statistics pipeline)"
 
 
 class SourceError(RuntimeError):
-    """A statistics source answered something we cannot use; the message says what and where."""
+    """A source failed in a way retrying does not fix; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    timeout: float = 30.0  # seconds per HTTP call
+    attempts: int = 5  # tries per call, the first included
+    backoff: float = 1.0  # seconds before the second try, doubled per further try
+    max_backoff: float = 60.0  # cap on any wait, a server's Retry-After included
+    statuses: frozenset[int] = RETRY_STATUSES  # answers worth asking again
+
+    def wait(self, state: RetryCallState) -> float:
+        """Seconds before the next try: the answer's Retry-After, else exponential backoff."""
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            after = retry_after_seconds(outcome.result())
+            if after is not None:
+                return min(after, self.max_backoff)
+        return wait_exponential(multiplier=self.backoff, max=self.max_backoff)(state)
+
+
+class HttpSettings(BaseModel):
+    """Timeout and retry settings a connector's settings share (see `RetryPolicy`)."""
+
+    timeout: float = Field(30.0, gt=0, description="seconds per HTTP request")
+    attempts: int = Field(5, ge=1, description="tries per request on 429/5xx/timeouts")
+    backoff: float = Field(1.0, ge=0, description="first backoff in seconds, doubled per try")
+    max_backoff: float = Field(
+        60.0, gt=0, description="longest wait between tries in seconds, Retry-After included"
+    )
+
+    def retry_policy(self, statuses: frozenset[int] = RETRY_STATUSES) -> RetryPolicy:
+        return RetryPolicy(self.timeout, self.attempts, self.backoff, self.max_backoff, statuses)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """`Retry-After` in seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # neither form: fall back to our own backoff
+    if when.tzinfo is None:  # "-0000": the date is UTC
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 class RateLimiter:
@@ -53,97 +116,110 @@ class RateLimiter:
                 time.sleep(self.seconds - (now - self._sent[0]) + 0.001)
 
 
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code in RETRY_STATUSES
-    return isinstance(exc, httpx.TransportError)  # timeouts, refused and reset connections
-
-
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        try:  # an HTTP date
-            return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-        except (TypeError, ValueError):
-            return None
-
-
-def _wait(base: float, cap: float):
-    exponential = wait_exponential(multiplier=base, max=cap)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, httpx.HTTPStatusError):
-            after = retry_after_seconds(exc.response)
-            if after is not None:
-                return min(after, cap)
-        return exponential(state)
-
-    return wait
-
-
 class HttpSource:
-    """One API: a client with timeouts, the rate limiter and the retry policy around it."""
+    """One API: an httpx client with the policy's timeout, an optional rate limit, retries.
+
+    Subclasses adapt it to a source: `is_transient` (which answers are worth asking again),
+    `describe` (how an answer reads in a message), `advice` (what to do when it fails).
+    """
 
     def __init__(
         self,
         name: str,
         base_url: str,
+        policy: RetryPolicy,
         *,
-        calls: int,
-        per_seconds: float,
-        timeout: float = 30.0,
-        attempts: int = 5,
-        backoff: float = 1.0,
-        max_backoff: float = 60.0,
+        limiter: RateLimiter | None = None,
         transport: httpx.BaseTransport | None = None,
     ):
         self.name = name
         self.base_url = base_url.rstrip("/")
-        self.limiter = RateLimiter(calls, per_seconds)
+        self.policy = policy
+        self.limiter = limiter
         self.client = httpx.Client(
-            timeout=timeout,
-            transport=transport,
-            headers={"User-Agent": "lagesbild (open-source municipal statistics pipeline)"},
+            timeout=policy.timeout, transport=transport, headers={"User-Agent": USER_AGENT}
         )
-        self._send = retry(
-            retry=retry_if_exception(_retryable),
-            wait=_wait(backoff, max_backoff),
-            stop=stop_after_attempt(attempts),
-            reraise=True,
-        )(self._send_once)
 
-    def _send_once(self, method: str, url: str, **kwargs) -> httpx.Response:
-        self.limiter.wait()
-        response = self.client.request(method, url, **kwargs)
-        response.raise_for_status()
-        return response
+    # -- hooks -------------------------------------------------------------------------------
 
-    def request_json(self, method: str, url: str, **kwargs):
-        """The decoded JSON body; a clear SourceError for anything unusable."""
+    def is_transient(self, response: httpx.Response) -> bool:
+        return response.status_code in self.policy.statuses
+
+    def describe(self, response: httpx.Response) -> str:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+
+    def advice(self, response: httpx.Response | None) -> str:
+        """What to do when a call failed (`response` None: it never got an answer)."""
+        stays = (
+            f"Nothing from {self.name} was published in this run and the previous data stays; "
+            "the next run asks again."
+        )
+        if response is None:
+            return f"Is {self.base_url} reachable from this machine? {stays}"
+        if self.is_transient(response):
+            return f"The server is busy or failing; {stays[0].lower()}{stays[1:]}"
+        return (
+            "Check the source's URL in the settings and the catalogue entry behind this "
+            "request; the previous data stays published."
+        )
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def call(self, what: str, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+        """Run `attempt` under the policy; the first answer that is not transient, any status.
+
+        `what` names the endpoint in the message when every try failed (a `SourceError`).
+        """
+        transient = retry_if_exception_type(httpx.TransportError) | retry_if_result(
+            self.is_transient
+        )
+        retrying = Retrying(
+            retry=transient,
+            wait=self.policy.wait,
+            stop=stop_after_attempt(self.policy.attempts),
+            retry_error_callback=lambda state: self._give_up(what, state),
+        )
+        return retrying(self._limited, attempt)
+
+    def _limited(self, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+        if self.limiter is not None:
+            self.limiter.wait()
+        return attempt()
+
+    def _give_up(self, what: str, state: RetryCallState) -> NoReturn:
+        outcome = state.outcome
+        assert outcome is not None
+        response = None if outcome.failed else outcome.result()
+        if response is None:
+            exc = outcome.exception()
+            last = type(exc).__name__
+            if isinstance(exc, httpx.TimeoutException):
+                last += f" after {self.policy.timeout} s"
+        else:
+            last = self.describe(response)
+        raise SourceError(
+            f"{self.name} kept failing on {what} after {state.attempt_number} attempts "
+            f"(last: {last}). {self.advice(response)}"
+        ) from outcome.exception()
+
+    def send(self, method: str, url: str, **kwargs) -> httpx.Response:
         if not url.startswith(("http://", "https://")):
             url = f"{self.base_url}/{url.lstrip('/')}"
-        try:
-            response = self._send(method, url, **kwargs)
-        except httpx.HTTPStatusError as exc:
+        return self.call(f"{method} {url}", lambda: self.client.request(method, url, **kwargs))
+
+    def request_json(self, method: str, url: str, **kwargs):
+        """The decoded JSON body of a 2xx answer; a clear SourceError for anything else."""
+        response = self.send(method, url, **kwargs)
+        where = f"{method} {response.request.url}"
+        if not response.is_success:
             raise SourceError(
-                f"{self.name}: {method} {url} answered HTTP {exc.response.status_code}: "
-                f"{exc.response.text[:300]}"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise SourceError(
-                f"{self.name}: {method} {url} failed ({type(exc).__name__}); is {self.base_url} "
-                "reachable from this machine? The previous data stays published."
-            ) from exc
+                f"{self.name}: {where} answered {self.describe(response)}. {self.advice(response)}"
+            )
         try:
             return response.json()
         except ValueError as exc:
             raise SourceError(
-                f"{self.name}: {method} {url} answered a body that is not JSON "
+                f"{self.name}: {where} answered a body that is not JSON "
                 f"(starts {response.text[:80]!r})"
             ) from exc
 

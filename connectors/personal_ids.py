@@ -1,7 +1,7 @@
 """Personnummer handling: normalise, validate, pseudonymise.
 
 Every connector calls `pseudonymise_column` before anything is written, so no personnummer
-ever reaches disk (DESIGN.md invariant 5). Rules (Skatteverket, sources.md §8.1):
+ever reaches disk (docs/design.md, invariant 5). Rules (Skatteverket's):
 
 - accepted forms: `YYMMDD-NNNC`, `YYMMDD+NNNC` (100 years or older), `YYMMDDNNNC`,
   `YYYYMMDDNNNC`, `YYYYMMDD-NNNC`; spaces are ignored;

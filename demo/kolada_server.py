@@ -1,6 +1,6 @@
 """A local Kolada v3 for the demo and the tests: same paths, envelope, paging and limits.
 
-Shaped by the real samples (reference/samples/kolada): the envelope
+Shaped by the real samples (tests/connectors/samples/kolada): the envelope
 `{values, count, next_url, previous_url}` (count = items on this page), data rows
 `{kpi, municipality|ou, period, values: [{count, gender, status, value}]}`, `isdeleted` on a
 withdrawn row, KPI metadata objects as in `/v3/kpi`. Limits as the real API: at most 25

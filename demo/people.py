@@ -1,6 +1,6 @@
 """Fictional pupils' identities: personnummer, samordningsnummer, temporary ids and names.
 
-Id kinds and their shares (sources.md §8.1):
+Id kinds (docs/glossary.md) and their shares in the demo:
 
 - ``personnummer`` (97 %): YYMMDD + birth number 001-999 (odd last digit for boys,
   even for girls) + Luhn check digit;

@@ -1,6 +1,6 @@
 """A local PxWeb for the demo and the tests: SCB's PxWebApi 2 and a Folkhälsomyndigheten-style
-v1 API, with the real envelopes (reference/samples/pxweb): `/config` as SCB's, table info with
-`updated`, metadata as JSON-stat2 without values, data as JSON-stat2 (`id`, `size`,
+v1 API, with the real envelopes (tests/connectors/samples/pxweb): `/config` as SCB's, table
+info with `updated`, metadata as JSON-stat2 without values, data as JSON-stat2 (`id`, `size`,
 `dimension.*.category.index/label`, flat row-major `value`), DeSO codes with the 2025 suffix
 (`1299C0010_DeSO2025`) as SCB's DeSO 2025 tables write them.
 

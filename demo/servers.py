@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.utils import formatdate
 
 import uvicorn
 
@@ -37,8 +38,10 @@ def serve(app, port: int = 0) -> Iterator[str]:
 class Faults:
     """Switchable faults for a demo API: each queued fault answers the next matching request.
 
-    kinds: `429` (with Retry-After), `500`, `503`, `slow` (sleeps `seconds` before answering),
-    `malformed` (a truncated JSON body with status 200). `times=None` keeps a fault on.
+    kinds: `429` (with `Retry-After`: `retry_after` seconds, default 1, or with `retry_at`, an
+    epoch time, as an HTTP-date), `403` (a rate limit the way SCB's older APIs answer one),
+    `500`, `502`, `503`, `slow` (sleeps `seconds` before answering), `malformed` (a truncated
+    JSON body with status 200). `times=None` keeps a fault on.
     """
 
     def __init__(self) -> None:
@@ -79,8 +82,10 @@ def fault_response(fault: dict | None, body_for_malformed: str = '{"values": [{"
         return JSONResponse(
             {"detail": "Too many requests"},
             status_code=429,
-            headers={"Retry-After": str(fault.get("retry_after", 1))},
+            headers={"Retry-After": retry_after(fault)},
         )
+    if kind == "403":
+        return JSONResponse({"detail": "Too many calls in the time window"}, status_code=403)
     if kind in ("500", "502", "503"):
         return JSONResponse({"detail": "Internal server error"}, status_code=int(kind))
     if kind == "malformed":
@@ -88,8 +93,17 @@ def fault_response(fault: dict | None, body_for_malformed: str = '{"values": [{"
     raise ValueError(f"unknown fault {kind!r}")
 
 
+def retry_after(fault: dict) -> str:
+    """The `Retry-After` of a 429 fault: delta-seconds, or an HTTP-date when `retry_at` is set."""
+    if "retry_at" in fault:
+        return formatdate(fault["retry_at"], usegmt=True)  # whole seconds, rounded down
+    return str(fault.get("retry_after", 1))
+
+
 class CallLog:
-    """Every request the server answered (time, path, query), for rate-limit checks in tests."""
+    """Every request the server answered (time, path, query), for rate-limit checks in tests.
+
+    Times are wall-clock (`time.time()`), comparable with an HTTP-date `Retry-After`."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, str, dict]] = []
@@ -97,7 +111,7 @@ class CallLog:
 
     def record(self, path: str, query: dict) -> None:
         with self._lock:
-            self.calls.append((time.monotonic(), path, query))
+            self.calls.append((time.time(), path, query))
 
     def max_in_window(self, seconds: float) -> int:
         times = sorted(t for t, _, _ in self.calls)

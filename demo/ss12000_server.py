@@ -7,11 +7,13 @@ platform does: OAuth2 client credentials at `POST /token`, Bearer tokens that ex
 required `startDate`/`endDate` on `/aggregatedAttendance` (at most `MAX_WINDOW_DAYS`) and
 `{code, message}` error bodies.
 
-Faults are queued on `server.faults` (`Faults.add(kind, times)`), each applied to the next API
-requests: `429` (with `Retry-After`), `500`, `503_overload`, `slow` (sleeps past the
-client's timeout), `malformed` (a body that is not JSON) and `expire_token` (every issued
+Faults are queued on `server.faults` (`Faults.add(kind, times, path, **options)`), each
+applied to the next API requests: `429` (with `Retry-After`: `retry_after` seconds, default
+1, or `retry_at`, an epoch time, as an HTTP-date), `500`, `503_overload`, `slow` (sleeps past
+the client's timeout), `malformed` (a body that is not JSON) and `expire_token` (every issued
 token stops working, as when a token expires mid-run). Every API request is logged in
-`server.requests` (path and query) so tests can check what a client asked for.
+`server.requests` (path and query) and its wall-clock time in `server.request_times`, so
+tests can check what a client asked for and when.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from demo.servers import retry_after
 from demo.ss12000_store import Store, _utc
 
 MAX_WINDOW_DAYS = 31
@@ -55,27 +58,29 @@ class _Invalid(Exception):
 
 @dataclass
 class Faults:
-    queue: list[tuple[str, str | None]] = field(default_factory=list)  # (kind, path or any)
+    # (kind, path or any, options)
+    queue: list[tuple[str, str | None, dict]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, times: int = 1, path: str | None = None) -> None:
+    def add(self, kind: str, times: int = 1, path: str | None = None, **options) -> None:
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind}; known: {', '.join(FAULTS)}")
         with self.lock:
-            self.queue += [(kind, path)] * times
+            self.queue += [(kind, path, options)] * times
 
     def clear(self) -> None:
         with self.lock:
             self.queue.clear()
 
-    def next(self, path: str) -> str | None:
-        """The first queued fault for this path (or for any path), removed from the queue."""
+    def next(self, path: str) -> tuple[str | None, dict]:
+        """The first queued fault for this path (or for any path) and its options, removed
+        from the queue; (None, {}) when there is none."""
         with self.lock:
-            for i, (kind, only) in enumerate(self.queue):
+            for i, (kind, only, options) in enumerate(self.queue):
                 if only is None or only == path:
                     del self.queue[i]
-                    return kind
-            return None
+                    return kind, options
+            return None, {}
 
 
 class SS12000Server:
@@ -93,6 +98,7 @@ class SS12000Server:
         self.token_requests = 0
         self.faults = Faults()
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        self.request_times: list[float] = []  # wall clock, beside `requests`
         self.app = self._build()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -175,19 +181,21 @@ class SS12000Server:
         async def auth_and_faults(request: Request, call_next):
             if request.url.path == "/token":
                 return await call_next(request)
+            self.request_times.append(time.time())
             self.requests.append(
                 (
                     request.url.path,
                     {k: request.query_params.getlist(k) for k in request.query_params},
                 )
             )
-            fault = self.faults.next(request.url.path)
+            fault, options = self.faults.next(request.url.path)
             if fault == "expire_token":
                 self.tokens.clear()
             if not self._authorised(request):
                 return _error(401, "401_unauthorised", "Token saknas eller har gått ut")
             if fault == "429":
-                return _error(429, "429_too_many_requests", "För många anrop", {"Retry-After": "1"})
+                after = {"Retry-After": retry_after(options)}
+                return _error(429, "429_too_many_requests", "För många anrop", after)
             if fault == "500":
                 return _error(500, "500_internal", "Internt fel")
             if fault == "503_overload":

@@ -1,4 +1,4 @@
-"""The flows: `nightly` and `backfill`, every step of DESIGN.md in order.
+"""The flows: `nightly` and `backfill`, every stage of docs/design.md in order.
 
 reference → land new exports → clean + gate → dbt build (models + tests) → publish → summary.
 A step only starts when the one before succeeded. A failed gate or dbt test raises, so the
@@ -15,114 +15,124 @@ import logging
 import time
 from datetime import UTC, date, datetime
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
-from prefect.exceptions import MissingContextError
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
-from flows import attendance, housing, lagesbild_report, report, ss12000, statistics, warehouse
-from flows.gate import GateFailed
-from flows.notify import notify_failure
-from flows.reference import Reference, load_reference
-from flows.storage import CleanOutcome, append_run, run_lock
+from flows import lagesbild_report, warehouse
+from flows.attendance import exports as attendance_exports
+from flows.attendance import ss12000
+from flows.attendance.dataset import Attendance
+from flows.housing import exports as housing_exports
+from flows.housing.dataset import HousingWorkOrders
+from flows.layers.audit import append_run, run_lock
+from flows.layers.clean import CleanOutcome, Dataset, clean_dataset
+from flows.layers.gate import GateFailed
+from flows.layers.reference import Reference, load_reference
+from flows.reports import run_summary
+from flows.reports.notify import notify_failure
+from flows.statistics import landing as statistics_landing
+from flows.statistics.dataset import IndicatorValues, Population
+from lagesbild import runtime
 from lagesbild.settings import ConfigError, Settings
 
-# Sources a backfill can re-run, and what that means for each (README: rerun safety).
+log = logging.getLogger(__name__)
+
+# Sources a backfill can re-run: the clean dataset it rebuilds, and what it does.
 BACKFILL_SOURCES = {
-    ATTENDANCE_EXPORT: "lands new files, then rebuilds every month in the window from landing",
-    ss12000.SOURCE: "fetches every school day in the window again, then rebuilds those months",
-    HOUSING_EXPORT: "lands new files, then rebuilds all work orders from landing if the window "
-    "touches a year with orders",
+    ATTENDANCE_EXPORT: (
+        Attendance.name,
+        "lands new files, then rebuilds every month in the window from landing",
+    ),
+    ss12000.SOURCE: (
+        Attendance.name,
+        "fetches every school day in the window again, then rebuilds those months",
+    ),
+    HOUSING_EXPORT: (
+        HousingWorkOrders.name,
+        "lands new files, then rebuilds all work orders from landing if the window touches a "
+        "year with orders",
+    ),
 }
-
-
-def _log(message: str) -> None:
-    try:
-        get_run_logger().info(message)
-    except MissingContextError:
-        logging.getLogger("lagesbild").info(message)
 
 
 @task(cache_policy=NO_CACHE)
 def load_reference_data(settings: Settings) -> Reference:
     reference = load_reference(settings.paths.drop, settings.paths.clean)
-    _log(
-        f"reference: {reference.schools.height} schools, {reference.areas.height} areas, "
-        f"{len(reference.school_days)} school days"
+    log.info(
+        "reference: %d schools, %d areas, %d school days",
+        reference.schools.height,
+        reference.areas.height,
+        len(reference.school_days),
     )
     return reference
 
 
 @task(cache_policy=NO_CACHE)
 def land_attendance_exports(settings: Settings) -> list[str]:
-    manifests = attendance.land_new_exports(settings, settings.require_pseudonym_key(), _log)
-    return [m.file for m in manifests]
+    manifests = attendance_exports.land_new_exports(settings, settings.require_pseudonym_key())
+    return [m.origin for m in manifests]
 
 
 @task(cache_policy=NO_CACHE)
 def land_ss12000(
-    settings: Settings, reference: Reference, run_date: date, window: tuple[date, date] | None
+    settings: Settings, reference: Reference, run_date: date, refetch: tuple[date, date] | None
 ) -> list[str]:
     key = settings.require_pseudonym_key()
-    manifests = ss12000.land_delta(settings, key, reference.school_days, run_date, _log, window)
-    return [m.file for m in manifests]
-
-
-@task(cache_policy=NO_CACHE)
-def clean_and_gate_attendance(
-    settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
-) -> CleanOutcome:
-    return attendance.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
+    manifests = ss12000.land_delta(settings, key, reference.school_days, run_date, refetch)
+    return [m.origin for m in manifests]
 
 
 @task(cache_policy=NO_CACHE)
 def land_housing_exports(settings: Settings) -> list[str]:
-    return [m.file for m in housing.land_new_exports(settings, _log)]
-
-
-@task(cache_policy=NO_CACHE)
-def clean_and_gate_housing(
-    settings: Settings, reference: Reference, run_id: str, rebuild_periods: frozenset[str]
-) -> CleanOutcome:
-    return housing.clean_pending_loads(settings, reference, run_id, _log, rebuild_periods)
+    return [m.origin for m in housing_exports.land_new_exports(settings)]
 
 
 @task(cache_policy=NO_CACHE)
 def land_statistics(settings: Settings) -> list[str]:
-    return [m.file for m in statistics.land_statistics(settings, _log)]
+    return [m.origin for m in statistics_landing.land_statistics(settings)]
 
 
-@task(cache_policy=NO_CACHE)
-def clean_and_gate_statistics(settings: Settings, run_id: str) -> CleanOutcome:
-    return statistics.clean_statistics(settings, run_id, _log)
+@task(cache_policy=NO_CACHE, task_run_name="clean-and-gate-{dataset.name}")
+def clean_and_gate(
+    settings: Settings, dataset: Dataset, run_id: str, rebuild: frozenset[str]
+) -> CleanOutcome:
+    return clean_dataset(
+        dataset,
+        settings.paths,
+        settings.expectations_dir,
+        run_id,
+        settings.max_quarantine_share,
+        rebuild,
+    )
 
 
 @task(cache_policy=NO_CACHE)
 def build_warehouse(settings: Settings, as_of: date, full_refresh: bool) -> warehouse.DbtBuild:
-    return warehouse.dbt_build(settings, log=_log, as_of=as_of, full_refresh=full_refresh)
+    return warehouse.dbt_build(settings, as_of=as_of, full_refresh=full_refresh)
 
 
 @task(cache_policy=NO_CACHE)
 def publish_marts(settings: Settings) -> list[str]:
     tables = warehouse.publish(settings.paths, settings.served_storage_version, settings.postgres)
-    _log(f"published {len(tables)} marts to {settings.paths.marts_db}")
+    log.info("published %d marts to %s", len(tables), settings.paths.marts_db)
     if settings.postgres:
-        _log(f"and to PostgreSQL schema {settings.postgres.schema_name}")
+        log.info("and to PostgreSQL schema %s", settings.postgres.schema_name)
     return tables
 
 
 @task(cache_policy=NO_CACHE)
 def write_dbt_docs(settings: Settings, as_of: date):
-    return warehouse.dbt_docs(settings, log=_log, as_of=as_of)
+    return warehouse.dbt_docs(settings, as_of=as_of)
 
 
 @task(cache_policy=NO_CACHE)
 def write_lagesbild_report(settings: Settings, run_date: date):
     path = lagesbild_report.build(settings.paths, settings.municipality.name, run_date)
-    _log(f"lägesbild report: {path}")
+    log.info("lägesbild report: %s", path)
     return path
 
 
@@ -141,14 +151,19 @@ def months(date_from: date, date_to: date) -> frozenset[str]:
 def _pipeline(
     flow_name: str,
     run_date: date | None,
-    rebuild_periods: frozenset[str] = frozenset(),
-    window: str | None = None,
-    api_window: tuple[date, date] | None = None,
+    rebuild: dict[str, frozenset[str]] | None = None,
+    backfill: str | None = None,
+    refetch: tuple[date, date] | None = None,
     full_refresh: bool = False,
-) -> report.RunSummary:
-    settings = Settings()
+) -> run_summary.RunSummary:
+    """Every stage in order. A backfill gives `rebuild` (clean dataset → the months it
+    rebuilds), `backfill` (its label in the runs table: source and window) and, for SS 12000,
+    `refetch` (the days fetched again)."""
+    runtime.route_logs_to_prefect()
+    settings = Settings()  # once per run; everything below is handed these settings
     settings.require_pseudonym_key()  # fail before any work if the key is missing
-    summary = report.RunSummary(_run_id(), run_date or date.today(), status="Running")
+    rebuild = rebuild or {}
+    summary = run_summary.RunSummary(_run_id(), run_date or date.today(), status="Running")
     started = datetime.now(UTC)
     stage_started = time.perf_counter()
 
@@ -161,25 +176,27 @@ def _pipeline(
         stage_started = time.perf_counter()
         if name != "done":
             summary.stage_seconds[name] = 0.0
-            _log(f"stage {name}: start")
+            log.info("stage %s: start", name)
 
-    with run_lock(settings.data_dir, settings.run_lock_timeout, _log):
+    with run_lock(settings.data_dir, settings.run_lock_timeout):
         try:
             stage("extract")
             reference = load_reference_data(settings)
             summary.landed += land_attendance_exports(settings)
             if ss12000.enabled(settings):
-                summary.landed += land_ss12000(settings, reference, summary.run_date, api_window)
+                summary.landed += land_ss12000(settings, reference, summary.run_date, refetch)
             summary.landed += land_housing_exports(settings)
             summary.landed += land_statistics(settings)
             stage("clean")
-            summary.clean += clean_and_gate_attendance(
-                settings, reference, summary.run_id, rebuild_periods
-            )
-            summary.clean += clean_and_gate_housing(
-                settings, reference, summary.run_id, rebuild_periods
-            )
-            summary.clean += clean_and_gate_statistics(settings, summary.run_id)
+            datasets: list[Dataset] = [
+                Attendance(settings, reference),
+                HousingWorkOrders(settings, reference),
+                IndicatorValues(settings),
+                Population(settings),
+            ]
+            for dataset in datasets:
+                months = rebuild.get(dataset.name, frozenset())
+                summary.clean += clean_and_gate(settings, dataset, summary.run_id, months)
             if summary.clean.gate_failed:
                 failures = [
                     f"{g.partition}: {o.expectation} on {o.column}"
@@ -203,13 +220,13 @@ def _pipeline(
             raise
         finally:
             stage("done")  # also times the stage a failure stopped
-            path = report.write(summary, settings.paths)
+            path = run_summary.write(summary, settings.paths)
             append_run(
                 settings.paths.audit,
                 {
                     "run_id": summary.run_id,
                     "flow": flow_name,
-                    "window": window,
+                    "window": backfill,
                     "run_date": summary.run_date,
                     "started_at": started,
                     "finished_at": datetime.now(UTC),
@@ -219,10 +236,10 @@ def _pipeline(
                     "published": bool(summary.published),
                 },
             )
-            _log(f"run summary: {path}")
+            log.info("run summary: %s", path)
             if FlowRunContext.get():
                 create_markdown_artifact(
-                    report.render(summary, settings.paths),
+                    run_summary.render(summary, settings.paths),
                     key="lagesbild-run-summary",
                     description=f"lagesbild {flow_name} run {summary.run_id}",
                 )
@@ -230,7 +247,7 @@ def _pipeline(
 
 
 @flow(name="nightly", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
-def nightly(run_date: date | None = None, full_refresh: bool = False) -> report.RunSummary:
+def nightly(run_date: date | None = None, full_refresh: bool = False) -> run_summary.RunSummary:
     """Land, clean, validate, build and publish everything new in the drop folder.
 
     dbt rebuilds only the months whose clean files changed; `full_refresh` rebuilds every
@@ -242,7 +259,7 @@ def nightly(run_date: date | None = None, full_refresh: bool = False) -> report.
 @flow(name="backfill", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
 def backfill(
     source: str, date_from: date, date_to: date, run_date: date | None = None
-) -> report.RunSummary:
+) -> run_summary.RunSummary:
     """Re-run a source over a date window: rebuild exactly those periods, publish once."""
     if source not in BACKFILL_SOURCES:
         raise ConfigError(
@@ -251,6 +268,9 @@ def backfill(
     if date_from > date_to:
         raise ConfigError(f"backfill window is empty: --from {date_from} is after --to {date_to}")
     periods = months(date_from, date_to)
-    _log(f"backfill {source} {date_from}..{date_to}: rebuilding {', '.join(sorted(periods))}")
-    api_window = (date_from, date_to) if source == ss12000.SOURCE else None
-    return _pipeline("backfill", run_date, periods, f"{source} {date_from}..{date_to}", api_window)
+    log.info(
+        "backfill %s %s..%s: rebuilding %s", source, date_from, date_to, ", ".join(sorted(periods))
+    )
+    refetch = (date_from, date_to) if source == ss12000.SOURCE else None
+    rebuild = {BACKFILL_SOURCES[source][0]: periods}
+    return _pipeline("backfill", run_date, rebuild, f"{source} {date_from}..{date_to}", refetch)

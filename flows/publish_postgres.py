@@ -18,7 +18,7 @@ reader can be held up); after a timeout the transaction is rolled back, readers 
 the publish tries again after `lock_retry_seconds`, up to `lock_retries` times. A table that
 user views depend on is never dropped: the publish refuses with a message naming the views.
 
-The role itself is created once by the database administrator (README, "BI access");
+The role itself is created once by the database administrator (docs/bi-access.md);
 publishing only grants to it. See docs/bi-contract.md.
 """
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
@@ -37,6 +37,8 @@ import duckdb
 
 from flows import publish_postgres
 from lagesbild.settings import Paths, PostgresTarget, Settings
+
+log = logging.getLogger(__name__)
 
 
 class DbtFailed(RuntimeError):
@@ -68,9 +70,7 @@ def _dbt_variables(settings: Settings) -> dict[str, object]:
     }
 
 
-def _run_dbt(
-    settings: Settings, arguments: list[str], log: Callable[[str], None], as_of: date | None
-) -> tuple[int, list[str]]:
+def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tuple[int, list[str]]:
     """Run one dbt command against the work warehouse; forward and return its log lines."""
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def _run_dbt(
     assert process.stdout is not None
     for line in process.stdout:
         lines.append(line.rstrip())
-        log(line.rstrip())
+        log.info("%s", line.rstrip())
     return process.wait(), lines
 
 
@@ -146,10 +146,7 @@ class DbtBuild:
 
 
 def dbt_build(
-    settings: Settings,
-    log: Callable[[str], None] = print,
-    as_of: date | None = None,
-    full_refresh: bool = False,
+    settings: Settings, as_of: date | None = None, full_refresh: bool = False
 ) -> DbtBuild:
     """Run `dbt build`, incremental unless asked for a full refresh or the fingerprint of the
     dbt project changed since the last successful build (then `--full-refresh`)."""
@@ -171,11 +168,11 @@ def dbt_build(
         )
     else:
         reason = "incremental: the dbt project is unchanged; only changed months are rebuilt"
-    log(f"dbt build: {reason}")
+    log.info("dbt build: %s", reason)
     arguments = ["build", "--full-refresh"] if full_refresh else ["build"]
     # The fingerprint is recorded only after a successful build: a build of changed code that
     # fails half-way is done again, in full, by the next run.
-    returncode, lines = _run_dbt(settings, arguments, log, as_of)
+    returncode, lines = _run_dbt(settings, arguments, as_of)
     failures, nodes = [], 0
     results_file = settings.paths.warehouse / "dbt_target" / "run_results.json"
     if results_file.exists():
@@ -204,18 +201,18 @@ def execution_seconds(paths: Paths) -> float | None:
     return float(json.loads(results_file.read_text())["elapsed_time"])
 
 
-def dbt_docs(
-    settings: Settings, log: Callable[[str], None] = print, as_of: date | None = None
-) -> Path | None:
+def dbt_docs(settings: Settings, as_of: date | None = None) -> Path | None:
     """Write the dbt docs site (models, grains, tests, glossary) as one self-contained page.
 
     Returns its path, or None when dbt could not generate it: the docs are a report, so a
     failure is logged and the run goes on (the marts are already published).
     """
-    returncode, lines = _run_dbt(settings, ["docs", "generate", "--static"], log, as_of)
+    returncode, lines = _run_dbt(settings, ["docs", "generate", "--static"], as_of)
     page = settings.paths.warehouse / "dbt_target" / "static_index.html"
     if returncode != 0 or not page.exists():
-        log("dbt docs could not be generated (the marts are published): " + " / ".join(lines[-3:]))
+        log.warning(
+            "dbt docs could not be generated (the marts are published): %s", " / ".join(lines[-3:])
+        )
         return None
     target = settings.paths.reports / "dbt-docs" / "index.html"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -304,7 +304,7 @@ def _headlines(settings: Settings) -> None:
         f"\nMarts: {paths.marts_db} (tables marts.<name>) and {paths.marts_parquet}/<name>.parquet"
     )
     console.print(
-        "Open them: duckdb -readonly " + str(paths.marts_db) + "  — see README 'Reading the marts'."
+        "Open them: duckdb -readonly " + str(paths.marts_db) + "  — see docs/bi-access.md."
     )
 
 
@@ -339,7 +339,7 @@ def status() -> None:
     import duckdb
     import polars as pl
 
-    from flows.storage import read_audit, read_runs
+    from flows.layers.audit import read_audit, read_runs
 
     settings = _settings()
     paths = settings.paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,3 +25,20 @@ def configure(data_dir: Path | None = None) -> None:
     if "PREFECT_HOME" in os.environ:
         # Prefect creates its home without parents; on a fresh data folder that fails.
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+# The packages whose `logging.getLogger(__name__)` records belong in a run's log.
+LOGGERS = ("flows", "connectors", "lagesbild")
+
+
+def route_logs_to_prefect() -> None:
+    """Send the project's log records (INFO and up) to the Prefect run they happen in, as
+    Prefect's own `PREFECT_LOGGING_EXTRA_LOGGERS` would; they still reach the console
+    through the root logger. Idempotent: called at the start of every flow run."""
+    from prefect.logging.handlers import APILogHandler
+
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        if not any(isinstance(handler, APILogHandler) for handler in logger.handlers):
+            logger.addHandler(APILogHandler())

@@ -2,17 +2,16 @@
 
 Values come, highest priority first, from `LAGESBILD_*` environment variables (nested with
 `__`, e.g. `LAGESBILD_SUPPRESSION__MIN_PERSONS=3`), then a `.env` file, then `lagesbild.toml`
-in the working directory (or the file named by `LAGESBILD_CONFIG`), then the defaults below. Secrets
+in the working directory (or the file named by `LAGESBILD_CONFIG`), then the defaults below
+(every setting is listed in docs/configuration.md; a test keeps it complete). Secrets
 (`LAGESBILD_PSEUDONYM_KEY`) belong in the environment or a secret store, never in the toml.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -22,6 +21,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from connectors.kolada.settings import KoladaSettings
+from connectors.pxweb.settings import PxWebSettings
+from connectors.ss12000.settings import SS12000Settings
+from lagesbild.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # The demo publishes fictional data only; it uses this fixed, public key and says so.
@@ -29,7 +33,7 @@ DEMO_PSEUDONYM_KEY = "lagesbild-demo-key-not-secret"
 
 
 class Suppression(BaseModel):
-    """Small-cell thresholds (DESIGN.md invariant 6); approve them with your DPO."""
+    """Small-cell thresholds (docs/design.md, invariant 6); approve them with your DPO."""
 
     min_persons: int = Field(5, ge=1, description="counts of persons below this are NULL")
     min_denominator: int = Field(10, ge=1, description="rates with fewer persons are NULL")
@@ -58,8 +62,13 @@ class PostgresTarget(BaseModel):
     lock_retry_seconds: float = Field(10, ge=0, description="pause between attempts")
 
 
-class Statistics(BaseModel):
-    """Public statistics (Kolada, PxWeb) and survey tables; README "Public-health statistics"."""
+class Statistics(KoladaSettings, PxWebSettings):
+    """Public statistics (Kolada, PxWeb) and survey tables; docs/sources/statistics.md.
+
+    The connection keys (`kolada_*`, `scb_url`, `fohm_url`, `pxweb_*`, `timeout`, `attempts`,
+    `backoff`, `max_backoff`) are defined with the connectors (connectors/kolada/settings.py,
+    connectors/pxweb/settings.py); the rest says what the pipeline does with them.
+    """
 
     enabled: bool = Field(
         False, description="fetch Kolada and PxWeb in the nightly (needs internet access)"
@@ -67,47 +76,8 @@ class Statistics(BaseModel):
     catalogue: Path = Field(
         PROJECT_ROOT / "catalogue" / "indicators.yml", description="which indicators to fetch"
     )
-    kolada_url: str = "https://api.kolada.se/v3"
-    kolada_calls: int = Field(5, ge=1, description="at most this many Kolada calls ...")
-    kolada_seconds: float = Field(1.0, gt=0, description="... per this many seconds")
-    kolada_per_page: int = Field(5000, ge=1, le=5000)
-    scb_url: str = Field("https://statistikdatabasen.scb.se/api/v2", description="PxWeb v2")
-    fohm_url: str = Field(
-        "https://fohm-app.folkhalsomyndigheten.se/Folkhalsodata/api/v1/sv",
-        description="Folkhälsomyndigheten's PxWeb v1",
-    )
-    pxweb_calls: int = Field(10, ge=1, description="at most this many PxWeb calls ...")
-    pxweb_seconds: float = Field(10.0, gt=0, description="... per this many seconds")
-    pxweb_max_cells: int = Field(100_000, ge=1, description="cells per PxWeb request")
-    timeout: float = Field(30.0, gt=0, description="seconds per HTTP request")
-    attempts: int = Field(5, ge=1, description="tries per request on 429/5xx/timeouts")
-    backoff: float = Field(1.0, ge=0, description="first backoff in seconds, doubled per try")
     min_response_rate_pct: float = Field(
         50.0, ge=0, le=100, description="survey values below this response rate are suppressed"
-    )
-
-
-class SS12000(BaseModel):
-    """An SS 12000 v2 server of a school platform (README 'Attendance over SS 12000').
-
-    Off while `base_url` is unset. The client secret comes from the environment
-    (`LAGESBILD_SS12000__CLIENT_SECRET`) or a Prefect Secret block, never from a file.
-    """
-
-    base_url: str | None = Field(None, description="API root, e.g. https://host/ss12000/v2")
-    token_url: str | None = Field(None, description="OAuth2 client-credentials token endpoint")
-    client_id: str | None = None
-    client_secret: SecretStr | None = Field(None, description="environment only")
-    client_secret_block: str | None = Field(None, description="Prefect Secret block name")
-    scopes: list[str] = Field(default_factory=list, description="OAuth2 scopes to request")
-    token_auth: Literal["post", "basic"] = Field(
-        "post", description="client credentials in the token request body, or HTTP Basic"
-    )
-    page_size: int = Field(500, ge=1, description="`limit` per page")
-    timeout: float = Field(30, gt=0, description="seconds per HTTP call")
-    max_attempts: int = Field(5, ge=1, description="tries per call on timeouts, 429 and 5xx")
-    first_day: date | None = Field(
-        None, description="first day fetched when nothing has landed; default calendar start"
     )
 
 
@@ -136,7 +106,7 @@ class Settings(BaseSettings):
     expectations_dir: Path = Field(PROJECT_ROOT / "expectations")
     dbt_project_dir: Path = Field(PROJECT_ROOT / "dbt_project")
     municipality: Municipality = Municipality()
-    ss12000: SS12000 = SS12000()
+    ss12000: SS12000Settings = SS12000Settings()
     attendance_precedence: list[str] = Field(
         ["ss12000", "skola24_csv", "ist_xlsx"],
         description="attendance sources, strongest first: decides each school x day both cover",
@@ -203,12 +173,8 @@ class Settings(BaseSettings):
         return self.pseudonym_key.get_secret_value().encode()
 
 
-class ConfigError(RuntimeError):
-    """Bad or missing configuration; the message says what to do."""
-
-
 class Paths:
-    """Where each layer lives (DESIGN.md, 'Layers and their contracts')."""
+    """Where each layer lives (docs/design.md, 'Layers and their contracts')."""
 
     def __init__(self, data: Path, drop: Path):
         self.data = data

@@ -24,7 +24,9 @@ def _bindir() -> Path:
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).parent
-    raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (see README)")
+    raise RuntimeError(
+        "PostgreSQL is not installed: sudo make system-packages (or apt-get install postgresql)"
+    )
 
 
 def _free_port() -> int:

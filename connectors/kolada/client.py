@@ -10,8 +10,9 @@
   (`is_deleted=True`, value None), never as values, so a caller can withdraw what it had.
 - KPI metadata (`/kpi/{ids}`): title, publication dates, publ_period.
 
-Politeness: at most `calls` requests per `per_seconds` (default 5 per second, what other
-clients use; Kolada publishes no limit) and backoff on 429/5xx (see connectors/http.py).
+Politeness: at most `kolada_calls` requests per `kolada_seconds` (default 5 per second, what
+other clients use; Kolada publishes no limit) and the retry policy of connectors/http.py.
+Settings: `connectors/kolada/settings.py`.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from datetime import date
 
 import httpx
 
-from connectors.http import HttpSource, SourceError
+from connectors.http import HttpSource, RateLimiter, SourceError
+from connectors.kolada.settings import KoladaSettings
 
 MAX_PATH_VALUES = 25  # v3 refuses longer kpi / municipality / year lists
-MAX_PER_PAGE = 5000
 GENDERS = {"T", "K", "M"}
 
 
@@ -92,29 +93,13 @@ def _keys(body) -> str:
 
 
 class KoladaClient:
-    def __init__(
-        self,
-        base_url: str = "https://api.kolada.se/v3",
-        *,
-        per_page: int = MAX_PER_PAGE,
-        calls: int = 5,
-        per_seconds: float = 1.0,
-        timeout: float = 30.0,
-        attempts: int = 5,
-        backoff: float = 1.0,
-        transport: httpx.BaseTransport | None = None,
-    ):
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            raise ValueError(f"per_page must be 1..{MAX_PER_PAGE}")
-        self.per_page = per_page
+    def __init__(self, settings: KoladaSettings, transport: httpx.BaseTransport | None = None):
+        self.per_page = settings.kolada_per_page
         self.http = HttpSource(
             "Kolada",
-            base_url,
-            calls=calls,
-            per_seconds=per_seconds,
-            timeout=timeout,
-            attempts=attempts,
-            backoff=backoff,
+            settings.kolada_url,
+            settings.retry_policy(),
+            limiter=RateLimiter(settings.kolada_calls, settings.kolada_seconds),
             transport=transport,
         )
 

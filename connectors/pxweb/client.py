@@ -3,9 +3,11 @@ Folkhälsomyndigheten (and SCB's older `api.scb.se`) serve (GET a table = metada
 
 `fetch(table, selection)` takes a selection per variable (value codes, `*` for all), expands
 it against the table's metadata, splits it into requests that stay under the cell limit
-(`maxDataCells` from v2 `/config`, else `max_cells`), and returns one long frame (see
+(`maxDataCells` from v2 `/config`, else `pxweb_max_cells`), and returns one long frame (see
 `jsonstat.py`). Calls are rate limited on our side, by default 10 per 10 s (the limit SCB
-publishes; its `/config` allows 30), and 429/403/5xx are retried with backoff.
+publishes; its `/config` allows 30), and retried by the policy of connectors/http.py, plus
+SCB's 403 "too many calls"; a 403 for too many cells is not retried (asking again cannot
+help). Settings: `connectors/pxweb/settings.py`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 import httpx
 import polars as pl
 
-from connectors.http import HttpSource, SourceError
+from connectors.http import RETRY_STATUSES, HttpSource, RateLimiter, SourceError
 from connectors.pxweb.jsonstat import Dataset, read_jsonstat2
+from connectors.pxweb.settings import API_VERSIONS, Api, PxWebSettings
 
 
 @dataclass
@@ -29,36 +32,51 @@ class TableInfo:
     variables: dict[str, list[str]]  # variable code → value codes, in the table's order
 
 
+class PxWebHttp(HttpSource):
+    """SCB answers 403 both to too many calls (retried like a 429) and to a selection above
+    its cell limit (not retried; the message says which setting to lower). A 403 whose body
+    speaks of cells is the second."""
+
+    def __init__(
+        self, settings: PxWebSettings, api: Api, transport: httpx.BaseTransport | None = None
+    ):
+        super().__init__(
+            f"PxWeb {settings.url(api)}",
+            settings.url(api),
+            settings.retry_policy(RETRY_STATUSES | {403}),
+            limiter=RateLimiter(settings.pxweb_calls, settings.pxweb_seconds),
+            transport=transport,
+        )
+        self.max_cells = settings.pxweb_max_cells  # lowered to the server's `maxDataCells`
+
+    @staticmethod
+    def over_cell_limit(response: httpx.Response) -> bool:
+        return response.status_code == 403 and "cell" in response.text.lower()
+
+    def is_transient(self, response: httpx.Response) -> bool:
+        return super().is_transient(response) and not self.over_cell_limit(response)
+
+    def advice(self, response: httpx.Response | None) -> str:
+        if response is not None and self.over_cell_limit(response):
+            return (
+                f"The server takes fewer cells per request than the {self.max_cells:,} we split "
+                "at: set statistics.pxweb_max_cells lower. The previous data stays published."
+            )
+        return super().advice(response)
+
+
 class PxWebClient:
     def __init__(
         self,
-        base_url: str,
+        settings: PxWebSettings,
+        api: Api = "scb",
         *,
-        api_version: int = 2,
-        calls: int = 10,
-        per_seconds: float = 10.0,
-        max_cells: int = 100_000,
         language: str = "sv",
-        timeout: float = 60.0,
-        attempts: int = 5,
-        backoff: float = 1.0,
         transport: httpx.BaseTransport | None = None,
     ):
-        if api_version not in (1, 2):
-            raise ValueError("PxWeb api_version is 1 or 2")
-        self.api_version, self.language = api_version, language
-        self.http = HttpSource(
-            f"PxWeb {base_url}",
-            base_url,
-            calls=calls,
-            per_seconds=per_seconds,
-            timeout=timeout,
-            attempts=attempts,
-            backoff=backoff,
-            transport=transport,
-        )
-        self._max_cells = max_cells
-        self._config_read = api_version == 1
+        self.api_version, self.language = API_VERSIONS[api], language
+        self.http = PxWebHttp(settings, api, transport)
+        self._config_read = self.api_version == 1
 
     def __enter__(self) -> PxWebClient:
         return self
@@ -72,9 +90,9 @@ class PxWebClient:
         if not self._config_read:
             config = self.http.request_json("GET", "config")
             if isinstance(config, dict) and isinstance(config.get("maxDataCells"), int):
-                self._max_cells = min(self._max_cells, config["maxDataCells"])
+                self.http.max_cells = min(self.http.max_cells, config["maxDataCells"])
             self._config_read = True
-        return self._max_cells
+        return self.http.max_cells
 
     def table(self, table: str) -> TableInfo:
         """Label, `updated` and the variables with their value codes."""

@@ -1,7 +1,8 @@
 """Survey results typed in from reports (LUPP, Stockholmsenkäten, CAN, Folkhälsorapport barn
 och unga ...): one CSV or XLSX template, read as text and validated row by row.
 
-Columns (README "Entering survey results"; an example is `catalogue/survey_template.csv`):
+Columns (docs/sources/statistics.md, "Entering survey results"; an example is
+`catalogue/survey_template.csv`):
 
 | column | content |
 |---|---|

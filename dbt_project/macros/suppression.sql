@@ -1,5 +1,5 @@
 {#-
-    Disclosure control for every published mart (DESIGN.md invariant 6).
+    Disclosure control for every published mart (docs/design.md, invariant 6).
 
     * A count of persons below var('min_persons') (default 5, 0 included) is published as NULL.
     * A rate whose denominator (a count of persons) is below var('min_denominator')

@@ -1,5 +1,5 @@
 -- A survey value is published only with enough respondents and a sufficient response rate
--- (DESIGN.md invariant 6; thresholds min_denominator, min_response_rate_pct).
+-- (docs/design.md, invariant 6; thresholds min_denominator, min_response_rate_pct).
 select *
 from {{ ref('mart_indicator_values') }}
 where source = 'survey'

@@ -4,6 +4,8 @@ faults. Expected values come from the server's data model (`KoladaData`)."""
 from __future__ import annotations
 
 import json
+import math
+import socket
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 from connectors.http import SourceError
 from connectors.kolada.client import KoladaClient, parse_data_page, parse_kpi_page
+from connectors.kolada.settings import KoladaSettings
 from demo.kolada_server import KPIS, KoladaState, create_app
 from demo.servers import serve
 
@@ -36,8 +39,8 @@ def state(kolada):
 
 
 def client(kolada, **options) -> KoladaClient:
-    options = {"calls": 100, "backoff": 0.01, **options}
-    return KoladaClient(kolada[1], **options)
+    options = {"kolada_calls": 100, "backoff": 0.01, **options}
+    return KoladaClient(KoladaSettings(kolada_url=kolada[1], **options))
 
 
 def expected(state, kpis, areas, years) -> set[tuple]:
@@ -71,7 +74,7 @@ def test_real_samples_parse():
 
 
 def test_paging_follows_next_url(kolada, state):
-    with client(kolada, per_page=7) as c:
+    with client(kolada, kolada_per_page=7) as c:
         values = list(c.data(["N33820", "U07452"], ["1299", "0012", "0000"], YEARS))
     assert as_set(values) == expected(state, ["N33820", "U07452"], ["1299", "0012", "0000"], YEARS)
     assert len(values) == 2 * 3 * 7 * 2  # rows: N33820 has K/M/T values, U07452 T only → 84
@@ -123,20 +126,38 @@ def test_kpi_metadata(kolada, state):
 
 def test_rate_limit_is_kept_at_the_server(kolada, state):
     started = time.monotonic()
-    with client(kolada, calls=4, per_seconds=1.0, per_page=1) as c:
+    with client(kolada, kolada_calls=4, kolada_seconds=1.0, kolada_per_page=1) as c:
         values = list(c.data(["U07452"], ["1299", "0012"], range(2020, 2025)))
     assert len(values) == 10 and len(state.log.calls) == 10
     assert state.log.max_in_window(0.95) <= 4  # 50 ms for scheduling jitter
     assert time.monotonic() - started >= 2.0  # 10 calls at 4 per second
 
 
-def test_429_is_retried_after_retry_after(kolada, state):
+def test_429_is_retried_after_retry_after_in_seconds(kolada, state):
     state.faults.add("429", retry_after=1)
     with client(kolada) as c:
         values = list(c.data(["U07452"], ["1299"], YEARS))
     assert as_set(values) == expected(state, ["U07452"], ["1299"], YEARS)
+    (first, _, _), (second, _, _) = state.log.calls  # exactly one retry
+    assert 1.0 <= second - first < 2.0  # the header's second, not our 0.01 s backoff
+
+
+def test_429_is_retried_after_retry_after_as_an_http_date(kolada, state):
+    retry_at = math.ceil(time.time()) + 1  # an HTTP-date has whole seconds
+    state.faults.add("429", retry_at=retry_at)
+    with client(kolada) as c:
+        values = list(c.data(["U07452"], ["1299"], YEARS))
+    assert as_set(values) == expected(state, ["U07452"], ["1299"], YEARS)
+    (_, _, _), (second, _, _) = state.log.calls
+    assert retry_at <= second < retry_at + 1.0
+
+
+def test_a_retry_after_beyond_max_backoff_is_capped(kolada, state):
+    state.faults.add("429", retry_after=3600)
+    with client(kolada, max_backoff=0.2) as c:
+        list(c.data(["U07452"], ["1299"], YEARS))
     (first, _, _), (second, _, _) = state.log.calls
-    assert second - first >= 1.0
+    assert 0.2 <= second - first < 1.0
 
 
 def test_5xx_and_timeouts_are_retried(kolada, state):
@@ -151,9 +172,15 @@ def test_5xx_and_timeouts_are_retried(kolada, state):
 
 def test_persistent_errors_and_malformed_bodies_are_clear_errors(kolada, state):
     state.faults.add("503", times=None)
-    with client(kolada, attempts=3) as c, pytest.raises(SourceError, match="HTTP 503"):
+    with client(kolada, attempts=3) as c, pytest.raises(SourceError) as failed:
         list(c.data(["N15419"], ["1299"], YEARS))
     assert len(state.log.calls) == 3
+    assert str(failed.value) == (
+        f"Kolada kept failing on GET {kolada[1]}/data/kpi/N15419/municipality/1299/year/"
+        f"{','.join(map(str, YEARS))} after 3 attempts (last: HTTP 503: "
+        '{"detail":"Internal server error"}). The server is busy or failing; nothing from '
+        "Kolada was published in this run and the previous data stays; the next run asks again."
+    )
     state.faults.clear()
     state.faults.add("malformed")
     with client(kolada) as c, pytest.raises(SourceError, match="not JSON"):
@@ -176,3 +203,17 @@ def test_ou_data_for_school_units(kolada, state):
     assert [p for _, p, _ in state.log.calls] == [
         "GET /v3/oudata/kpi/N15419/ou/V15E129900101,V15E129900102/year/2024,2025"
     ]
+
+
+def test_an_unreachable_source_says_so():
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v3"
+    settings = KoladaSettings(kolada_url=url, attempts=2, backoff=0.01)
+    with KoladaClient(settings) as c, pytest.raises(SourceError) as failed:
+        c.kpis(["N15419"])
+    assert str(failed.value) == (
+        f"Kolada kept failing on GET {url}/kpi/N15419 after 2 attempts (last: ConnectError). "
+        f"Is {url} reachable from this machine? Nothing from Kolada was published in this run "
+        "and the previous data stays; the next run asks again."
+    )

@@ -5,6 +5,8 @@ the server's data model (`population_value`, `alcohol_value`)."""
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +15,7 @@ import pytest
 from connectors.http import SourceError
 from connectors.pxweb.client import PxWebClient, split_selection
 from connectors.pxweb.jsonstat import read_jsonstat2, read_px_json
+from connectors.pxweb.settings import PxWebSettings
 from demo.generate import AREAS
 from demo.pxweb_server import ALCOHOL, POPULATION, PxWebState, alcohol_value, create_app
 from demo.pxweb_server import population_value as population
@@ -50,9 +53,9 @@ def test_the_real_config_sets_the_cell_limit():
 
     config = (SAMPLES / "scb_v2_config.json").read_bytes()
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=config))
-    with PxWebClient("https://statistikdatabasen.scb.se/api/v2", transport=transport) as c:
+    with PxWebClient(PxWebSettings(), transport=transport) as c:
         assert c.max_cells == 100_000  # ours is lower than SCB's 150,000
-    with PxWebClient("https://x/api/v2", max_cells=10**6, transport=transport) as c:
+    with PxWebClient(PxWebSettings(pxweb_max_cells=10**6), transport=transport) as c:
         assert c.max_cells == 150_000
 
 
@@ -100,8 +103,8 @@ def state(pxweb):
 
 
 def scb(pxweb, **options) -> PxWebClient:
-    return PxWebClient(f"{pxweb[1]}/api/v2", **{"calls": 3, "per_seconds": 1.2,
-                                                "backoff": 0.05, **options})  # fmt: skip
+    options = {"pxweb_calls": 3, "pxweb_seconds": 1.2, "backoff": 0.05, **options}
+    return PxWebClient(PxWebSettings(scb_url=f"{pxweb[1]}/api/v2", **options), "scb")
 
 
 def test_v2_population_split_under_the_cell_limit_and_suffixes_stripped(pxweb, state):
@@ -126,8 +129,9 @@ def test_calls_stay_within_the_rate_limit(pxweb, state):
 
 
 def test_v1_table_like_folkhalsomyndigheten(pxweb, state):
-    with PxWebClient(f"{pxweb[1]}/Folkhalsodata/api/v1/sv", api_version=1, calls=3,
-                     per_seconds=1.2) as c:  # fmt: skip
+    fohm = PxWebSettings(fohm_url=f"{pxweb[1]}/Folkhalsodata/api/v1/sv", pxweb_calls=3,
+                         pxweb_seconds=1.2)  # fmt: skip
+    with PxWebClient(fohm, "fohm") as c:
         info = c.table(ALCOHOL)
         data = c.fetch(
             ALCOHOL,
@@ -157,3 +161,63 @@ def test_faults_retried_or_clear(pxweb, state):
         c.table(POPULATION)
     with scb(pxweb) as c, pytest.raises(SourceError, match="no variable 'Kommun'"):
         c.fetch(POPULATION, {"Kommun": ["1299"]})
+
+
+ONE_AREA = {**POPULATION_SELECTION, "Region": ["1299"]}  # 408 cells: one request
+
+
+def test_retry_after_as_an_http_date_is_waited(pxweb, state):
+    retry_at = math.ceil(time.time()) + 1  # an HTTP-date has whole seconds
+    state.faults.add("429", retry_at=retry_at)
+    with scb(pxweb) as c:
+        c.fetch(POPULATION, ONE_AREA)
+    calls = [(t, p) for t, p, _ in state.log.calls]
+    assert [p for _, p in calls] == [
+        f"GET /api/v2/tables/{POPULATION}", f"GET /api/v2/tables/{POPULATION}",
+        f"GET /api/v2/tables/{POPULATION}/metadata", "GET /api/v2/config",
+        f"POST /api/v2/tables/{POPULATION}/data",
+    ]  # fmt: skip
+    assert retry_at <= calls[1][0] < retry_at + 1.0
+
+
+def test_a_403_rate_limit_is_retried_a_403_cell_limit_is_not(pxweb, state):
+    state.faults.add("403")  # SCB's older answer to too many calls
+    with scb(pxweb) as c:
+        assert c.fetch(POPULATION, ONE_AREA).frame.height == 408
+    assert len(state.log.calls) == 5  # info twice, metadata, config, data
+
+    state.log.clear()
+    with scb(pxweb) as c:
+        assert c.max_cells == 1000  # the server's maxDataCells
+        state.max_cells = 100  # ... which it lowers before the data request
+        try:
+            with pytest.raises(SourceError) as failed:
+                c.fetch(POPULATION, ONE_AREA)
+        finally:
+            state.max_cells = 1000
+    posts = [p for _, p, _ in state.log.calls if p.startswith("POST")]
+    assert len(posts) == 1  # asking again cannot help
+    url = f"{pxweb[1]}/api/v2"
+    assert str(failed.value) == (
+        f"PxWeb {url}: POST {url}/tables/{POPULATION}/data?lang=sv&outputFormat=json-stat2 "
+        'answered HTTP 403: {"type":"about:blank","title":"Too many cells selected (max 100)",'
+        '"status":403}. The server takes fewer cells per request than the 1,000 we split at: '
+        "set statistics.pxweb_max_cells lower. The previous data stays published."
+    )
+
+
+def test_exhausted_retries_give_one_clear_message(pxweb, state):
+    state.faults.add("503", times=None)
+    try:
+        with scb(pxweb, attempts=2) as c, pytest.raises(SourceError) as failed:
+            c.table(POPULATION)
+    finally:
+        state.faults.clear()
+    assert len(state.log.calls) == 2
+    url = f"{pxweb[1]}/api/v2"
+    assert str(failed.value) == (
+        f"PxWeb {url} kept failing on GET {url}/tables/{POPULATION} after 2 attempts "
+        '(last: HTTP 503: {"detail":"Internal server error"}). The server is busy or failing; '
+        f"nothing from PxWeb {url} was published in this run and the previous data stays; "
+        "the next run asks again."
+    )

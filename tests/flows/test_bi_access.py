@@ -1,7 +1,7 @@
 """BI access: the served marts in an older DuckDB client, and the PostgreSQL publish target.
 
 The PostgreSQL server is real (tests/postgres_server.py starts one on loopback); the BI login
-is a member of the read-only role, as the README tells the DBA to set it up. The BI contract
+is a member of the read-only role, as docs/bi-access.md tells the DBA to set it up. The BI contract
 (docs/bi-contract.md): a comment on every table and column and the same types in every target,
 user views that survive a publish, long readers that neither fail nor block it.
 """

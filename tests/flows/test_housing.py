@@ -17,8 +17,8 @@ import duckdb
 import polars as pl
 import pytest
 
+from flows.layers.audit import read_audit
 from flows.nightly import nightly
-from flows.storage import read_audit
 from lagesbild.settings import PROJECT_ROOT, Settings
 from tests.flows.conftest import pipeline_at
 

@@ -17,8 +17,8 @@ import duckdb
 import polars as pl
 import pytest
 
+from flows.layers.audit import read_audit
 from flows.nightly import nightly
-from flows.storage import read_audit
 from lagesbild.settings import Settings
 
 MIN_PERSONS, MIN_DENOMINATOR = 5, 10

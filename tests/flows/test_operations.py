@@ -26,8 +26,8 @@ import polars as pl
 import pytest
 import yaml
 
+from flows.layers.audit import read_audit, read_runs
 from flows.nightly import backfill, nightly
-from flows.storage import read_audit, read_runs
 from lagesbild.settings import PROJECT_ROOT, Settings
 from tests.flows.conftest import TEST_KEY, THROUGH, pipeline_at
 

@@ -16,8 +16,9 @@ import pytest
 
 from demo.ss12000_server import SS12000Server, running
 from demo.ss12000_store import Store, entity_id
+from flows.layers.audit import read_audit
+from flows.layers.landing import landed_loads
 from flows.nightly import backfill, nightly
-from flows.storage import landed_loads, read_audit
 from lagesbild.settings import Settings
 from tests.flows.conftest import THROUGH, pipeline_at
 from tests.flows.test_nightly import (
@@ -153,7 +154,7 @@ def _same(a, b) -> bool:
 
 
 def _landed(paths) -> dict[str, str]:
-    return {m.load_id: m.dataset for m, _ in landed_loads(paths.landing, "ss12000")}
+    return {x.load_id: x.manifest.dataset for x in landed_loads(paths.landing, "ss12000")}
 
 
 def test_second_run_fetches_only_the_delta_and_changes_nothing(first_run, server):

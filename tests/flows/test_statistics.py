@@ -18,8 +18,9 @@ from demo import kolada_server, pxweb_server
 from demo.kolada_server import KoladaData
 from demo.pxweb_server import AGES, alcohol_value, population_value
 from demo.servers import serve
+from flows.layers.audit import read_audit
+from flows.layers.landing import landed_loads
 from flows.nightly import nightly
-from flows.storage import landed_loads, read_audit
 from lagesbild.settings import Settings
 from tests.flows.conftest import pipeline_at
 
@@ -212,7 +213,7 @@ def test_survey_values_suppressed_and_bad_rows_quarantined(first_run):
 
     audit = read_audit(first_run.audit).filter(pl.col("source") == "survey")
     assert audit.select("rows_received", "rows_clean", "rows_quarantined").row(0) == (8, 6, 2)
-    quarantine = pl.read_parquet(first_run.quarantine / "survey_results" / "**" / "*.parquet")
+    quarantine = pl.read_parquet(first_run.quarantine / "indicator_values" / "**" / "*.parquet")
     assert sorted(quarantine["reason"]) == ["bad_sex", "unknown_indicator"]
 
 
@@ -352,7 +353,7 @@ def test_second_run_fetches_increments_revisions_and_deletions(first_run, server
     data_calls = [q for _, path, q in kolada.log.calls if path.startswith("GET /v3/data/")]
     since = (today - timedelta(days=1)).isoformat()  # the last fetch's day, with a day's overlap
     assert data_calls and all(q.get("from_date") == since for q in data_calls)
-    loads = [m for m, _ in landed_loads(first_run.landing, "kolada")]
+    loads = [x.manifest for x in landed_loads(first_run.landing, "kolada")]
     assert len(loads) == 2
     assert loads[1].rows == 1 + 3  # the revised value; the deleted row's K, M and T
     assert loads[1].release["from_date"] == since

@@ -12,7 +12,7 @@ from connectors.attendance_export.layouts import LayoutError, load_layouts
 from connectors.attendance_export.resources import discover, read_export
 from connectors.drop_files import Landed, file_stat, sha256_of
 from connectors.personal_ids import luhn_check_digit
-from flows.clean_attendance import pupil_days, split_load
+from flows.attendance.rules import pupil_days, split_load
 from lagesbild.settings import PROJECT_ROOT
 
 KEY = b"unit-test-key"
@@ -57,7 +57,7 @@ def test_cp1252_csv_with_decimal_comma(tmp_path):
     assert batch.dropped_columns == ["Elev", "Skola", "Klass"]
     result = split_load(batch.rows, LAYOUTS["skola24_csv"], SCHOOLS, "L1")
     assert (result.received, result.clean, result.quarantined, result.duplicates) == (3, 3, 0, 0)
-    day = pupil_days(result.lessons).row(0, named=True)
+    day = pupil_days(result.rows).row(0, named=True)
     assert day["offered_minutes"] == 145
     assert day["invalid_absence_minutes"] == 12.5
     assert day["valid_absence_minutes"] == 40
@@ -75,7 +75,7 @@ def test_utf8_bom_and_compact_dates(tmp_path):
         bom=True,
     )
     batch = read_export(export_file(tmp_path, "b.csv", "skola24_csv"), KEY)
-    lessons = split_load(batch.rows, LAYOUTS["skola24_csv"], SCHOOLS, "L1").lessons
+    lessons = split_load(batch.rows, LAYOUTS["skola24_csv"], SCHOOLS, "L1").rows
     assert lessons.select("date", "lesson_start", "grade").row(0) == (
         date(2025, 9, 2),
         "08:10",
@@ -146,7 +146,7 @@ def test_xlsx_layout_checks_minutes_add_up(tmp_path):
         "personnummer",
         "temporary",
     ]
-    days = pupil_days(result.lessons)
+    days = pupil_days(result.rows)
     assert days.height == 2 and days.get_column("offered_minutes").to_list() == [40, 40]
 
 
@@ -227,7 +227,7 @@ def test_excel_date_and_time_cells_and_numeric_ids(tmp_path):
     batch = read_export(export_file(tmp_path, "typed.xlsx", "ist_xlsx"), KEY)
     result = split_load(batch.rows, LAYOUTS["ist_xlsx"], SCHOOLS, "L1")
     assert result.quarantine.is_empty(), result.quarantine.to_dicts()
-    assert result.lessons.select("date", "lesson_start").row(0) == (date(2025, 9, 1), "08:10")
+    assert result.rows.select("date", "lesson_start").row(0) == (date(2025, 9, 1), "08:10")
     assert batch.rows["pupil_id_kind"].to_list() == ["personnummer"]
 
 

@@ -22,9 +22,9 @@ from benchmarks.results import (
     targets,
 )
 from benchmarks.run import BenchFailed, measure, parse_summary
-from flows.gate import GateResult
-from flows.report import RunSummary
-from flows.report import render as render_summary
+from flows.layers.gate import GateResult
+from flows.reports.run_summary import RunSummary
+from flows.reports.run_summary import render as render_summary
 from lagesbild.settings import Paths
 
 MACHINE = Machine("Test CPU 9000", 2, 24 * GB, "3.11.7", "Linux 6", "abc1234")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.catalogue import load_catalogue
-from flows.clean_statistics import KEY, history, kolada_release
+from flows.statistics.catalogue import load_catalogue
+from flows.statistics.rules import KEY, history, kolada_release
 
 CATALOGUE = load_catalogue(Path(__file__).resolve().parents[2] / "catalogue/indicators.yml", "1299")
 META = {"U07452": {"prel_publication_date": "2026-03-15", "publication_date": "2026-09-01",
@@ -67,7 +67,7 @@ def test_history_keeps_changes_and_counts_repeats():
 
 
 def test_the_indicator_gate_blocks_impossible_values():
-    from flows import gate
+    from flows.layers import gate
     from lagesbild.settings import PROJECT_ROOT
 
     good = release(kolada_rows(("U07452", "1299", 2024, "T", 950.0, False)), "r1").rows

@@ -5,7 +5,8 @@ from datetime import date
 import polars as pl
 import pytest
 
-from flows import gate
+from flows.attendance.dataset import checked_frame
+from flows.layers import gate
 from lagesbild.settings import PROJECT_ROOT
 
 SUITE = PROJECT_ROOT / "expectations" / "attendance_pupil_days.json"
@@ -29,12 +30,22 @@ def days(**changes) -> pl.DataFrame:
     return frame.with_columns(**{k: pl.Series(v) for k, v in changes.items()})
 
 
+def attendance_parameters(frame, previous_rows_per_day, tolerance=0.5) -> dict:
+    """What `flows.attendance.dataset.Attendance.parameters` gives the suite."""
+    days = frame.get_column("date").n_unique()
+    expected = None if previous_rows_per_day is None else previous_rows_per_day * days
+    return {
+        "known_school_unit_codes": ["12345678"],
+        "school_days": sorted(d.isoformat() for d in SCHOOL_DAYS),
+        "expected_rows_min": 0 if expected is None else int(expected * (1 - tolerance)),
+        "expected_rows_max": None if expected is None else int(expected * (1 + tolerance)) + 1,
+    }
+
+
 def run(frame: pl.DataFrame, previous_rows_per_day=None, tmp_path=None) -> gate.GateResult:
-    parameters = gate.attendance_parameters(
-        frame, {"12345678"}, SCHOOL_DAYS, previous_rows_per_day, tolerance=0.5
-    )
+    parameters = attendance_parameters(frame, previous_rows_per_day)
     return gate.validate_frame(
-        gate.attendance_frame(frame),
+        checked_frame(frame),
         SUITE,
         parameters,
         partition="period=2025-09",

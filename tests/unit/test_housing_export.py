@@ -11,9 +11,10 @@ import xlsxwriter
 from connectors.drop_files import Landed, LayoutError
 from connectors.housing_export.layouts import load_layouts
 from connectors.housing_export.resources import discover, read_export
-from flows.clean_housing import parse_amount_ore, split_load, work_orders
-from flows.housing import load_properties
-from flows.reference import ReferenceError
+from flows.housing.properties import load_properties
+from flows.housing.rules import split_load, work_orders
+from flows.layers.parsing import parse_amount_ore
+from flows.layers.reference import ReferenceError
 from lagesbild.settings import PROJECT_ROOT
 
 LAYOUTS = load_layouts(PROJECT_ROOT / "connectors" / "housing_export" / "layouts.yml")
@@ -87,7 +88,7 @@ def test_fast2_csv_vat_removed_and_personal_columns_dropped(tmp_path):
     assert "Anna Andersson" not in batch.rows.write_csv()
     result = split_load(batch.rows, FAST2, PROPERTIES, "L1")
     assert (result.received, result.clean, result.quarantined, result.duplicates) == (1, 1, 0, 0)
-    version = result.versions.row(0, named=True)
+    version = result.rows.row(0, named=True)
     assert version["cost_excl_vat_ore"] == 100000  # 1 250,00 incl. 25 % VAT = 1 000,00 excl.
     assert (version["category"], version["status"], version["area_code"]) == (
         "graffiti",
@@ -133,7 +134,7 @@ def test_latest_version_wins_and_reexports_do_not_double_count(tmp_path):
     )
     # a re-export of March arrives last: its older version must not win
     again = load(tmp_path, "r.csv", [row(status="REG", completed="", cost="0,00 kr")], "L3")
-    built = work_orders(pl.concat([march.versions, april.versions, again.versions]))
+    built = work_orders(pl.concat([march.rows, april.rows, again.rows]))
     orders = built.orders.sort("order_id")
     assert orders["order_id"].to_list() == ["100001", "100002"]
     assert orders["cost_excl_vat_ore"].to_list() == [200000, 100000]
@@ -156,7 +157,7 @@ def test_without_modified_at_the_latest_load_wins(tmp_path):
     results = [
         split_load(read_export(f).rows, layout, PROPERTIES, f"L{i}") for i, f in enumerate(files)
     ]
-    built = work_orders(pl.concat([r.versions for r in results]))
+    built = work_orders(pl.concat([r.rows for r in results]))
     assert built.orders.select("cost_excl_vat_ore", "category", "reported_date").row(0) == (
         150000,
         "broken_glass",
@@ -178,7 +179,7 @@ def test_credit_notes_correct_the_cost(tmp_path):
     )
     # the same credit note re-exported counts once
     again = load(tmp_path, "c.csv", [row(order="1", credit="KN1", cost="-250,00 kr")], "L3")
-    built = work_orders(pl.concat([order.versions, credits.versions, again.versions]))
+    built = work_orders(pl.concat([order.rows, credits.rows, again.rows]))
     assert built.orders.select("order_id", "cost_excl_vat_ore", "credit_notes").rows() == [
         ("1", 80000, 1),
         ("2", 100000, 0),  # keeps its cost; the credit note goes to quarantine
@@ -215,9 +216,9 @@ def test_property_register_errors_name_the_company_and_file(tmp_path):
         load_properties(tmp_path, areas, {"ekbo": "ekbo_vitec"})
 
 
-def test_the_readme_layout_example_is_a_valid_layout(tmp_path):
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Housing companies' work orders")[1]
+def test_the_documented_layout_example_is_a_valid_layout(tmp_path):
+    doc = (PROJECT_ROOT / "docs/sources/housing-exports.md").read_text(encoding="utf-8")
+    section = doc.split("# Housing companies' work orders")[1]
     example = section.split("```yaml\n")[1].split("```")[0]
     path = tmp_path / "layouts.yml"
     path.write_text("\n".join(line.removeprefix("   ") for line in example.splitlines()))
@@ -233,4 +234,4 @@ def test_labels_match_without_case_and_blanks(tmp_path):
     result = load(
         tmp_path, "l.csv", [row(phrase="  dörr/LÅS   skadegörelse ", status="utförd")], "L"
     )
-    assert result.versions.select("category", "status").row(0) == ("doors_and_locks", "completed")
+    assert result.rows.select("category", "status").row(0) == ("doors_and_locks", "completed")

@@ -16,9 +16,11 @@ import httpx
 import polars as pl
 import pytest
 
+from connectors.http import SourceError
 from connectors.personal_ids import luhn_check_digit, pseudonym
 from connectors.ss12000 import resources
-from connectors.ss12000.client import ClientConfig, SS12000Client, SS12000Error
+from connectors.ss12000.client import SS12000Client
+from connectors.ss12000.settings import SS12000Settings
 from demo.ss12000_server import SS12000Server, running
 from demo.ss12000_store import Store, entity_id
 
@@ -100,22 +102,22 @@ def server():
         yield server
 
 
+def settings(url: str, **options) -> SS12000Settings:
+    return SS12000Settings(
+        base_url=url, token_url=url + "/token", client_id="lagesbild-demo", **options
+    )
+
+
 @pytest.fixture
 def client(server):
     server.faults.clear()
     server.requests.clear()
+    server.request_times.clear()
     server.token_requests = 0
-    config = ClientConfig(
-        base_url=server.url,
-        token_url=server.url + "/token",
-        client_id=server.client_id,
-        client_secret=server.client_secret,
-        page_size=PAGE,
-        timeout=1.0,
-        max_attempts=3,
-        backoff_max=1.0,
+    config = settings(
+        server.url, page_size=PAGE, timeout=1.0, max_attempts=3, backoff=0.05, max_backoff=3.0
     )
-    with SS12000Client(config) as client:
+    with SS12000Client(config, server.client_secret) as client:
         yield client
 
 
@@ -178,27 +180,57 @@ def test_transient_faults_are_retried(client, server, fault):
     assert len(server.requests) == math.ceil(PUPILS / PAGE) + 1  # one call was retried
 
 
+def test_retry_after_in_seconds_is_waited(client, server):
+    server.faults.add("429", retry_after=1)
+    assert persons(client).height == PUPILS
+    assert len(server.requests) == math.ceil(PUPILS / PAGE) + 1
+    first, retried = server.request_times[:2]
+    assert 1.0 <= retried - first < 2.0  # the header's second, not our 0.05 s backoff
+
+
+def test_retry_after_as_an_http_date_is_waited(client, server):
+    retry_at = math.ceil(time.time()) + 1  # an HTTP-date has whole seconds
+    server.faults.add("429", retry_at=retry_at)
+    assert persons(client).height == PUPILS
+    assert len(server.requests) == math.ceil(PUPILS / PAGE) + 1
+    assert retry_at <= server.request_times[1] < retry_at + 1.0
+
+
 def test_persistent_5xx_gives_a_clear_error_after_max_attempts(client, server):
     server.faults.add("503_overload", times=3)
-    with pytest.raises(
-        SS12000Error, match=r"kept failing on /persons after 3 attempts.*503_overload"
-    ):
+    with pytest.raises(SourceError) as failed:
         persons(client)
     assert len(server.requests) == 3
+    assert str(failed.value) == (
+        f"SS 12000 server {server.url} kept failing on /persons after 3 attempts (last: 503 "
+        "503_overload: Svaret är för stort för servern att hantera). Nothing was published; "
+        "the next run fetches the same delta again. If it persists, check that "
+        f"{server.url} is reachable and ask the platform's support."
+    )
+
+
+def test_persistent_429_and_timeouts_name_the_last_answer(client, server):
+    server.faults.add("429", times=3, retry_after=0)
+    with pytest.raises(SourceError, match=r"after 3 attempts \(last: 429 429_too_many_requests"):
+        persons(client)
+    assert len(server.requests) == 3
+    server.faults.add("slow", times=3)
+    with pytest.raises(
+        SourceError, match=r"on /persons after 3 attempts \(last: ReadTimeout after"
+    ):
+        persons(client)
+    assert len(server.requests) == 6
 
 
 def test_malformed_json_is_a_clear_error_not_retried(client, server):
     server.faults.add("malformed")
-    with pytest.raises(SS12000Error, match="not JSON on /persons"):
+    with pytest.raises(SourceError, match="not JSON on /persons"):
         persons(client)
     assert len(server.requests) == 1
 
 
 def test_credentials_by_http_basic(server):
-    config = ClientConfig(
-        server.url, server.url + "/token", "lagesbild-demo", "demo-secret", token_auth="basic"
-    )
-    with SS12000Client(config) as client:
+    with SS12000Client(settings(server.url, token_auth="basic"), "demo-secret") as client:
         assert organisations_of(client) == [SCHOOL]
 
 
@@ -207,8 +239,10 @@ def organisations_of(client) -> list[str]:
 
 
 def test_wrong_credentials_name_the_settings(server):
-    config = ClientConfig(server.url, server.url + "/token", "lagesbild-demo", "wrong")
-    with SS12000Client(config) as client, pytest.raises(SS12000Error, match="CLIENT_ID"):
+    with (
+        SS12000Client(settings(server.url), "wrong") as client,
+        pytest.raises(SourceError, match="CLIENT_ID"),
+    ):
         list(client.pages("/organisations"))
 
 
@@ -219,7 +253,7 @@ def test_aggregated_attendance_needs_its_dates_and_maps_organisation(client, ser
     assert frame["offered_sum"].sum() == PUPILS * 120 and frame["valid_absence_sum"].sum() == (
         PUPILS * 10
     )
-    with pytest.raises(SS12000Error, match="400 400_invalid_filter"):
+    with pytest.raises(SourceError, match="400 400_invalid_filter"):
         list(client.pages("/aggregatedAttendance", {"startDate": "2025-09-01"}))
 
 
@@ -269,11 +303,18 @@ def test_spec_examples_parse_through_the_same_code():
 
 def test_a_short_lived_token_is_renewed_before_it_expires(server):
     short = SS12000Server(small_store(), token_lifetime=1)
-    with running(short) as url:
-        config = ClientConfig(url, url + "/token", short.client_id, short.client_secret)
-        with SS12000Client(config) as client:
-            list(client.pages("/organisations"))
-            time.sleep(0.6)  # past half the lifetime: renewed before the server would refuse
-            list(client.pages("/organisations"))
+    with running(short) as url, SS12000Client(settings(url), short.client_secret) as client:
+        list(client.pages("/organisations"))
+        time.sleep(0.6)  # past half the lifetime: renewed before the server would refuse
+        list(client.pages("/organisations"))
     assert short.token_requests == 2
     assert [path for path, _ in short.requests] == ["/organisations", "/organisations"]
+
+
+def test_half_configured_settings_name_the_missing_keys():
+    from lagesbild.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set LAGESBILD_SS12000__TOKEN_URL, LAGESBILD_SS12"):
+        SS12000Client(SS12000Settings(base_url="http://127.0.0.1:9"), "secret")
+    with pytest.raises(ConfigError, match="client secret missing"):
+        settings("http://127.0.0.1:9").resolve_client_secret()

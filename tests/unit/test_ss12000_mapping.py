@@ -7,9 +7,10 @@ from datetime import date
 import polars as pl
 
 from connectors.ss12000 import resources
-from flows import ss12000
-from flows.attendance import apply_precedence
-from flows.storage import Manifest, land
+from flows.attendance import ss12000
+from flows.layers.clean import apply_precedence
+from flows.layers.landing import Load, land
+from flows.layers.manifest import Manifest
 
 KEY = b"k"
 SCHOOL, ORG, OTHER_ORG = "34817265", "org-1", "org-2"
@@ -21,9 +22,9 @@ def _landed(tmp_path, dataset: str, frame: pl.DataFrame, load_id: str) -> None:
         source="ss12000",
         dataset=dataset,
         load_id=load_id,
-        period="2025-09",
-        periods=["2025-09"],
-        file=dataset,
+        request={},
+        partition_kind="month",
+        partitions=["2025-09"],
         sha256="0" * 64,
         rows=frame.height,
         extracted_at="2025-09-04T00:00:00+00:00",
@@ -92,7 +93,7 @@ def test_rows_map_to_lessons_or_quarantine_with_a_reason(tmp_path):
         "unknown_school_unit",
         "minutes_do_not_add_up",
     ]
-    assert result.lessons.is_empty()  # L1 does not own the day: no load asked for it
+    assert result.rows.is_empty()  # L1 does not own the day: no load asked for it
 
 
 def test_the_latest_load_asking_for_a_day_owns_it_and_minutes_map(tmp_path):
@@ -100,12 +101,14 @@ def test_the_latest_load_asking_for_a_day_owns_it_and_minutes_map(tmp_path):
                                                               offeredSum=50)])  # fmt: skip
 
     def manifest(load_id):
-        return Manifest("ss12000", "aggregated_attendance", load_id, "2025-09", ["2025-09"],
-                        "f", "0", 2, "", [], request={"days": [DAY.isoformat()]})  # fmt: skip
+        return Load(Manifest(
+            source="ss12000", dataset="aggregated_attendance", load_id=load_id,
+            request={"days": [DAY.isoformat()]}, partition_kind="month", partitions=["2025-09"],
+            sha256="0", rows=2, extracted_at="", columns=[]), tmp_path)  # fmt: skip
 
-    owners = ss12000.day_owners([(manifest("L2"), None), (manifest("L1"), None)])
+    owners = ss12000.day_owners([manifest("L2"), manifest("L1")])
     assert owners == {DAY: "L2"}
-    lessons = ss12000.split_load(rows, _lookups(tmp_path), {SCHOOL}, "L2", owners).lessons
+    lessons = ss12000.split_load(rows, _lookups(tmp_path), {SCHOOL}, "L2", owners).rows
     assert lessons.select("grade", "offered_minutes", "attended_minutes",
                           "invalid_absence_minutes", "other_absence_minutes").rows() == [
         ("F", 45.0, 40.0, 5.0, 0.0),
@@ -122,8 +125,9 @@ def test_precedence_per_school_day_and_unlisted_sources_last():
             "load_id": ["e1", "s1", "s1", "e1", "n1", "n1"],
         }
     )
-    served, lost = apply_precedence(lessons, ["ss12000", "skola24_csv"])
+    key = ("school_unit_code", "date")
+    served, lost = apply_precedence(lessons, ["ss12000", "skola24_csv"], key)
     assert sorted(served["load_id"].to_list()) == ["e1", "n1", "s1", "s1"]
     assert lost == {"e1": 1, "n1": 1}
-    served, lost = apply_precedence(lessons, ["skola24_csv", "ss12000"])
+    served, lost = apply_precedence(lessons, ["skola24_csv", "ss12000"], key)
     assert lost == {"s1": 2, "n1": 1}

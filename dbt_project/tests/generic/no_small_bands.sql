@@ -1,5 +1,5 @@
 {#-
-    Disclosure by subtraction (DESIGN.md invariant 6) in nested counts: within each group of
+    Disclosure by subtraction (docs/design.md, invariant 6) in nested counts: within each group of
     `partition_by`, ordered by `order_by`, each published `count_column` and the last published
     value before it (the `total_column` to start with) must differ by 0 or by at least
     var('min_persons'); otherwise their difference publishes a band of too few persons.

@@ -1,5 +1,5 @@
 {#-
-    Disclosure check on a published model (DESIGN.md invariant 6). Returns one row per
+    Disclosure check on a published model (docs/design.md, invariant 6). Returns one row per
     violation:
 
     * count_columns: a published (non-NULL) count of persons below var('min_persons').

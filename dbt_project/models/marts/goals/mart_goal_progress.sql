@@ -7,7 +7,7 @@
               for 2022 when there was none in 2022).
     trend:    `better` / `worse` / `unchanged` against the previous period's value, by the
               indicator's direction; NULL without a previous value.
-    status (the rule, in order; README "Goal follow-up"):
+    status (the rule, in order; docs/marts.md "Goal follow-up"):
       1. no_data     the value is missing or withheld (suppressed);
       2. target_met  a target is set and the value is at or beyond it;
       3. baseline    the period is the baseline period or earlier: nothing to judge yet;

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.attendance import DATASET
-from flows.storage import AUDIT_OVERVIEW, CleanOutcome
+from flows.attendance.dataset import Attendance
+from flows.layers.audit import AUDIT_OVERVIEW
+from flows.layers.clean import CleanOutcome
 from lagesbild.settings import Paths
 
 
@@ -37,7 +38,7 @@ class RunSummary:
 
 def freshness(paths: Paths, run_date: date) -> pl.DataFrame:
     """Latest day with clean data per source layout, and how many days behind the run date."""
-    files = list((paths.clean / DATASET).glob("period=*/*.parquet"))
+    files = list((paths.clean / Attendance.folder).glob("period=*/*.parquet"))
     if not files:
         return pl.DataFrame(
             schema={"source": pl.String, "latest_day": pl.Date, "calendar_days_behind": pl.Int64}

@@ -2,7 +2,7 @@
 
 Suites are JSON files in `expectations/` named after the dataset; each expectation carries GX's
 own `severity` (`critical` blocks the run, `warning` is reported). GX validates pandas frames
-(its SQL datasource does not work with DuckDB, see DESIGN.md). GX is imported lazily: the
+(its SQL datasource does not work with DuckDB). GX is imported lazily: the
 import alone costs about 10 s.
 """
 
@@ -131,55 +131,27 @@ def validate_frame(
 
 
 def validate_loads(
-    suite: Path, pending: list, results: dict, max_quarantine_share: float, report_dir: Path
+    suite: Path, loads: list, max_quarantine_share: float, report_dir: Path
 ) -> GateResult:
     """Validate the loads themselves: a mostly-quarantined file (a changed date or amount
     format) blocks the run instead of publishing what little was left of it.
 
-    `pending` holds (manifest, folder) pairs; `results` each load's accounting by load id.
+    `loads` holds (origin, LoadResult) pairs: the file or request, and its accounting.
     """
-    loads = pl.DataFrame(
+    frame = pl.DataFrame(
         {
-            "file": [m.file for m, _ in pending],
-            "rows_received": [results[m.load_id].received for m, _ in pending],
-            "rows_quarantined": [results[m.load_id].quarantined for m, _ in pending],
-        }
+            "file": [origin for origin, _ in loads],
+            "rows_received": [result.received for _, result in loads],
+            "rows_quarantined": [result.quarantined for _, result in loads],
+        },
+        schema={"file": pl.String, "rows_received": pl.Int64, "rows_quarantined": pl.Int64},
     ).with_columns(
         quarantine_share=pl.col("rows_quarantined") / pl.max_horizontal("rows_received", 1)
     )
     return validate_frame(
-        loads,
+        frame,
         suite,
         {"max_quarantine_share": max_quarantine_share},
         partition="loads",
         report_dir=report_dir,
-    )
-
-
-def attendance_parameters(
-    frame: pl.DataFrame,
-    school_codes: set[str],
-    school_days: set,
-    previous_rows_per_day: float | None,
-    tolerance: float,
-) -> dict[str, Any]:
-    days = frame.get_column("date").n_unique()
-    expected = None if previous_rows_per_day is None else previous_rows_per_day * days
-    return {
-        "known_school_unit_codes": sorted(school_codes),
-        "school_days": sorted(d.isoformat() for d in school_days),
-        "expected_rows_min": 0 if expected is None else int(expected * (1 - tolerance)),
-        "expected_rows_max": None if expected is None else int(expected * (1 + tolerance)) + 1,
-    }
-
-
-def attendance_frame(days: pl.DataFrame) -> pl.DataFrame:
-    """The clean frame plus the derived columns the suite checks."""
-    return days.with_columns(
-        minutes_unaccounted=pl.col("offered_minutes")
-        - pl.col("attended_minutes")
-        - pl.col("valid_absence_minutes")
-        - pl.col("invalid_absence_minutes")
-        - pl.col("other_absence_minutes"),
-        date_iso=pl.col("date").dt.strftime("%Y-%m-%d"),
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.storage import write_parquet_atomic
+from flows.layers.files import write_parquet_atomic
 
 REFERENCE_FILES = {
     "areas": {
@@ -64,7 +64,7 @@ class Reference:
 def _read(path: Path, patterns: dict[str, str]) -> pl.DataFrame:
     if not path.exists():
         raise ReferenceError(
-            f"reference file {path} is missing; see README 'Reference data' for its columns"
+            f"reference file {path} is missing; see docs/sources/reference-data.md for its columns"
         )
     frame = pl.read_csv(path, infer_schema=False).with_columns(pl.all().fill_null(""))
     missing = [c for c in patterns if c not in frame.columns]

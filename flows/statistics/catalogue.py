@@ -14,8 +14,6 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from lagesbild.settings import ConfigError
 
-PXWEB_APIS = {"scb": 2, "fohm": 1}  # api name → PxWeb version (base URLs are settings)
-
 
 class Region(BaseModel):
     kolada: str = Field(pattern=r"^\d{4}$")

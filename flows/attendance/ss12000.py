@@ -17,7 +17,7 @@ makes the next run fetch it again. Each day asked for is recorded in the load's 
 correction replaces the day's rows and a pupil-day the server no longer has disappears.
 
 Mapping (`split_load`): one row per pupil x activity x day → the lesson contract of the
-exports (`flows.clean_attendance`): student → `pupil_key` (landed persons), activity's
+exports (`flows.attendance.rules`): student → `pupil_key` (landed persons), activity's
 organisation → `school_unit_code`, grade from the enrolment at that school on that day,
 attended = attendanceSum + otherAttendanceSum (another school activity is presence),
 other absence = what is offered but neither attended nor valid/invalid absence (not yet
@@ -27,72 +27,45 @@ assessed). Rows that cannot be mapped are quarantined with a reason.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 from connectors.ss12000 import resources
-from connectors.ss12000.client import SOURCE, ClientConfig, SS12000Client
-from flows.clean_attendance import MINUTES, LoadResult
-from flows.storage import DATA_FILE, Manifest, land, landed_loads, new_load_id
-from lagesbild.settings import ConfigError, Settings
+from connectors.ss12000.client import SOURCE, SS12000Client
+from flows.attendance.rules import MINUTES, periods_of
+from flows.layers.clean import LoadResult
+from flows.layers.landing import Load, land_request, landed_loads
+from flows.layers.manifest import Manifest
+from lagesbild.settings import Settings
 
 ORGANISATIONS, PERSONS, ABSENCES = "organisations", "persons", "absences"
 DELETED, ATTENDANCE = "deleted_entities", "aggregated_attendance"
 CLOCK_SKEW = timedelta(minutes=10)  # deletions are asked for a little before the last ask
 GRADES = {0: "F", **{g: str(g) for g in range(1, 10)}}
 
+log = logging.getLogger(__name__)
+
 
 def enabled(settings: Settings) -> bool:
     return bool(settings.ss12000.base_url)
 
 
-def client_config(settings: Settings) -> ClientConfig:
-    ss = settings.ss12000
-    missing = [n for n in ("base_url", "token_url", "client_id") if not getattr(ss, n)]
-    if missing:
-        raise ConfigError(
-            "SS 12000 is half configured: set "
-            + ", ".join(f"LAGESBILD_SS12000__{n.upper()}" for n in missing)
-            + " (or [ss12000] in lagesbild.toml), or unset base_url to turn it off."
-        )
-    secret = ss.client_secret.get_secret_value() if ss.client_secret else None
-    if not secret and ss.client_secret_block:
-        from prefect.blocks.system import Secret  # only when a block is configured
-
-        secret = Secret.load(ss.client_secret_block).get()
-    if not secret:
-        raise ConfigError(
-            "SS 12000 client secret missing: set LAGESBILD_SS12000__CLIENT_SECRET in the "
-            "environment or name a Prefect Secret block in ss12000.client_secret_block."
-        )
-    return ClientConfig(
-        base_url=ss.base_url,
-        token_url=ss.token_url,
-        client_id=ss.client_id,
-        client_secret=secret,
-        scopes=ss.scopes,
-        page_size=ss.page_size,
-        timeout=ss.timeout,
-        max_attempts=ss.max_attempts,
-        token_auth=ss.token_auth,
-    )
-
-
 # -- landing ---------------------------------------------------------------------------------
 
 
-def _loads(landing: Path, dataset: str) -> list[tuple[Manifest, Path]]:
-    return [(m, f) for m, f in landed_loads(landing, SOURCE) if m.dataset == dataset]
+def _loads(landing: Path, dataset: str) -> list[Load]:
+    return landed_loads(landing, SOURCE, dataset)
 
 
 def _landed(landing: Path, dataset: str, columns: list[str] | None = None) -> pl.DataFrame:
-    folders = [f / DATA_FILE for _, f in _loads(landing, dataset)]
-    if not folders:
+    loads = _loads(landing, dataset)
+    if not loads:
         return pl.DataFrame()
-    return pl.concat([pl.read_parquet(f, columns=columns) for f in folders], how="vertical")
+    return pl.concat([load.read(columns) for load in loads], how="vertical")
 
 
 def _instant(column: str) -> pl.Expr:
@@ -110,23 +83,12 @@ def watermark(landing: Path, dataset: str) -> str | None:
 
 
 def _land(landing: Path, dataset: str, period: str, frame: pl.DataFrame, request: dict) -> Manifest:
+    """Land one resource's rows; `period` is the month they belong to (the days' month for
+    aggregatedAttendance, the run's month for the lookups)."""
     digest = hashlib.sha256(frame.write_ndjson().encode() + repr(request).encode()).hexdigest()
-    manifest = Manifest(
-        source=SOURCE,
-        dataset=dataset,
-        load_id=new_load_id(digest),
-        period=period,
-        periods=[period],
-        file=f"ss12000:{dataset}:{request.get('describe', '')}",
-        sha256=digest,
-        rows=frame.height,
-        extracted_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        columns=frame.columns,
-        pseudonymised={"civicNo": "pupil_key"} if dataset == PERSONS else {},
-        request={k: v for k, v in request.items() if k != "describe"},
-    )
-    land(landing, manifest, frame)
-    return manifest
+    pseudonymised = {"civicNo": "pupil_key"} if dataset == PERSONS else {}
+    return land_request(landing, SOURCE, dataset, frame, digest, request, [period], "month",
+                        pseudonymised=pseudonymised)  # fmt: skip
 
 
 def _concat(frames: Iterable[pl.DataFrame], schema: dict) -> pl.DataFrame:
@@ -135,7 +97,9 @@ def _concat(frames: Iterable[pl.DataFrame], schema: dict) -> pl.DataFrame:
 
 def landed_days(landing: Path) -> set[date]:
     return {
-        date.fromisoformat(d) for m, _ in _loads(landing, ATTENDANCE) for d in m.request["days"]
+        date.fromisoformat(d)
+        for load in _loads(landing, ATTENDANCE)
+        for d in load.manifest.request["days"]
     }
 
 
@@ -144,14 +108,15 @@ def land_delta(
     key: bytes,
     school_days: set[date],
     run_date: date,
-    log: Callable[[str], None],
-    window: tuple[date, date] | None = None,
+    refetch: tuple[date, date] | None = None,
 ) -> list[Manifest]:
-    """Land what changed since the last run (or every school day of a backfill `window`)."""
+    """Land what changed since the last run (or every school day of a backfill's `refetch`
+    window, first to last day)."""
     landing = settings.paths.landing
     month = f"{run_date:%Y-%m}"
     manifests: list[Manifest] = []
-    with SS12000Client(client_config(settings)) as client:
+    ss = settings.ss12000
+    with SS12000Client(ss, ss.resolve_client_secret()) as client:
         asked_at = datetime.now(UTC)
         fetchers = {
             ORGANISATIONS: (resources.organisations, resources.ORGANISATION_SCHEMA),
@@ -165,8 +130,13 @@ def land_delta(
         for dataset, (fetch, schema) in fetchers.items():
             after = watermark(landing, dataset)
             frame = _concat(fetch(client, after), schema)
-            log(f"ss12000 {dataset}: {frame.height:,} modified after {after or 'the start'}")
-            request = {"meta.modified.after": after, "describe": f"modified after {after}"}
+            log.info(
+                "ss12000 %s: %s modified after %s",
+                dataset,
+                f"{frame.height:,}",
+                after or "the start",
+            )
+            request = {"meta.modified.after": after, "described": f"modified after {after}"}
             if frame.height and dataset == ABSENCES:
                 land_last.append((dataset, frame, request))
                 changed |= _days(frame)
@@ -177,14 +147,14 @@ def land_delta(
         previous = _loads(landing, DELETED)
         after = None
         if previous:
-            asked_before = datetime.fromisoformat(previous[-1][0].request["asked_at"])
+            asked_before = datetime.fromisoformat(previous[-1].manifest.request["asked_at"])
             after = (asked_before - CLOCK_SKEW).isoformat(timespec="seconds")
         tombstones = resources.deleted(client, after or "1970-01-01T00:00:00+00:00", ["Absence"])
         known = _landed(landing, DELETED, ["id"])
         if not known.is_empty():
             tombstones = tombstones.filter(~pl.col("id").is_in(known["id"].implode()))
         if tombstones.height:
-            request = {"after": after, "asked_at": asked_at.isoformat(), "describe": "Absence"}
+            request = {"after": after, "asked_at": asked_at.isoformat(), "described": "Absence"}
             land_last.append((DELETED, tombstones, request))
             columns = ["absence_id", "start_time", "end_time"]
             known_absences = [
@@ -196,9 +166,9 @@ def land_delta(
                 pl.col("absence_id").is_in(tombstones["id"].implode())
             )
             changed |= _days(gone)
-        log(f"ss12000 deletedEntities: {tombstones.height} new absence deletions")
+        log.info("ss12000 deletedEntities: %d new absence deletions", tombstones.height)
 
-        days = _days_to_fetch(settings, landing, school_days, run_date, changed, window)
+        days = _days_to_fetch(settings, landing, school_days, run_date, changed, refetch)
         by_month: dict[str, list[date]] = {}
         for day in days:
             by_month.setdefault(f"{day:%Y-%m}", []).append(day)
@@ -209,19 +179,21 @@ def land_delta(
             )
             request = {
                 "days": [d.isoformat() for d in period_days],
-                "describe": f"{period_days[0]}..{period_days[-1]} ({len(period_days)} days)",
+                "described": f"{period_days[0]}..{period_days[-1]} ({len(period_days)} days)",
             }
             if _same_rows(frame, _current(landing, period_days)):
-                log(f"ss12000 aggregatedAttendance {period}: unchanged, nothing landed")
+                log.info("ss12000 aggregatedAttendance %s: unchanged, nothing landed", period)
                 continue
             manifests.append(_land(landing, ATTENDANCE, period, frame, request))
-            log(
-                f"ss12000 aggregatedAttendance {period}: {frame.height:,} rows, "
-                f"{request['describe']}"
+            log.info(
+                "ss12000 aggregatedAttendance %s: %s rows, %s",
+                period,
+                f"{frame.height:,}",
+                request["described"],
             )
         for dataset, frame, request in land_last:
             manifests.append(_land(landing, dataset, month, frame, request))
-        log(f"ss12000: {client.requests} API calls")
+        log.info("ss12000: %d API calls", client.requests)
     return manifests
 
 
@@ -230,11 +202,10 @@ def _current(landing: Path, days: list[date]) -> pl.DataFrame:
     loads = _loads(landing, ATTENDANCE)
     owners = day_owners(loads)
     frames = []
-    for manifest, folder in loads:
-        mine = [d.isoformat() for d in days if owners.get(d) == manifest.load_id]
+    for load in loads:
+        mine = [d.isoformat() for d in days if owners.get(d) == load.load_id]
         if mine:
-            rows = pl.read_parquet(folder / DATA_FILE)
-            frames.append(rows.filter(pl.col("start_date").is_in(mine)))
+            frames.append(load.read().filter(pl.col("start_date").is_in(mine)))
     return _concat(frames, resources.AGGREGATED_SCHEMA)
 
 
@@ -258,10 +229,10 @@ def _days_to_fetch(
     school_days: set[date],
     run_date: date,
     changed: set[date],
-    window: tuple[date, date] | None,
+    refetch: tuple[date, date] | None,
 ) -> list[date]:
-    if window is not None:
-        return sorted(d for d in school_days if window[0] <= d <= window[1])
+    if refetch is not None:
+        return sorted(d for d in school_days if refetch[0] <= d <= refetch[1])
     have = landed_days(landing)
     if have:
         start = max(have) + timedelta(days=1)
@@ -274,16 +245,16 @@ def _days_to_fetch(
 # -- mapping onto the clean grain ------------------------------------------------------------
 
 
-def attendance_loads(landing: Path) -> list[tuple[Manifest, Path]]:
+def attendance_loads(landing: Path) -> list[Load]:
     return _loads(landing, ATTENDANCE)
 
 
-def day_owners(loads: list[tuple[Manifest, Path]]) -> dict[date, str]:
+def day_owners(loads: list[Load]) -> dict[date, str]:
     """For each day, the latest load that asked for it: that load's rows are the day."""
     owners: dict[date, str] = {}
-    for manifest, _ in sorted(loads, key=lambda item: item[0].load_id):
-        for day in manifest.request.get("days", []):
-            owners[date.fromisoformat(day)] = manifest.load_id
+    for load in sorted(loads, key=lambda load: load.load_id):
+        for day in (load.manifest.request or {}).get("days", []):
+            owners[date.fromisoformat(day)] = load.load_id
     return owners
 
 
@@ -416,11 +387,5 @@ def split_load(
         .sort("_row")
         .select(*original, "reason", load_id=pl.lit(load_id))
     )
-    result = LoadResult(lessons, quarantine, rows.height, distinct.height, repeats.height)
-    if result.received != result.clean + result.quarantined + result.duplicates:
-        raise AssertionError(f"row accounting broken for SS 12000 load {load_id}")
-    return result
-
-
-def read_load(folder: Path) -> pl.DataFrame:
-    return pl.read_parquet(folder / DATA_FILE)
+    periods = periods_of(lessons.get_column("date"))
+    return LoadResult(lessons, quarantine, rows.height, distinct.height, repeats.height, periods)

@@ -7,8 +7,7 @@ Steps, each a pure function so tests can call them directly:
    register, convert costs to öre excluding VAT, and give every unusable row a `reason`
    (first failing check wins).
 2. `split_load`: per load, clean rows (order versions and credit notes), quarantined rows
-   (original values + reason) and exact duplicates; `received = clean + quarantined +
-   duplicates`.
+   (original values + reason) and exact duplicates.
 3. `work_orders`: the rows of every load → one row per company × order. The latest version
    of an order wins (by `modified_at` when the layout has it, then by load, then by row), so
    a re-export never counts twice and a corrected cost replaces the old one. Credit notes
@@ -25,7 +24,9 @@ import polars as pl
 
 from connectors.housing_export.layouts import HousingLayout, normalise_label
 from connectors.housing_export.resources import ROW_NUMBER
-from flows.clean_attendance import parse_date
+from flows.layers.clean import LoadResult, separate
+from flows.layers.manifest import partitions_of
+from flows.layers.parsing import parse_amount_ore, parse_date, parse_datetime
 
 DATASET = "housing_work_orders"
 ORDER_KEY = ("company", "order_id")
@@ -47,10 +48,7 @@ REASONS = (
     "credit_note_without_order",  # decided over all loads (work_orders)
 )
 
-VERSION_SCHEMA = {
-    "company": pl.String,
-    "order_id": pl.String,
-    "credit_note_id": pl.String,
+_ORDER_FIELDS = {  # what an order and each of its versions have alike
     "reported_date": pl.Date,
     "completed_date": pl.Date,
     "modified_at": pl.Datetime("us"),
@@ -59,6 +57,13 @@ VERSION_SCHEMA = {
     "entrance": pl.String,
     "area_code": pl.String,
     "category": pl.String,
+}
+
+VERSION_SCHEMA = {
+    "company": pl.String,
+    "order_id": pl.String,
+    "credit_note_id": pl.String,
+    **_ORDER_FIELDS,
     "status": pl.String,
     "cost_excl_vat_ore": pl.Int64,
     "source": pl.String,
@@ -69,14 +74,7 @@ VERSION_SCHEMA = {
 CLEAN_SCHEMA = {
     "company": pl.String,
     "order_id": pl.String,
-    "reported_date": pl.Date,
-    "completed_date": pl.Date,
-    "modified_at": pl.Datetime("us"),
-    "property_id": pl.String,
-    "building": pl.String,
-    "entrance": pl.String,
-    "area_code": pl.String,
-    "category": pl.String,
+    **_ORDER_FIELDS,
     "is_vandalism": pl.Boolean,
     "status": pl.String,
     "cost_excl_vat_ore": pl.Int64,
@@ -91,25 +89,6 @@ def _text(column: str | None) -> pl.Expr:
     if column is None:
         return pl.lit("", dtype=pl.String)
     return pl.col(column).cast(pl.String).str.strip_chars()
-
-
-def parse_amount_ore(expr: pl.Expr) -> pl.Expr:
-    """'1 234,50 kr', '-590,60', '1.234,50', '1234.5', '12 345:-' → öre (Int64); else null."""
-    text = expr.str.replace_all(r"(?i)\s*(kr|sek|:-)\.?\s*$", "").str.replace_all(r"[\s\u00a0]", "")
-    both = text.str.contains(",", literal=True) & text.str.contains(".", literal=True)
-    text = pl.when(both).then(text.str.replace_all(".", "", literal=True)).otherwise(text)
-    text = text.str.replace(",", ".", literal=True)
-    valid = text.str.contains(r"^-?\d+(\.\d+)?$")
-    return pl.when(valid).then((text.cast(pl.Float64, strict=False) * 100).round(0).cast(pl.Int64))
-
-
-def parse_datetime(expr: pl.Expr, formats: list[str]) -> pl.Expr:
-    # Excel datetime cells arrive as '2025-03-04 13:22:00' (maybe with fractions of seconds).
-    text = expr.str.replace(r"\.\d+$", "")
-    formats = [*formats, "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]
-    return pl.coalesce(
-        [text.str.strptime(pl.Datetime("us"), f, strict=False, exact=True) for f in formats]
-    )
 
 
 def _label(expr: pl.Expr) -> pl.Expr:
@@ -199,51 +178,19 @@ def type_rows(rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFram
     return frame.with_columns(reason=reason)
 
 
-@dataclass
-class LoadResult:
-    versions: pl.DataFrame  # clean rows of this load: order versions and credit notes
-    quarantine: pl.DataFrame  # original values + reason
-    received: int
-    duplicates: int
-
-    @property
-    def quarantined(self) -> int:
-        return self.quarantine.height
-
-    @property
-    def clean(self) -> int:
-        return self.versions.height
-
-
-VERSION_KEY = ("company", "order_id", "credit_note_id", "modified_at")
+VERSION_KEY = ["company", "order_id", "credit_note_id", "modified_at"]
 
 
 def split_load(
     rows: pl.DataFrame, layout: HousingLayout, properties: pl.DataFrame, load_id: str
 ) -> LoadResult:
     typed = type_rows(rows, layout, properties).sort(ROW_NUMBER)
-    original = list(rows.columns)
-    usable = typed.filter(pl.col("reason").is_null()).with_columns(
-        source=pl.lit(layout.name), load_id=pl.lit(load_id)
-    )
     values = [c for c in VERSION_SCHEMA if c not in ("source", "load_id", ROW_NUMBER)]
-    # An exact repeat is a duplicate; the same version with other values is a conflict.
-    exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
-    repeats = usable.filter(~exact_first)
-    distinct = usable.filter(exact_first)
-    key_first = distinct.select(pl.struct(VERSION_KEY).is_first_distinct()).to_series()
-    conflicts = distinct.filter(~key_first).with_columns(reason=pl.lit("conflicting_duplicate"))
-    versions = distinct.filter(key_first).select(list(VERSION_SCHEMA)).cast(VERSION_SCHEMA)
-    quarantine = (
-        pl.concat([typed.filter(pl.col("reason").is_not_null()), conflicts], how="diagonal")
-        .select(*original, "reason")
-        .sort(ROW_NUMBER)
-        .with_columns(load_id=pl.lit(load_id))
-    )
-    result = LoadResult(versions, quarantine, rows.height, repeats.height)
-    if result.received != result.clean + result.quarantined + result.duplicates:
-        raise AssertionError(f"row accounting broken for load {load_id}")
-    return result
+    distinct, quarantine, repeats = separate(typed, rows.columns, values, VERSION_KEY, load_id)
+    versions = distinct.with_columns(source=pl.lit(layout.name), load_id=pl.lit(load_id))
+    versions = versions.select(list(VERSION_SCHEMA)).cast(VERSION_SCHEMA)
+    years = years_of(versions.get_column("reported_date"))
+    return LoadResult(versions, quarantine, rows.height, versions.height, repeats, years)
 
 
 @dataclass
@@ -309,4 +256,4 @@ def work_orders(versions: pl.DataFrame) -> Orders:
 
 
 def years_of(dates: pl.Series) -> list[str]:
-    return sorted(str(y) for y in dates.drop_nulls().dt.year().unique().to_list())
+    return partitions_of(dates, "year")

@@ -5,7 +5,8 @@ Steps, each a pure function so tests can call them directly:
 1. `type_lessons`: map a layout's columns onto the lesson contract, parse Swedish formats
    and give every row that cannot be used a `reason` (first failing check wins).
 2. `split_load`: per load, separate clean lessons, quarantined rows (original values plus
-   reason) and duplicates; row accounting `received = clean + quarantined + duplicates`.
+   reason) and duplicates (the clean layer checks `received = clean + quarantined +
+   duplicates`).
 3. `pupil_days`: lessons of all current loads of a period → one row per pupil × school unit
    × day. A later load that has a pupil's day at a school replaces that pupil-day's earlier
    rows (a corrected re-export), so nothing is counted twice; loads covering different pupils
@@ -15,13 +16,14 @@ Steps, each a pure function so tests can call them directly:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import polars as pl
 
 from connectors.attendance_export.layouts import Layout
-from connectors.attendance_export.resources import ROW_NUMBER
 from connectors.personal_ids import KIND_INVALID, KIND_MISSING
+from flows.layers.clean import LoadResult, separate
+from flows.layers.manifest import partitions_of
+from flows.layers.parsing import parse_date, parse_number
 
 MINUTES = (
     "offered_minutes",
@@ -69,18 +71,6 @@ CLEAN_SCHEMA = {
 
 def _text(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars()
-
-
-def parse_number(expr: pl.Expr) -> pl.Expr:
-    """'1 234,5', '12,5', '45', '45.0' → float; anything else → null."""
-    cleaned = expr.str.replace_all(r"[\s\u00a0]", "").str.replace(",", ".", literal=True)
-    return pl.when(cleaned == "").then(None).otherwise(cleaned).cast(pl.Float64, strict=False)
-
-
-def parse_date(expr: pl.Expr, formats: list[str]) -> pl.Expr:
-    # Excel date cells arrive as '2025-09-01 00:00:00': drop a midnight time part.
-    day = expr.str.replace(r"[ T]00:00(:00(\.0+)?)?$", "")
-    return pl.coalesce([day.str.strptime(pl.Date, f, strict=False, exact=True) for f in formats])
 
 
 def normalise_grade(expr: pl.Expr) -> pl.Expr:
@@ -204,56 +194,21 @@ def type_lessons(rows: pl.DataFrame, layout: Layout, known_schools: set[str]) ->
     return frame.with_columns(reason=reason)
 
 
-@dataclass
-class LoadResult:
-    lessons: pl.DataFrame  # clean lesson rows of this load
-    quarantine: pl.DataFrame  # original values + reason
-    received: int
-    clean: int
-    duplicates: int
-
-    @property
-    def quarantined(self) -> int:
-        return self.quarantine.height
-
-
 def split_load(
     rows: pl.DataFrame, layout: Layout, known_schools: set[str], load_id: str
 ) -> LoadResult:
     typed = type_lessons(rows, layout, known_schools)  # in source row order
-    original = list(rows.columns)
     values = [*LESSON_KEY, "grade", *MINUTES]
-    # Only the lesson columns of usable rows go on (a month's export can be millions of rows).
-    usable = typed.lazy().filter(pl.col("reason").is_null()).select(ROW_NUMBER, *values).collect()
-    # Exact repeats of a lesson are duplicates; the same lesson with other values is a conflict.
-    exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
-    repeats = exact_first.len() - exact_first.sum()
-    distinct = usable.filter(exact_first)
-    key_first = distinct.select(pl.struct(LESSON_KEY).is_first_distinct()).to_series()
-    conflict_rows = distinct.filter(~key_first).get_column(ROW_NUMBER)
-    conflicts = typed.filter(pl.col(ROW_NUMBER).is_in(conflict_rows.implode())).with_columns(
-        reason=pl.lit("conflicting_duplicate")
-    )
-    lessons = distinct.filter(key_first).select(
+    distinct, quarantine, repeats = separate(typed, rows.columns, values, LESSON_KEY, load_id)
+    lessons = distinct.select(
         *LESSON_KEY,
         "grade",
         *MINUTES,
         source=pl.lit(layout.name),
         load_id=pl.lit(load_id),
     )
-    quarantine = (
-        pl.concat([typed.filter(pl.col("reason").is_not_null()), conflicts], how="vertical")
-        .select(*original, "reason")
-        .sort(ROW_NUMBER)
-        .with_columns(load_id=pl.lit(load_id))
-    )
-    result = LoadResult(lessons, quarantine, rows.height, lessons.height, repeats)
-    if result.received != result.clean + result.quarantined + result.duplicates:
-        raise AssertionError(
-            f"row accounting broken for load {load_id}: received {result.received} != clean "
-            f"{result.clean} + quarantined {result.quarantined} + duplicates {result.duplicates}"
-        )
-    return result
+    periods = periods_of(lessons.get_column("date"))
+    return LoadResult(lessons, quarantine, rows.height, lessons.height, repeats, periods)
 
 
 def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
@@ -280,4 +235,4 @@ def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
 
 
 def periods_of(dates: pl.Series) -> list[str]:
-    return sorted(dates.drop_nulls().dt.strftime("%Y-%m").unique().to_list())
+    return partitions_of(dates, "month")

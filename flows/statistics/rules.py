@@ -15,7 +15,7 @@ from datetime import date, datetime
 import polars as pl
 
 from connectors.surveys.template import validate
-from flows.catalogue import Catalogue
+from flows.statistics.catalogue import Catalogue
 
 KEY = ["indicator_id", "area_code", "period", "sex", "population_group"]
 VALUES_SCHEMA = {

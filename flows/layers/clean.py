@@ -1,0 +1,367 @@
+"""The clean layer: landed loads → clean partitions + quarantine + audit, written once for
+every dataset (write-audit-publish).
+
+A dataset (`flows/<dataset>/dataset.py`) gives only its rules: which landed loads it reads,
+how one load splits into clean rows and rejected rows, and how the rows of a period combine
+into clean partitions. This module owns everything else, the same for all datasets:
+
+1. pending loads: landed and not yet cleaned according to the audit, or in a backfill's
+   window (derived from landing and the audit, never from local state, so a crashed or
+   gate-failed run is simply picked up by the next one);
+2. the periods to build: every period a pending load touches (a dataset rebuilt whole has
+   one, `all`), one period at a time so memory holds one period's rows;
+3. per period: split each load that has rows in it, keep per school-day (or whatever the
+   dataset's precedence key is) only the strongest source (`precedence`; the weaker rows are
+   counted as the load's `rows_superseded`), combine, gate each partition (Great
+   Expectations) and stage it;
+4. the loads gate: a load whose rows are mostly rejected blocks the run;
+5. only when no critical expectation failed: swap the staged partitions in, write each
+   load's quarantine (original values + reason);
+6. one audit row per pending load, after checking `received = clean + quarantined +
+   duplicates`, with the load's gate status: the worst of the partitions it has rows in and
+   of its own quarantine share.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import polars as pl
+
+from flows.layers import gate
+from flows.layers.audit import append_audit, cleaned_load_ids
+from flows.layers.files import Staging, write_parquet_atomic
+from flows.layers.landing import Load
+from lagesbild.settings import Paths
+
+ROW_NUMBER = "_source_row"  # 1-based row of a drop-folder export, kept through landing
+ALL = "all"  # the one period of a dataset that is rebuilt whole
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadResult:
+    """One landed load split by its dataset's rules."""
+
+    rows: pl.DataFrame  # clean rows in the dataset's row contract, with `source` and `load_id`
+    quarantine: pl.DataFrame  # rejected rows: original values, `reason`, `load_id`
+    received: int
+    clean: int  # may exceed rows.height: rows valid but not served (e.g. a day re-fetched)
+    duplicates: int
+    periods: list[str]  # the periods the served rows fall in
+    superseded: int = 0  # clean rows a stronger source had
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine.height
+
+
+@dataclass
+class Partition:
+    """One clean file a dataset builds, and what the gate checks of it."""
+
+    path: str  # relative to the dataset's clean folder, e.g. "period=2025-09/part-0.parquet"
+    frame: pl.DataFrame  # what is written
+    parameters: dict[str, Any]  # the suite's expectation parameters
+    checked: pl.DataFrame | None = None  # what the suite validates (default: `frame`)
+
+    @property
+    def name(self) -> str:
+        """'period=2025-09' for a partition folder, 'population' for a single file."""
+        return self.path.rsplit("/", 1)[0] if "/" in self.path else self.path.split(".")[0]
+
+
+@dataclass
+class Combined:
+    """A period's rows combined: its partitions, and what combining all loads decided."""
+
+    partitions: list[Partition]
+    # clean rows rejected only when every load was seen (load_id, _source_row, reason)
+    rejected: pl.DataFrame | None = None
+    duplicates: dict[str, int] = field(default_factory=dict)  # per load: repeats of another
+
+
+class CleanFailed(RuntimeError):
+    """A load cannot be cleaned as landed; nothing was replaced."""
+
+
+class Dataset:
+    """The rules of one clean dataset; subclasses fill these in."""
+
+    name: ClassVar[str]  # the audit's and quarantine's name: quarantine/<name>/
+    folder: ClassVar[str]  # clean/<folder>/
+    suite: ClassVar[str]  # expectations/<suite>, run on every partition
+    loads_suite: ClassVar[str]  # expectations/<loads_suite>, run on the pending loads
+    whole: ClassVar[bool] = False  # rebuilt from every load at once (else period by period)
+    precedence_key: ClassVar[tuple[str, ...] | None] = None
+    precedence: list[str]  # with a precedence key: the rows' `source` values, strongest first
+
+    def loads(self) -> list[Load]:
+        """The landed loads this dataset cleans, oldest first."""
+        raise NotImplementedError
+
+    def split(self, load: Load) -> LoadResult:
+        raise NotImplementedError
+
+    def in_period(self, rows: pl.DataFrame, period: str) -> pl.DataFrame:
+        """A load's clean rows that fall in `period` (a load may span several)."""
+        return rows
+
+    def combine(self, period: str, rows: pl.DataFrame) -> Combined:
+        raise NotImplementedError
+
+    def stale(self) -> bool:
+        """Whether the clean files are out of date although no load is pending."""
+        return False
+
+    def after_swap(self) -> None:
+        """Write what the new partitions were built with (e.g. a register), once served."""
+
+
+@dataclass
+class CleanOutcome:
+    """What one run's clean stage did; datasets' outcomes add up with `+=`."""
+
+    loads: list[dict] = field(default_factory=list)  # audit rows of this run
+    gates: list[gate.GateResult] = field(default_factory=list)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    partitions_replaced: list[str] = field(default_factory=list)  # "<folder>/<partition>"
+
+    @property
+    def gate_failed(self) -> bool:
+        return any(g.critical_failures for g in self.gates)
+
+    def __iadd__(self, other: CleanOutcome) -> CleanOutcome:
+        self.loads += other.loads
+        self.gates += other.gates
+        for reason, count in other.quarantine_reasons.items():
+            self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + count
+        self.partitions_replaced += other.partitions_replaced
+        return self
+
+
+def touches(load: Load, rebuild: frozenset[str]) -> bool:
+    """Whether a backfill window (months YYYY-MM) covers one of the load's partitions
+    (months, or years: a year is touched by any of its months)."""
+    return any(month.startswith(p) for p in load.manifest.partitions for month in rebuild)
+
+
+def separate(
+    typed: pl.DataFrame, original: list[str], values: list[str], key: list[str], load_id: str
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """A load's typed rows (in source order, `reason` null where usable) → its distinct usable
+    rows (`_source_row` + `values`), its quarantine (original columns, `reason`, `load_id`)
+    and the number of exact repeats. A row repeating another exactly is a duplicate; one with
+    the same `key` but other values is a `conflicting_duplicate` (the first one is kept)."""
+    # Only the value columns of usable rows go on (a month's export can be millions of rows).
+    usable = typed.lazy().filter(pl.col("reason").is_null()).select(ROW_NUMBER, *values).collect()
+    exact_first = usable.select(pl.struct(values).is_first_distinct()).to_series()
+    distinct = usable.filter(exact_first)
+    key_first = distinct.select(pl.struct(key).is_first_distinct()).to_series()
+    conflict = pl.col(ROW_NUMBER).is_in(
+        distinct.filter(~key_first).get_column(ROW_NUMBER).implode()
+    )
+    quarantine = typed.filter(pl.col("reason").is_not_null() | conflict).select(
+        *original,
+        reason=pl.when(conflict).then(pl.lit("conflicting_duplicate")).otherwise("reason"),
+        load_id=pl.lit(load_id),
+    )
+    return distinct.filter(key_first), quarantine, exact_first.len() - exact_first.sum()
+
+
+def apply_precedence(
+    rows: pl.DataFrame, precedence: list[str], key: tuple[str, ...]
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Per `key` (e.g. school unit × day) keep only the rows of the strongest source.
+
+    Returns the served rows and, per load, how many of its rows were superseded. Sources
+    missing from `precedence` rank after every listed one.
+    """
+    if rows.is_empty():
+        return rows, {}
+    sources_per_key = rows.group_by(key).agg(pl.col("source").n_unique())
+    if sources_per_key.get_column("source").max() == 1:
+        return rows, {}  # no key has two sources: nothing to decide (nor to copy)
+    rank = pl.col("source").replace_strict(
+        {s: i for i, s in enumerate(precedence)}, default=len(precedence), return_dtype=pl.Int32
+    )
+    ranked = rows.with_columns(_rank=rank)
+    best = pl.col("_rank").min().over(key)
+    served = ranked.filter(pl.col("_rank") == best)
+    lost = ranked.filter(pl.col("_rank") != best).group_by("load_id").len()
+    return served.drop("_rank"), dict(lost.iter_rows())
+
+
+def _reject(result: LoadResult, load: Load, rejected: pl.DataFrame) -> None:
+    """Move this load's rows that combining rejected from clean to quarantine, with their
+    original landed values."""
+    mine = rejected.filter(pl.col("load_id") == load.load_id).drop("load_id")
+    if mine.is_empty():
+        return
+    moved = load.read().join(mine, on=ROW_NUMBER).with_columns(load_id=pl.lit(load.load_id))
+    columns = result.quarantine.columns
+    result.quarantine = pl.concat([result.quarantine, moved.select(columns)]).sort(ROW_NUMBER)
+    result.clean -= mine.height
+
+
+def _worst(statuses: list[str]) -> str:
+    return next(s for s in ("failed", "passed_with_warnings", "passed") if s in statuses)
+
+
+def clean_dataset(
+    dataset: Dataset,
+    paths: Paths,
+    expectations_dir: Path,
+    run_id: str,
+    max_quarantine_share: float,
+    rebuild: frozenset[str] = frozenset(),
+) -> CleanOutcome:
+    """Clean the pending loads of one dataset (see the module docstring); `rebuild` holds the
+    months of a backfill window: the loads touching them are cleaned and accounted again."""
+    outcome = CleanOutcome()
+    loads = dataset.loads()
+    cleaned = cleaned_load_ids(paths.audit)
+    pending = [load for load in loads if load.load_id not in cleaned or touches(load, rebuild)]
+    if dataset.whole:
+        periods = [ALL] if pending or dataset.stale() else []
+    else:
+        landed = {p for load in loads for p in load.manifest.partitions}
+        asked = {p for load in pending for p in load.manifest.partitions} | rebuild
+        periods = sorted(asked & landed)
+    if not periods and not pending:
+        log.info("%s: no new loads to clean", dataset.name)
+        return outcome
+    started, clock = datetime.now(UTC), time.perf_counter()
+    report_dir = paths.validation / run_id
+    results: dict[str, LoadResult] = {}
+    by_id = {load.load_id: load for load in loads}
+    gates_of: dict[str, list[str]] = {}  # period → statuses of its partitions' gates
+    built: list[str] = []  # names of the partitions staged
+    staging = Staging(paths.clean, dataset.folder, dataset.name, run_id)
+    for period in periods:
+        parts = []
+        for load in loads:
+            if period == ALL or period in load.manifest.partitions:
+                result = dataset.split(load)
+                parts.append(dataset.in_period(result.rows, period))
+                result.rows = result.rows.clear()  # the period's rows are in `parts` now
+                results.setdefault(load.load_id, result)
+        # rechunk=False: the period's rows are not copied into one block
+        rows = pl.concat(parts, how="vertical", rechunk=False) if parts else pl.DataFrame()
+        del parts
+        if dataset.precedence_key is not None:
+            rows, lost = apply_precedence(rows, dataset.precedence, dataset.precedence_key)
+            for load_id, count in lost.items():
+                results[load_id].superseded += count
+            if lost:
+                log.info("precedence %s: %s rows superseded", period, f"{sum(lost.values()):,}")
+        combined = dataset.combine(period, rows)
+        del rows
+        if combined.rejected is not None:
+            for load_id in combined.rejected.get_column("load_id").unique().to_list():
+                _reject(results[load_id], by_id[load_id], combined.rejected)
+        for load_id, count in combined.duplicates.items():
+            results[load_id].duplicates += count
+            results[load_id].clean -= count
+        for partition in combined.partitions:
+            checked = partition.frame if partition.checked is None else partition.checked
+            result = gate.validate_frame(
+                checked,
+                expectations_dir / dataset.suite,
+                partition.parameters,
+                partition=partition.name,
+                report_dir=report_dir,
+            )
+            outcome.gates.append(result)
+            gates_of.setdefault(period, []).append(result.status)
+            staging.stage(partition.path, partition.frame)
+            built.append(partition.name)
+            log.info(
+                "gate %s %s: %s (%s rows)",
+                dataset.name,
+                partition.name,
+                result.status,
+                f"{partition.frame.height:,}",
+            )
+    for load in pending:  # loads with no usable date still need their accounting
+        if load.load_id not in results:
+            result = dataset.split(load)
+            result.rows = result.rows.clear()
+            results[load.load_id] = result
+        if not dataset.whole:
+            unseen = set(results[load.load_id].periods) - set(periods)
+            if unseen:  # only if parsing changed since landing; never drop those rows
+                raise CleanFailed(
+                    f"{load.manifest.origin} has rows in {sorted(unseen)}, periods not recorded "
+                    "when it was landed (did the layout's date_formats change?). Nothing was "
+                    "replaced."
+                )
+    for result in results.values():
+        if result.received != result.clean + result.quarantined + result.duplicates:
+            raise AssertionError(
+                f"row accounting broken in {dataset.name}: received {result.received} != clean "
+                f"{result.clean} + quarantined {result.quarantined} + duplicates "
+                f"{result.duplicates}"
+            )
+    loads_gate = None
+    if pending:
+        loads_gate = gate.validate_loads(
+            expectations_dir / dataset.loads_suite,
+            [(load.manifest.origin, results[load.load_id]) for load in pending],
+            max_quarantine_share,
+            report_dir,
+        )
+        outcome.gates.append(loads_gate)
+
+    if not outcome.gate_failed:
+        staging.swap(remove_others=dataset.whole)
+        outcome.partitions_replaced = [f"{dataset.folder}/{name}" for name in built]
+        dataset.after_swap()
+        for load_id, result in results.items():  # a rebuild may release rows quarantined before
+            folder = by_id[load_id].manifest.folder_period
+            path = paths.quarantine / dataset.name / f"period={folder}" / f"load_id={load_id}"
+            if result.quarantined:
+                write_parquet_atomic(result.quarantine, path / "quarantine.parquet")
+            else:
+                (path / "quarantine.parquet").unlink(missing_ok=True)
+    staging.discard()
+
+    finished, seconds = datetime.now(UTC), round(time.perf_counter() - clock, 3)
+    for load in pending:
+        result = results[load.load_id]
+        touched = [ALL] if dataset.whole else result.periods
+        statuses = [s for p in touched for s in gates_of.get(p, [])]
+        if result.quarantined > max_quarantine_share * max(result.received, 1):
+            # this load is what the loads gate failed on, or warned about
+            assert loads_gate is not None
+            statuses.append("failed" if loads_gate.critical_failures else "passed_with_warnings")
+        for reason, count in result.quarantine.group_by("reason").len().iter_rows():
+            outcome.quarantine_reasons[reason] = outcome.quarantine_reasons.get(reason, 0) + count
+        outcome.loads.append(
+            {
+                "run_id": run_id,
+                "source": load.manifest.source,
+                "dataset": load.manifest.dataset,
+                "load_id": load.load_id,
+                "file": load.manifest.origin,
+                "periods": ",".join(result.periods),
+                "rows_received": result.received,
+                "rows_clean": result.clean,
+                "rows_quarantined": result.quarantined,
+                "rows_duplicate": result.duplicates,
+                "rows_superseded": result.superseded,
+                "status": "gate_failed" if outcome.gate_failed else "cleaned",
+                "gate": _worst(statuses or ["passed"]),
+                "started_at": started,
+                "finished_at": finished,
+                "seconds": seconds,
+            }
+        )
+    append_audit(paths.audit, outcome.loads)
+    return outcome

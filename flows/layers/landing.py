@@ -1,0 +1,172 @@
+"""Landing: immutable loads, exactly as the source said, pseudonymised.
+
+One folder per load, `landing/<source>/<dataset>/period=<first partition>/load_id=<id>/`, with
+the rows as parquet and `_manifest.json`. The folder is written under a temporary name and
+renamed, so it appears complete or not at all. Nothing in landing is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from connectors.drop_files import Landed
+from flows.layers.manifest import Manifest, PartitionKind, partitions_of
+from flows.layers.parsing import parse_date
+from lagesbild.settings import Paths
+
+MANIFEST = "_manifest.json"
+DATA_FILE = "data.parquet"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Load:
+    """A landed load: its manifest and its folder."""
+
+    manifest: Manifest
+    folder: Path
+
+    @property
+    def load_id(self) -> str:
+        return self.manifest.load_id
+
+    def read(self, columns: list[str] | None = None) -> pl.DataFrame:
+        return pl.read_parquet(self.folder / DATA_FILE, columns=columns)
+
+
+def new_load_id(sha256: str, now: datetime | None = None) -> str:
+    """Sortable by time, unique by content."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S%f}-{sha256[:10]}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def land(root: Path, manifest: Manifest, rows: pl.DataFrame) -> Load:
+    """Write one landing load; the folder appears complete or not at all."""
+    final = (
+        root
+        / manifest.source
+        / manifest.dataset
+        / f"period={manifest.folder_period}"
+        / f"load_id={manifest.load_id}"
+    )
+    staged = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    rows.write_parquet(staged / DATA_FILE)
+    (staged / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(staged, final)
+    return Load(manifest, final)
+
+
+def landed_loads(root: Path, source: str, dataset: str | None = None) -> list[Load]:
+    """Every landed load of a source (of one dataset, if given), oldest first."""
+    loads = []
+    for path in (root / source).glob(f"{dataset or '*'}/period=*/load_id=*/{MANIFEST}"):
+        manifest = Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+        loads.append(Load(manifest, path.parent))
+    return sorted(loads, key=lambda load: load.load_id)
+
+
+def land_exports(
+    paths: Paths,
+    source: str,
+    layouts: dict,
+    read_new: Callable[[Landed], Iterable],
+    date_field: str,
+    kind: PartitionKind,
+    pseudonymised: str | None = None,
+) -> list[Manifest]:
+    """Land every new file of a drop-folder source (`<drop>/<folder>/…`, one layout each).
+
+    `read_new(landed)` yields the connector's batches of the files not landed yet (each with
+    `.file` (layout, path, sha256, stat), `.rows` and `.dropped_columns`). A load covers the
+    months or years (`kind`) of its `date_field`; `pseudonymised` is the field whose source
+    column the connector replaced by `pupil_key`. Files that no layout's pattern matches are
+    named in a warning, never loaded by guess.
+    """
+    folders = {layout.files.split("/")[0] for layout in layouts.values()}
+    matched = {path for layout in layouts.values() for path in paths.drop.glob(layout.files)}
+    for folder in sorted(folders):
+        for stray in sorted(set((paths.drop / folder).rglob("*")) - matched):
+            if stray.is_file():  # e.g. 'Frånvaro.CSV' or an .xls
+                log.warning(
+                    "%s matches no %s layout's `files` pattern and was not loaded",
+                    stray.relative_to(paths.drop),
+                    source,
+                )
+    root = paths.landing
+    landed = Landed.of(load.manifest for load in landed_loads(root, source))
+    manifests = []
+    for batch in read_new(landed):
+        layout = batch.file.layout
+        text = pl.col(layout.source_column(date_field)).str.strip_chars()
+        dates = batch.rows.select(parse_date(text, layout.date_formats)).to_series()
+        partitions = partitions_of(dates, kind)
+        size, mtime_ns = batch.file.stat if batch.file.stat is not None else (None, None)
+        column = layout.source_column(pseudonymised) if pseudonymised else None
+        manifest = Manifest(
+            source=source,
+            dataset=layout.name,
+            load_id=new_load_id(batch.file.sha256),
+            file=batch.file.path.relative_to(paths.drop).as_posix(),
+            partition_kind=kind,
+            partitions=partitions,
+            sha256=batch.file.sha256,
+            rows=batch.rows.height,
+            extracted_at=now_iso(),
+            columns=batch.rows.columns,
+            dropped_columns=batch.dropped_columns,
+            pseudonymised={column: "pupil_key"} if column else {},
+            size=size,
+            mtime_ns=mtime_ns,
+        )
+        land(root, manifest, batch.rows)
+        manifests.append(manifest)
+        covered = ", ".join(partitions) or "none (no usable date)"
+        log.info("landed %s: %s rows, %ss %s", manifest.file, f"{manifest.rows:,}", kind, covered)
+    return manifests
+
+
+def land_request(
+    root: Path,
+    source: str,
+    dataset: str,
+    rows: pl.DataFrame,
+    sha256: str,
+    request: dict[str, Any],
+    partitions: list[str],
+    kind: PartitionKind,
+    now: datetime | None = None,
+    **fields: Any,
+) -> Manifest:
+    """Land what an API answered: `request` says what was asked (`described`: in words)."""
+    now = now or datetime.now(UTC)
+    manifest = Manifest(
+        source=source,
+        dataset=dataset,
+        load_id=new_load_id(sha256, now),
+        request=request,
+        partition_kind=kind,
+        partitions=partitions,
+        sha256=sha256,
+        rows=rows.height,
+        extracted_at=now.isoformat(timespec="seconds"),
+        columns=rows.columns,
+        **fields,
+    )
+    land(root, manifest, rows)
+    return manifest
