@@ -331,15 +331,22 @@ select
     month,
     school_days,
     case when pupils < getvariable('min_persons') then null else pupils end as pupils,
-    case when is_small_group then null else offered_minutes end as offered_minutes,
+    case when is_small_group then null else cast(offered_minutes as decimal(18, 2)) end
+        as offered_minutes,
     case when is_rate_withheld then null
-        else round(100.0 * valid_absence_minutes / nullif(offered_minutes, 0), 2) end as valid_absence_pct,
+        else cast(round(100.0 * valid_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as valid_absence_pct,
     case when is_rate_withheld then null
-        else round(100.0 * invalid_absence_minutes / nullif(offered_minutes, 0), 2) end as invalid_absence_pct,
+        else cast(round(100.0 * invalid_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as invalid_absence_pct,
     case when is_rate_withheld then null
-        else round(100.0 * other_absence_minutes / nullif(offered_minutes, 0), 2) end as other_absence_pct,
+        else cast(round(100.0 * other_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as other_absence_pct,
     case when is_rate_withheld then null
-        else round(100.0 * total_absence_minutes / nullif(offered_minutes, 0), 2) end as total_absence_pct,
+        else cast(round(100.0 * total_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as total_absence_pct,
+    case when is_rate_withheld then 'withheld'
+        when nullif(offered_minutes, 0) is null then 'missing' else 'ok' end as absence_pct_status,
     coalesce(is_small_group or is_rate_withheld, false) as is_suppressed
 from measured;
 
@@ -377,15 +384,22 @@ select
     term,
     data_through,
     case when pupils < getvariable('min_persons') then null else pupils end as pupils,
-    case when is_small_group then null else offered_minutes end as offered_minutes,
+    case when is_small_group then null else cast(offered_minutes as decimal(18, 2)) end
+        as offered_minutes,
     case when is_rate_withheld then null
-        else round(100.0 * valid_absence_minutes / nullif(offered_minutes, 0), 2) end as valid_absence_pct,
+        else cast(round(100.0 * valid_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as valid_absence_pct,
     case when is_rate_withheld then null
-        else round(100.0 * invalid_absence_minutes / nullif(offered_minutes, 0), 2) end as invalid_absence_pct,
+        else cast(round(100.0 * invalid_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as invalid_absence_pct,
     case when is_rate_withheld then null
-        else round(100.0 * other_absence_minutes / nullif(offered_minutes, 0), 2) end as other_absence_pct,
+        else cast(round(100.0 * other_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as other_absence_pct,
     case when is_rate_withheld then null
-        else round(100.0 * total_absence_minutes / nullif(offered_minutes, 0), 2) end as total_absence_pct,
+        else cast(round(100.0 * total_absence_minutes / nullif(offered_minutes, 0), 2) as decimal(9, 2))
+        end as total_absence_pct,
+    case when is_rate_withheld then 'withheld'
+        when nullif(offered_minutes, 0) is null then 'missing' else 'ok' end as absence_pct_status,
     coalesce(is_small_group or is_rate_withheld, false) as is_suppressed
 from measured;
 
@@ -521,7 +535,8 @@ select
     case when is_small_group or is_group_secondary_suppressed then null else pupils end as pupils,
     case when is_share_withheld then null else pupils_at_or_above end as pupils_at_or_above,
     case when is_share_withheld then null
-        else round(100.0 * pupils_at_or_above / nullif(pupils, 0), 2) end as share_at_or_above_pct,
+        else cast(round(100.0 * pupils_at_or_above / nullif(pupils, 0), 2) as decimal(9, 2))
+        end as share_at_or_above_pct,
     coalesce(is_small_group or is_group_secondary_suppressed or is_share_withheld, false)
         as is_suppressed
 from withheld;

@@ -309,6 +309,10 @@ def _absence_measures(frame: pd.DataFrame, min_persons: int, min_denominator: in
     }
     for kind in ("valid", "invalid", "other", "total"):
         measures[f"{kind}_absence_pct"] = _pct(frame[kind], frame["offered"]).mask(withheld)
+    no_time = frame["offered"].isna() | (frame["offered"] == 0)
+    measures["absence_pct_status"] = (
+        pd.Series("ok", index=frame.index).mask(no_time, "missing").mask(withheld, "withheld")
+    )
     measures["is_suppressed"] = small | withheld
     return pd.DataFrame(measures, index=frame.index)
 

@@ -13,6 +13,8 @@ the dbt variables or the dbt/DuckDB versions differ from those of the last succe
 Publishing never opens the served `marts.duckdb` for writing (a BI tool may hold it open):
 it copies schema `marts` of the work warehouse into the default schema of a new file and
 `os.replace`s it over the served one, then swaps the parquet export folder through a symlink.
+The descriptions dbt persisted as comments travel along: `COMMENT ON` in the served file,
+key-value metadata in each parquet file, `COMMENT ON` in PostgreSQL (docs/bi-contract.md).
 An optional PostgreSQL target (flows/publish_postgres.py) is written before either swap.
 """
 
@@ -228,6 +230,45 @@ def _marts_tables(work: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _comments(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, dict[str, str]]]:
+    """The descriptions dbt wrote on the work marts (`persist_docs`): per table its comment
+    and its columns' comments (only those that have one)."""
+    tables = dict(
+        con.execute(
+            "select table_name, comment from duckdb_tables() "
+            "where database_name = 'work' and schema_name = 'marts'"
+        ).fetchall()
+    )
+    result: dict[str, tuple[str | None, dict[str, str]]] = {t: (c, {}) for t, c in tables.items()}
+    for table, column, comment in con.execute(
+        "select table_name, column_name, comment from duckdb_columns() "
+        "where database_name = 'work' and schema_name = 'marts' and coalesce(comment, '') <> '' "
+        "order by table_name, column_index"
+    ).fetchall():
+        result.setdefault(table, (None, {}))[1][column] = comment
+    return result
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# Parquet key-value metadata: the table's description and one key per column (docs/bi-contract.md).
+PARQUET_TABLE_KEY = "description"
+PARQUET_COLUMN_KEY = "column.{}.description"
+
+
+def _parquet_metadata(table_comment: str | None, column_comments: dict[str, str]) -> str:
+    entries = {PARQUET_TABLE_KEY: table_comment} if table_comment else {}
+    entries |= {PARQUET_COLUMN_KEY.format(c): text for c, text in column_comments.items()}
+    # An empty struct is not valid SQL; a marker key keeps the syntax uniform.
+    entries = entries or {"lagesbild": "marts"}
+    pairs = ", ".join(
+        '"' + key.replace('"', '""') + '": ' + _literal(text) for key, text in entries.items()
+    )
+    return "{" + pairs + "}"
+
+
 def publish(
     paths: Paths, storage_version: str, postgres: PostgresTarget | None = None
 ) -> list[str]:
@@ -253,11 +294,18 @@ def publish(
         # The served file holds the marts in its default schema: its catalog is named `marts`
         # (from the file name), so BI users write `marts.<table>` or just `<table>`.
         (served,) = con.execute("SELECT current_database()").fetchone()
+        comments = _comments(con)
         for table in tables:
             name = f'"{served}".main."{table}"'
             con.execute(f'CREATE TABLE {name} AS SELECT * FROM work.marts."{table}"')
+            table_comment, column_comments = comments.get(table, (None, {}))
+            if table_comment:
+                con.execute(f"COMMENT ON TABLE {name} IS {_literal(table_comment)}")
+            for column, comment in column_comments.items():
+                con.execute(f'COMMENT ON COLUMN {name}."{column}" IS {_literal(comment)}')
             target = next_parquet / f"{table}.parquet"
-            con.execute(f"COPY {name} TO '{target}' (FORMAT parquet)")
+            metadata = _parquet_metadata(table_comment, column_comments)
+            con.execute(f"COPY {name} TO '{target}' (FORMAT parquet, KV_METADATA {metadata})")
         con.execute("DETACH work")
     finally:
         con.close()

@@ -356,7 +356,7 @@ def _headlines(settings: Settings) -> None:
             table.add_row(
                 name,
                 *[
-                    "–" if v is None else f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+                    "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}"
                     for v in figures
                 ],
             )

@@ -53,7 +53,13 @@ class PostgresTarget(BaseModel):
     schema_name: str = Field("marts", description="schema the marts are served in")
     readonly_role: str = Field("lagesbild_bi", description="granted USAGE and SELECT")
     connect_timeout: int = Field(10, ge=1, description="seconds")
-    lock_timeout_ms: int = Field(60_000, ge=0, description="wait this long for BI queries")
+    # Only a change of a mart's columns waits for BI readers (docs/bi-contract.md); while it
+    # waits, new readers of that table wait behind it: at most this long per attempt.
+    lock_timeout_ms: int = Field(
+        5_000, ge=1, description="longest wait for a BI query's lock, per attempt"
+    )
+    lock_retries: int = Field(11, ge=0, description="attempts after a lock timeout")
+    lock_retry_seconds: float = Field(10, ge=0, description="pause between attempts")
 
 
 class Statistics(KoladaSettings, PxWebSettings):

@@ -1,23 +1,30 @@
 """BI access: the served marts in an older DuckDB client, and the PostgreSQL publish target.
 
 The PostgreSQL server is real (tests/postgres_server.py starts one on loopback); the BI login
-is a member of the read-only role, as docs/bi-access.md tells the DBA to set it up.
+is a member of the read-only role, as docs/bi-access.md tells the DBA to set it up. The BI contract
+(docs/bi-contract.md): a comment on every table and column and the same types in every target,
+user views that survive a publish, long readers that neither fail nor block it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import psycopg
 import pytest
 
+from flows import publish_postgres, warehouse
 from flows.nightly import nightly
-from lagesbild.settings import Settings
+from lagesbild.settings import PostgresTarget, Settings
 from tests.flows.test_nightly import file_bytes, marts
 from tests.postgres_server import postgres_server
 
@@ -136,6 +143,23 @@ def test_duckdb_1_4_client_opens_the_served_marts(published):
     )
     frame = marts(published)["mart_attendance_area_term"]
     assert result.stdout.strip() == f"{frame.height},{frame['pupils'].sum()}"
+    # the 1.4 CLI shows the comments too: one per table and column
+    comments = subprocess.run(
+        [
+            str(cli),
+            "-readonly",
+            "-csv",
+            "-noheader",
+            str(published.marts_db),
+            "-c",
+            "select count(*), count(comment) from duckdb_columns() where database_name = 'marts'",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    columns = sum(len(c) for c in _duckdb_columns(published.marts_db).values())
+    assert comments.stdout.strip() == f"{columns},{columns}"
 
 
 def test_dbt_docs_page_describes_the_marts(published):
@@ -421,3 +445,274 @@ def test_report_prints_to_a4_without_cut_charts(published, chromium, tmp_path):
     pages = len(re.findall(rb"/Type /Page\b", content))
     areas = marts(published)["dim_area"].height
     assert pages > areas  # every area starts a page
+
+
+def _duckdb_columns(marts_db: Path) -> dict[str, list[tuple[str, str, str | None]]]:
+    con = duckdb.connect(str(marts_db), read_only=True)
+    try:
+        rows = con.execute(
+            "select table_name, column_name, data_type, comment from duckdb_columns() "
+            "where database_name = 'marts' order by table_name, column_index"
+        ).fetchall()
+    finally:
+        con.close()
+    tables: dict[str, list[tuple[str, str, str | None]]] = {}
+    for table, column, type_, comment in rows:
+        tables.setdefault(table, []).append((column, type_, comment))
+    return tables
+
+
+def test_every_published_table_and_column_has_a_description_in_every_target(published, postgres):
+    """The YAML descriptions reach the DuckDB CLI, a parquet reader and psql alike: an
+    undescribed published column fails here, named."""
+    tables = _duckdb_columns(published.marts_db)
+    con = duckdb.connect(str(published.marts_db), read_only=True)
+    table_comments = dict(
+        con.execute(
+            "select table_name, comment from duckdb_tables() where database_name = 'marts'"
+        ).fetchall()
+    )
+    con.close()
+    assert len(tables) == 16
+    undescribed = [f"{t}.{c}" for t, cols in tables.items() for c, _, note in cols if not note]
+    assert undescribed == []
+    # grain (and units) in every table's comment
+    assert [t for t in tables if "Grain:" not in (table_comments[t] or "")] == []
+    for table, columns in tables.items():
+        metadata = pl.read_parquet_metadata(published.marts_parquet / f"{table}.parquet")
+        assert metadata[warehouse.PARQUET_TABLE_KEY] == table_comments[table], table
+        for column, _, note in columns:
+            assert metadata[warehouse.PARQUET_COLUMN_KEY.format(column)] == note, (table, column)
+    bi_url = postgres.replace("postgres@", f"{BI_LOGIN}:{BI_PASSWORD}@")
+    with psycopg.connect(bi_url) as pg:  # what psql's \d+ shows the BI login
+        in_postgres = {
+            (t, c): note
+            for t, c, note in pg.execute(
+                "select table_name, column_name, "
+                "col_description(('marts.' || table_name)::regclass, ordinal_position) "
+                "from information_schema.columns where table_schema = 'marts'"
+            ).fetchall()
+        }
+        postgres_tables = dict(
+            pg.execute(
+                "select relname, obj_description(oid, 'pg_class') from pg_class "
+                "where relnamespace = 'marts'::regnamespace and relkind = 'r'"
+            ).fetchall()
+        )
+    assert postgres_tables == table_comments
+    assert in_postgres == {(t, c): note for t, cols in tables.items() for c, _, note in cols}
+
+
+def test_column_types_agree_in_duckdb_parquet_and_postgres(published, postgres):
+    tables = _duckdb_columns(published.marts_db)
+    allowed = {"VARCHAR", "BOOLEAN", "DATE", "TIMESTAMP", "INTEGER", "BIGINT", "DOUBLE"}
+    odd = [
+        f"{t}.{c} {ty}"
+        for t, cols in tables.items()
+        for c, ty, _ in cols
+        if ty not in allowed and not ty.startswith("DECIMAL(")
+    ]
+    assert odd == []  # no HUGEINT, no time zone types (DuckDB 1.4 clients would need pytz)
+    con = duckdb.connect()
+    with psycopg.connect(postgres) as pg:
+        in_postgres = {
+            (t, c): ty
+            for t, c, ty in pg.execute(
+                "select c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
+                "from pg_class c join pg_attribute a on a.attrelid = c.oid "
+                "where c.relnamespace = 'marts'::regnamespace and c.relkind = 'r' "
+                "and a.attnum > 0 and not a.attisdropped"
+            ).fetchall()
+        }
+    differences = []
+    for table, columns in tables.items():
+        path = published.marts_parquet / f"{table}.parquet"
+        in_parquet = {
+            c: ty for c, ty, *_ in con.execute(f"describe select * from '{path}'").fetchall()
+        }
+        for column, type_, _ in columns:
+            if in_parquet.get(column) != type_:
+                differences.append(f"{table}.{column}: {type_}, parquet {in_parquet.get(column)}")
+            pg_type = publish_postgres.postgres_type(type_)
+            if in_postgres.get((table, column)) != pg_type:
+                differences.append(
+                    f"{table}.{column}: {pg_type}, PostgreSQL {in_postgres.get((table, column))}"
+                )
+    assert differences == []
+    # the issue's examples: exact decimals, not doubles with float noise
+    types = {(t, c): ty for t, cols in tables.items() for c, ty, _ in cols}
+    assert types["mart_vandalism_area_year", "cost_per_apartment_sek"] == "DECIMAL(18,2)"
+    assert types["mart_attendance_area_term", "offered_minutes"] == "DECIMAL(18,2)"
+    assert types["mart_attendance_area_term", "total_absence_pct"] == "DECIMAL(9,2)"
+    assert types["mart_indicator_values", "fetched_at"] == "TIMESTAMP"
+
+
+def test_a_user_view_and_grant_survive_a_nightly_publish(published, postgres):
+    bi_url = postgres.replace("postgres@", f"{BI_LOGIN}:{BI_PASSWORD}@")
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA IF NOT EXISTS analysis")
+        admin.execute(
+            "CREATE OR REPLACE VIEW analysis.absence_by_area AS "
+            "SELECT area_code, term, total_absence_pct FROM marts.mart_attendance_area_term"
+        )
+        admin.execute(f"GRANT USAGE ON SCHEMA analysis TO {BI_LOGIN}")
+        admin.execute(f"GRANT SELECT ON analysis.absence_by_area TO {BI_LOGIN}")
+        admin.execute(f"GRANT SELECT ON marts.dim_area TO {BI_LOGIN}")  # a user's own grant
+    state = nightly(return_state=True)
+    assert state.is_completed(), state.message
+    expected = marts(published)["mart_attendance_area_term"].height
+    with psycopg.connect(bi_url) as con:
+        (rows,) = con.execute("select count(*) from analysis.absence_by_area").fetchone()
+        assert rows == expected
+    with psycopg.connect(postgres) as admin:
+        grants = admin.execute(
+            "select grantee from information_schema.role_table_grants "
+            "where table_schema = 'marts' and table_name = 'dim_area' and privilege_type = 'SELECT'"
+        ).fetchall()
+    assert {g for (g,) in grants} >= {BI_LOGIN, "lagesbild_bi"}
+
+
+def test_a_changed_mart_with_a_dependent_view_is_refused_naming_the_view(published, postgres):
+    target = PostgresTarget(url=postgres)
+    tables = sorted(marts(published))
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA IF NOT EXISTS analysis")
+        admin.execute("ALTER TABLE marts.dim_school ADD COLUMN legacy integer")
+        admin.execute(
+            "CREATE VIEW analysis.schools AS SELECT school_unit_code FROM marts.dim_school"
+        )
+    try:
+        with pytest.raises(publish_postgres.PostgresPublishFailed) as refused:
+            publish_postgres.publish(published.marts_db, tables, target)
+        assert "marts.dim_school" in str(refused.value)
+        assert "analysis.schools" in str(refused.value)
+        with psycopg.connect(postgres) as admin:  # nothing changed
+            (legacy,) = admin.execute(
+                "select count(*) from information_schema.columns "
+                "where table_schema = 'marts' and column_name = 'legacy'"
+            ).fetchone()
+        assert legacy == 1
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as admin:
+            admin.execute("DROP VIEW analysis.schools")
+    # without the view, the table is re-created with the mart's columns
+    publish_postgres.publish(published.marts_db, tables, target)
+    assert _postgres_marts(postgres)["dim_school"].columns == marts(published)["dim_school"].columns
+
+
+def _short_reads(url: str, table: str, stop: threading.Event, waits: list[float]) -> None:
+    with psycopg.connect(url, autocommit=True) as con:
+        while not stop.is_set():
+            started = time.monotonic()
+            con.execute(f"select count(*) from marts.{table}").fetchone()
+            waits.append(time.monotonic() - started)
+            time.sleep(0.1)
+
+
+def test_a_90_second_bi_query_neither_fails_nor_blocks_the_publish(published, postgres, tmp_path):
+    """A BI query holds two marts for 90 s while the marts are published twice: rows only
+    (nobody waits for anybody), then with one of them changed (its DROP TABLE waits for the
+    query; other readers of that table wait at most lock_timeout_ms per attempt)."""
+    bi_url = postgres.replace("postgres@", f"{BI_LOGIN}:{BI_PASSWORD}@")
+    tables = sorted(marts(published))
+    target = PostgresTarget(
+        url=postgres, lock_timeout_ms=2_000, lock_retries=60, lock_retry_seconds=1
+    )
+    changed = tmp_path / "marts.duckdb"  # the same marts, dim_area with one more column
+    shutil.copyfile(published.marts_db, changed)
+    con = duckdb.connect(str(changed))
+    con.execute("ALTER TABLE dim_area ADD COLUMN population_group VARCHAR")
+    con.close()
+    result: list[object] = []
+
+    def long_query() -> None:
+        with psycopg.connect(bi_url) as con:
+            result.append(
+                con.execute(
+                    "select (select count(*) from marts.mart_attendance_area_term "
+                    "cross join marts.dim_area), pg_sleep(90)"
+                ).fetchone()[0]
+            )
+
+    reader = threading.Thread(target=long_query)
+    started = time.monotonic()
+    reader.start()
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        for _ in range(100):  # until the query holds its locks
+            (holding,) = admin.execute(
+                "select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+                "where a.query like '%pg_sleep(90)%' and l.granted "
+                "and l.relation = 'marts.dim_area'::regclass"
+            ).fetchone()
+            if holding:
+                break
+            time.sleep(0.1)
+    stop = threading.Event()
+    waits: dict[str, list[float]] = {"mart_attendance_area_term": [], "dim_area": []}
+    short = [
+        threading.Thread(target=_short_reads, args=(bi_url, t, stop, w)) for t, w in waits.items()
+    ]
+    for thread in short:
+        thread.start()
+    try:
+        tick = time.monotonic()
+        publish_postgres.publish(published.marts_db, tables, target)
+        rows_only = time.monotonic() - tick
+        assert reader.is_alive()  # published while the 90 s query ran
+        tick = time.monotonic()
+        publish_postgres.publish(changed, tables, target)
+        with_change = time.monotonic() - tick
+        assert time.monotonic() - started >= 89  # the DROP waited for the query to end
+    finally:
+        stop.set()
+        for thread in short:
+            thread.join()
+        reader.join()
+    publish_postgres.publish(published.marts_db, tables, target)  # the real columns again
+    served = marts(published)
+    assert result == [served["mart_attendance_area_term"].height * served["dim_area"].height]
+    longest = {t: round(max(w), 2) for t, w in waits.items()}
+    print(
+        f"rows-only publish during a 90 s query: {rows_only:.1f} s; publish with a changed "
+        f"mart: {with_change:.1f} s; longest short read: {longest}"
+    )
+    # readers of unchanged marts never wait; of the changed one at most lock_timeout_ms
+    assert longest["mart_attendance_area_term"] < 1.0
+    assert longest["dim_area"] < target.lock_timeout_ms / 1000 + 1.0
+    assert rows_only < 30
+
+
+@pytest.mark.parametrize(
+    "packages",
+    [
+        # Superset's SQLAlchemy 1.4 with the DuckDB 1.4 that BI images bundle
+        ("duckdb-engine==0.17.0", "sqlalchemy>=1.4,<2", "duckdb>=1.4,<1.5"),
+        # SQLAlchemy 2 lists columns only with DuckDB >= 1.5 (pg_collation)
+        ("duckdb-engine==0.17.0", "sqlalchemy>=2,<2.1", "duckdb>=1.5,<2.1"),
+    ],
+    ids=["sqlalchemy-1.4-duckdb-1.4", "sqlalchemy-2-duckdb-1.5+"],
+)
+def test_duckdb_engine_route_lists_columns_and_reads_timestamps_without_pytz(published, packages):
+    """The Superset route of docs/bi-contract.md, in a fresh environment of its own (these
+    versions cannot share the project's): list the tables and columns, read a timestamp."""
+    uv = [shutil.which("uv") or "uv"] if shutil.which("uv") else ["python3", "-m", "uv"]
+    script = Path(__file__).with_name("duckdb_engine_client.py")
+    with_args = [a for p in packages for a in ("--with", p)]
+    result = subprocess.run(
+        [
+            *uv,
+            "run",
+            "--no-project",
+            "--isolated",
+            *with_args,
+            "python",
+            str(script),
+            str(published.marts_db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    columns = len(_duckdb_columns(published.marts_db)["mart_indicator_values"])
+    assert result.stdout.split() == ["16", str(columns), "datetime"]

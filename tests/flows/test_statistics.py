@@ -55,7 +55,7 @@ def close(published: float | None, exact: float | None) -> bool:
     """Equal to the published two decimals (DuckDB rounds half away from zero)."""
     if published is None or exact is None:
         return published is exact
-    return abs(published - exact) <= 0.005 + 1e-9
+    return abs(float(published) - exact) <= 0.005 + 1e-9  # DECIMAL or DOUBLE
 
 
 def published(paths) -> dict[str, pl.DataFrame]:
@@ -192,15 +192,16 @@ def test_survey_values_suppressed_and_bad_rows_quarantined(first_run):
             r["respondents"],
             r["is_suppressed"],
             r["suppression_reason"],
+            r["value_status"],
         )
         for r in survey.iter_rows(named=True)
     }
     assert got == {
-        ("1299", 2022, "T"): (25.0, 198, False, None),
-        ("1299", 2024, "T"): (21.5, 212, False, None),
-        ("1299", 2024, "K"): (None, 104, True, "secondary"),  # T and K would reveal M
-        ("1299", 2024, "M"): (None, 8, True, "few_respondents"),  # 8 < 10 respondents
-        ("1299C0010", 2024, "T"): (None, 41, True, "low_response_rate"),  # 44 % < 50 %
+        ("1299", 2022, "T"): (25.0, 198, False, None, "ok"),
+        ("1299", 2024, "T"): (21.5, 212, False, None, "ok"),
+        ("1299", 2024, "K"): (None, 104, True, "secondary", "withheld"),  # T, K would reveal M
+        ("1299", 2024, "M"): (None, 8, True, "few_respondents", "withheld"),  # 8 < 10
+        ("1299C0010", 2024, "T"): (None, 41, True, "low_response_rate", "withheld"),  # 44 %
     }
     names = dict(zip(survey["area_code"], survey["area_name"], strict=True))
     assert names == {"1299": "Ekdala kommun", "1299C0010": "Centrum"}  # reference areas
@@ -319,14 +320,17 @@ def test_area_profile_joins_every_source_exactly(first_run, municipality):
         truth = attendance.get(area) if year == 2026 else None
         if truth is None:
             assert row["school_absence_pct"] is None, row
+            assert row["school_absence_pct_status"] == "missing", row
             continue
         small = truth["pupils"] < 10
+        assert row["school_absence_pct_status"] == ("withheld" if small else "ok"), row
         assert close(
             row["school_absence_pct"], None if small else 100 * truth["absence"] / truth["offered"]
         )
         few = small or truth["at_15"] < 5
         share = None if few else 100 * truth["at_15"] / truth["pupils"]
         assert close(row["problematic_absence_15_pct"], share), row
+        assert row["problematic_absence_15_pct_status"] == ("withheld" if few else "ok"), row
         assert row["is_school_year_in_progress"] is True
         checked["attendance"] += 1
     # Every source really took part (the survey file has one area value, 1299C0010).

@@ -34,6 +34,10 @@ attendance as (
         max(case when indicator_id = 'school_absence_pct' then value end) as school_absence_pct,
         max(case when indicator_id = 'problematic_absence_15_pct' then value end)
             as problematic_absence_15_pct,
+        {%- for indicator in ['school_absence_pct', 'problematic_absence_15_pct'] %}
+        bool_or(indicator_id = '{{ indicator }}' and is_suppressed and value is null)
+            as is_{{ indicator }}_withheld,
+        {%- endfor %}
         max(case when is_preliminary then 1 else 0 end) = 1 as is_school_year_in_progress,
         max(case when is_suppressed then 1 else 0 end) = 1 as is_attendance_suppressed
 
@@ -64,6 +68,8 @@ statistics as (
         cast(period as integer) as year,
         {%- for indicator in var('area_profile_indicators') %}
         max(case when indicator_id = '{{ indicator }}' then value end) as {{ indicator }},
+        bool_or(indicator_id = '{{ indicator }}' and is_suppressed and value is null)
+            as is_{{ indicator }}_withheld,
         {%- endfor %}
         max(case when is_suppressed then 1 else 0 end) = 1 as is_statistics_suppressed
 
@@ -94,17 +100,31 @@ final as (
         cast(population.inhabitants as bigint) as inhabitants,
         cast(population.inhabitants_0_19 as bigint) as inhabitants_0_19,
         attendance.school_year,
-        attendance.school_absence_pct,
-        attendance.problematic_absence_15_pct,
+        {{ as_pct('attendance.school_absence_pct', 2) }} as school_absence_pct,
+        {{ measure_status('attendance.school_absence_pct', 'attendance.is_school_absence_pct_withheld') }}
+            as school_absence_pct_status,
+        {{ as_pct('attendance.problematic_absence_15_pct', 2) }} as problematic_absence_15_pct,
+        {{ measure_status('attendance.problematic_absence_15_pct',
+                          'attendance.is_problematic_absence_15_pct_withheld') }}
+            as problematic_absence_15_pct_status,
         coalesce(attendance.is_school_year_in_progress, false) as is_school_year_in_progress,
         vandalism.vandalism_orders,
         vandalism.vandalism_cost_sek,
+        -- a vandalism row whose orders are NULL was withheld; no row is no data
+        {{ measure_status('vandalism.vandalism_orders',
+                          'vandalism.area_code is not null and vandalism.vandalism_orders is null') }}
+            as vandalism_orders_status,
         vandalism.apartments,
         vandalism.cost_per_apartment_sek,
+        coalesce(vandalism.cost_per_apartment_sek_status, 'missing') as cost_per_apartment_sek_status,
         vandalism.cost_per_1000_inhabitants_sek,
+        coalesce(vandalism.cost_per_1000_inhabitants_sek_status, 'missing')
+            as cost_per_1000_inhabitants_sek_status,
         vandalism.data_through as vandalism_data_through,
         {%- for indicator in var('area_profile_indicators') %}
         statistics.{{ indicator }},
+        {{ measure_status('statistics.' ~ indicator, 'statistics.is_' ~ indicator ~ '_withheld') }}
+            as {{ indicator }}_status,
         {%- endfor %}
         coalesce(attendance.is_attendance_suppressed, false)
             or coalesce(vandalism.is_suppressed, false)

@@ -53,15 +53,18 @@ select
     source,
     survey,
     {{ suppress_if('is_survey_suppressed', 'value') }} as value,
+    {{ measure_status('value', 'is_survey_suppressed') }} as value_status,
     status,
     source_status,
     is_deleted,
-    {{ suppress_count('respondents') }} as respondents,
+    cast({{ suppress_count('respondents') }} as bigint) as respondents,
+    {{ measure_status('respondents', is_small_count('respondents')) }} as respondents_status,
     response_rate_pct,
     {{ suppression_flag(['is_survey_suppressed', is_small_count('respondents')]) }}
         as is_suppressed,
     published_on,
-    fetched_at,
+    -- naive UTC: no time zone type, so DuckDB 1.4 clients need no pytz
+    timezone('UTC', fetched_at) as fetched_at,
     row_number() over (
         partition by indicator_id, area_code, period, sex, population_group
         order by release_id desc

@@ -131,15 +131,17 @@ select
 
     ---------- the value and its comparisons
     t.published_value as value,
+    {{ measure_status('t.published_value', 't.is_primary_suppressed or t.is_secondary_suppressed') }}
+        as value_status,
     c.county_value,
     c.national_value,
-    round(c.comparison_group_value, 2) as comparison_group_value,
+    {{ as_decimal('c.comparison_group_value', 2) }} as comparison_group_value,
     c.comparison_group_members,
 
     ---------- trend against the previous period with a row
     t.previous_period,
     t.previous_value,
-    round(t.published_value - t.previous_value, 2) as change,
+    {{ as_decimal('t.published_value - t.previous_value', 2) }} as change,
     case
         when t.published_value is null or t.previous_value is null then null
         when t.published_value = t.previous_value then 'unchanged'
@@ -152,11 +154,13 @@ select
     t.source_status,
     t.is_revised,
     t.published_on,
-    t.fetched_at,
+    -- naive UTC: no time zone type, so DuckDB 1.4 clients need no pytz
+    timezone('UTC', t.fetched_at) as fetched_at,
     t.release_id,
 
     ---------- survey quality and suppression
-    {{ suppress_count('t.respondents') }} as respondents,
+    cast({{ suppress_count('t.respondents') }} as bigint) as respondents,
+    {{ measure_status('t.respondents', is_small_count('t.respondents')) }} as respondents_status,
     t.response_rate_pct,
     case
         when t.is_few_respondents then 'few_respondents'

@@ -214,16 +214,21 @@ final as (
         {{ suppress_if('is_hidden', 'cast(vandalism_cost_sek as decimal(18, 2))') }}
             as vandalism_cost_sek,
         cast(apartments as bigint) as apartments,
-        {{ suppress_if('is_hidden',
-                       'round(cast(vandalism_cost_sek as double) / nullif(apartments, 0), 2)') }}
+        {{ suppress_if('is_hidden', as_money('vandalism_cost_sek / nullif(apartments, 0)')) }}
             as cost_per_apartment_sek,
+        {{ measure_status('nullif(apartments, 0)', 'is_hidden') }} as cost_per_apartment_sek_status,
         cast(population.inhabitants as bigint) as inhabitants,
         {{ suppress_if('is_hidden',
-                       'round(1000 * cast(vandalism_cost_sek as double) / nullif(population.inhabitants, 0), 2)') }}
+                       as_money('1000 * vandalism_cost_sek / nullif(population.inhabitants, 0)')) }}
             as cost_per_1000_inhabitants_sek,
+        {{ measure_status('nullif(population.inhabitants, 0)', 'is_hidden') }}
+            as cost_per_1000_inhabitants_sek_status,
         {{ suppress_if('is_hidden or is_change_suppressed or not has_previous_year',
-                       safe_pct('vandalism_cost_sek - previous_cost_sek', 'previous_cost_sek', 1)) }}
+                       as_pct(safe_pct('vandalism_cost_sek - previous_cost_sek', 'previous_cost_sek'), 1)) }}
             as cost_change_pct,
+        {{ measure_status(
+            "case when has_previous_year then nullif(previous_cost_sek, 0) end",
+            'is_hidden or is_change_suppressed') }} as cost_change_pct_status,
         {{ suppression_flag(['is_hidden', 'is_change_suppressed']) }} as is_suppressed
 
     from flagged

@@ -30,7 +30,9 @@ final as (
         area_year.vandalism_cost_sek,
         area_year.apartments,
         area_year.cost_per_apartment_sek,
+        area_year.cost_per_apartment_sek_status,
         area_year.cost_change_pct,
+        area_year.cost_change_pct_status,
         categories.orders as not_vandalism_orders,
         area_year.is_suppressed or categories.is_suppressed as is_suppressed
 

@@ -138,7 +138,7 @@ final as (
         threshold_pct,
         {{ suppress_if('is_small_group or is_group_secondary_suppressed', 'pupils') }} as pupils,
         {{ suppress_if(withheld, 'pupils_at_or_above') }} as pupils_at_or_above,
-        {{ suppress_if(withheld, safe_pct('pupils_at_or_above', 'pupils', 2)) }}
+        {{ suppress_if(withheld, as_pct(safe_pct('pupils_at_or_above', 'pupils'), 2)) }}
             as share_at_or_above_pct,
         {{ suppression_flag(['is_small_group', 'is_group_secondary_suppressed', withheld]) }}
             as is_suppressed
