@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv/.synced
 
-.PHONY: install system-packages demo bench test lint format clean uv
+.PHONY: install system-packages demo bench test test-fast test-flow lint format clean uv
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -16,7 +16,7 @@ $(VENV): pyproject.toml uv.lock | uv
 
 install: $(VENV)
 
-system-packages:  ## Debian packages the tests need (PostgreSQL, Chromium); run as root
+system-packages:  ## Debian packages the tests need (PostgreSQL, Chromium): installs what is missing (root)
 	bash scripts/system-packages.sh
 
 demo: $(VENV)  ## generate the demo municipality and run the nightly flow on it
@@ -25,8 +25,14 @@ demo: $(VENV)  ## generate the demo municipality and run the nightly flow on it
 bench: $(VENV)  ## benchmarks against the limit and pandas (scales: BENCH_ARGS="--pupils 10000 --years 3")
 	$(UV) run --frozen lagesbild bench $(BENCH_ARGS)
 
-test: $(VENV)  ## the whole test suite (unit, dbt, flows end to end)
-	$(UV) run --frozen pytest
+test: $(VENV) system-packages  ## the whole test suite (unit, dbt, flows end to end)
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)  ## everything but the end-to-end flow tests (no Prefect), under a minute
+	$(UV) run --frozen pytest -m "not flow" $(PYTEST_ARGS)
+
+test-flow: $(VENV) system-packages  ## only the end-to-end flow tests (they start Prefect)
+	$(UV) run --frozen pytest -m flow $(PYTEST_ARGS)
 
 lint: $(VENV)
 	$(UV) run --frozen ruff check .

@@ -1,4 +1,9 @@
-"""End-to-end fixtures: one Prefect test API per session, one small generated municipality."""
+"""End-to-end fixtures, shared by the whole session where a test does not need its own: one
+Prefect test API, one small generated municipality, and one baseline nightly run over it that
+modules copy (shutil.copytree) before they change anything.
+
+Every test in this folder is marked `flow`: `pytest -m "not flow"` leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,14 @@ runtime.configure()
 PUPILS = 300
 THROUGH = date(2025, 10, 31)  # HT2025 up to höstlov's end: three monthly files per system
 TEST_KEY = "end-to-end-test-key-0123456789"
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    # A conftest's hooks see every collected item, not only those of its folder.
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.flow)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,14 +57,36 @@ def municipality(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "drop": drop, "truth": truth, "ss12000": api}
 
 
-@pytest.fixture(scope="module")
-def pipeline_env(municipality, tmp_path_factory):
-    """Point the pipeline at a fresh data folder that reads the generated drop folder."""
-    data = tmp_path_factory.mktemp("data")
-    drop = data.parent / f"{data.name}-drop"  # a copy: tests may add files to it
+@pytest.fixture(scope="session")
+def baseline(municipality, tmp_path_factory) -> dict[str, Path]:
+    """One nightly run over the whole generated drop folder, with the default settings. Never
+    changed: a test that runs the pipeline again works in a copy (`copy_baseline`)."""
+    from flows.nightly import nightly
+
+    root = tmp_path_factory.mktemp("baseline")
+    data, drop = root / "data", root / "drop"
     shutil.copytree(municipality["drop"], drop)
     with pipeline_at(data, drop):
-        yield data
+        state = nightly(return_state=True)
+    assert state.is_completed(), state.message
+    return {"data": data, "drop": drop}
+
+
+def copy_baseline(baseline: dict[str, Path], target: Path) -> dict[str, Path]:
+    """A copy of the baseline's data folder and of its drop folder, under `target`."""
+    copy = {"data": target / "data", "drop": target / "drop"}
+    for name, path in copy.items():
+        shutil.copytree(baseline[name], path, symlinks=True)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(baseline, tmp_path_factory):
+    """Point the pipeline at a copy of the baseline run (data and drop folder: tests may add
+    files to either)."""
+    copy = copy_baseline(baseline, tmp_path_factory.mktemp("pipeline"))
+    with pipeline_at(copy["data"], copy["drop"]):
+        yield copy["data"]
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import pytest
 from flows.layers.audit import read_audit
 from flows.nightly import nightly
 from lagesbild.settings import PROJECT_ROOT, Settings
-from tests.flows.conftest import pipeline_at
+from tests.flows.conftest import copy_baseline, pipeline_at
 
 MIN_ORDERS = 5
 VANDALISM = ["graffiti", "broken_glass", "fire", "doors_and_locks", "other_vandalism"]
@@ -47,21 +47,20 @@ def file_bytes(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def housing_env(municipality, tmp_path_factory):
-    """A data folder, a copy of the drop folder, and a layouts file the tests may extend."""
-    data = tmp_path_factory.mktemp("housing-data")
-    drop = data.parent / f"{data.name}-drop"
-    shutil.copytree(municipality["drop"], drop)
-    layouts = data.parent / f"{data.name}-layouts.yml"
+def housing_env(baseline, tmp_path_factory):
+    """A copy of the baseline run (data and drop folder), and a layouts file the tests may
+    extend (at first the same as the default the baseline ran with)."""
+    root = tmp_path_factory.mktemp("housing")
+    copy = copy_baseline(baseline, root)
+    layouts = root / "layouts.yml"
     shutil.copy(PROJECT_ROOT / "connectors/housing_export/layouts.yml", layouts)
-    with pipeline_at(data, drop, housing_layouts=str(layouts)):
-        yield {"data": data, "drop": drop, "layouts": layouts}
+    with pipeline_at(copy["data"], copy["drop"], housing_layouts=str(layouts)):
+        yield {**copy, "layouts": layouts}
 
 
 @pytest.fixture(scope="module")
 def first_run(housing_env):
-    state = nightly(return_state=True)
-    assert state.is_completed(), state.message
+    """The session's baseline run, in this module's copy."""
     return Settings().paths
 
 

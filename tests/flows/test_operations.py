@@ -28,7 +28,7 @@ import yaml
 
 from flows.layers.audit import read_audit, read_runs
 from flows.nightly import backfill, nightly
-from lagesbild.settings import PROJECT_ROOT, Settings
+from lagesbild.settings import PROJECT_ROOT
 from tests.flows.conftest import TEST_KEY, THROUGH, pipeline_at
 
 OCTOBER = "2025-10"
@@ -91,40 +91,6 @@ def copy_of(stages, name: str, source: str = "baseline") -> Path:
     target = stages["root"] / name
     shutil.copytree(stages[source], target, symlinks=True)
     return target
-
-
-# -- deployments -------------------------------------------------------------------------------
-
-
-def test_served_and_yaml_deployments_carry_the_same_schedule_and_parameters():
-    from flows.deployments import build_deployments
-
-    served = {d.name: d for d in build_deployments(Settings())}
-    spec = yaml.safe_load((PROJECT_ROOT / "deployments/prefect.yaml").read_text())
-    declared = {d["name"]: d for d in spec["deployments"]}
-    assert served.keys() == declared.keys() == {"nightly", "backfill"}
-    (schedule,) = served["nightly"].schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone) == (
-        "30 4 * * *",
-        "Europe/Stockholm",
-    )
-    assert declared["nightly"]["schedules"][0]["cron"] == schedule.schedule.cron
-    assert (
-        served["backfill"].parameters
-        == declared["backfill"]["parameters"]
-        == {"source": "attendance_export"}
-    )
-    assert not served["backfill"].schedules
-
-
-@pytest.mark.parametrize("cron", ["30 2 * * *", "0 1-3 * * *", "0 */2 * * *", "15 5,2 * * 1-5"])
-def test_a_nightly_schedule_in_the_dst_hour_is_refused(monkeypatch, cron):
-    from flows.deployments import build_deployments, cron_hours
-
-    monkeypatch.setenv("LAGESBILD_NIGHTLY_CRON", cron)
-    with pytest.raises(ValueError, match="skipped in March"):
-        build_deployments(Settings())
-    assert cron_hours("30 4 * * *") == {4} and cron_hours("0 1-9/4 * * *") == {1, 5, 9}
 
 
 # -- backfill ----------------------------------------------------------------------------------
@@ -266,12 +232,10 @@ def pupil_tables(data: Path) -> dict[str, pl.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def fresh_full(stages):
-    """A new data folder built in one run from the whole drop folder (October included)."""
-    data = stages["root"] / "fresh-full"
-    with pipeline_at(data, stages["drop"]):
-        assert nightly(return_state=True).is_completed()
-    return data
+def fresh_full(baseline):
+    """A new data folder built in one run from the whole drop folder (October included): the
+    session's baseline run, only read here."""
+    return baseline["data"]
 
 
 def test_a_new_month_is_built_alone_and_equals_a_full_build(stages, fresh_full):

@@ -7,7 +7,6 @@ the marts document, never from the pipeline's output.
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, datetime, timedelta
 
 import duckdb
@@ -22,7 +21,7 @@ from flows.layers.audit import read_audit
 from flows.layers.landing import landed_loads
 from flows.nightly import nightly
 from lagesbild.settings import Settings
-from tests.flows.conftest import pipeline_at
+from tests.flows.conftest import copy_baseline, pipeline_at
 
 OWN, COUNTY, COUNTRY = "1299", "0012", "0000"
 COMPARISON = ["1261", "1263", "1264", "1267", "1273"]
@@ -81,10 +80,11 @@ def servers():
 
 
 @pytest.fixture(scope="module")
-def stats_env(municipality, servers, tmp_path_factory):
-    data = tmp_path_factory.mktemp("stats-data")
-    drop = data.parent / f"{data.name}-drop"
-    shutil.copytree(municipality["drop"], drop)
+def stats_env(baseline, servers, tmp_path_factory):
+    """A copy of the baseline run (exports landed and published) that now switches the public
+    statistics on and gets a survey file: the first run below lands only these."""
+    copy = copy_baseline(baseline, tmp_path_factory.mktemp("stats"))
+    data, drop = copy["data"], copy["drop"]
     (drop / "surveys").mkdir()
     (drop / "surveys" / "can_2024.csv").write_text(SURVEY, encoding="utf-8")
     with pipeline_at(
