@@ -33,6 +33,14 @@ def read_layouts(path: Path, model: type[BaseModel], kind: str) -> dict:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise LayoutError(f"{kind} layout file {path} does not exist") from exc
+    except yaml.YAMLError as exc:  # its own text names "<unicode string>", not the file
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "unreadable"
+        raise LayoutError(
+            f"{kind} layout file {path} is not valid YAML{where}: {problem}; check the "
+            "indentation and quoting there"
+        ) from exc
     layouts = {}
     for name, spec in raw.items():
         try:

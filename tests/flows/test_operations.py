@@ -97,9 +97,10 @@ def copy_of(stages, name: str, source: str = "baseline") -> Path:
 
 
 def test_served_and_yaml_deployments_carry_the_same_schedule_and_parameters():
-    from flows.deployments import build_deployments
+    from flows.deployments import SERVED_SUFFIX, build_deployments
 
-    served = {d.name: d for d in build_deployments(Settings())}
+    served = {d.name.removesuffix(SERVED_SUFFIX): d for d in build_deployments(Settings())}
+    assert {d.name for d in served.values()} == {"nightly-served", "backfill-served"}
     spec = yaml.safe_load((PROJECT_ROOT / "deployments/prefect.yaml").read_text())
     declared = {d["name"]: d for d in spec["deployments"]}
     assert served.keys() == declared.keys() == {"nightly", "backfill"}
@@ -115,6 +116,11 @@ def test_served_and_yaml_deployments_carry_the_same_schedule_and_parameters():
         == {"source": "attendance_export"}
     )
     assert not served["backfill"].schedules
+    for name, deployment in served.items():
+        assert deployment.entrypoint == declared[name]["entrypoint"]
+        assert deployment.concurrency_limit == declared[name]["concurrency_limit"] == 1
+        assert deployment.description == declared[name]["description"]
+        assert set(declared[name]["tags"]) <= set(deployment.tags)
 
 
 @pytest.mark.parametrize("cron", ["30 2 * * *", "0 1-3 * * *", "0 */2 * * *", "15 5,2 * * 1-5"])
