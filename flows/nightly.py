@@ -15,11 +15,13 @@ import logging
 import time
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import Annotated
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from pydantic import Field
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
@@ -61,6 +63,13 @@ BACKFILL_SOURCES = {
 # The backfill flow's `source` parameter: Prefect shows a choice and refuses other values
 # when a run is created.
 BackfillSource = StrEnum("BackfillSource", {name: name for name in BACKFILL_SOURCES})
+
+
+# Prefect checks a deployment run's parameters against their schema when the run is
+# created, but not a string's "format": this pattern refuses a month 13 or a day 32 there.
+# (A 30 February passes it and fails as the run starts.)
+DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+IsoDate = Annotated[date, Field(json_schema_extra={"pattern": DATE_PATTERN})]
 
 
 def municipality_tag() -> str:
@@ -284,7 +293,7 @@ def flow_run_parameters() -> dict:
     on_failure=[notify_failure],
     on_crashed=[notify_failure],
 )
-def nightly(run_date: date | None = None, full_refresh: bool = False) -> run_summary.RunSummary:
+def nightly(run_date: IsoDate | None = None, full_refresh: bool = False) -> run_summary.RunSummary:
     """Land, clean, validate, build and publish everything new in the drop folder.
 
     dbt rebuilds only the months whose clean files changed; `full_refresh` rebuilds every
@@ -307,7 +316,10 @@ def nightly(run_date: date | None = None, full_refresh: bool = False) -> run_sum
     on_crashed=[notify_failure],
 )
 def backfill(
-    source: BackfillSource, date_from: date, date_to: date, run_date: date | None = None
+    source: BackfillSource,
+    date_from: IsoDate,
+    date_to: IsoDate,
+    run_date: IsoDate | None = None,
 ) -> run_summary.RunSummary:
     """Re-run a source over a date window: rebuild exactly those periods, publish once.
 

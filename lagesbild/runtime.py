@@ -55,13 +55,18 @@ def route_logs_to_prefect() -> None:
     """Send the project's log records (INFO and up) to the Prefect run they happen in, as
     Prefect's own `PREFECT_LOGGING_EXTRA_LOGGERS` would; they still reach the console
     through the root logger. Idempotent: called at the start of every flow run."""
+    for name in LOGGERS:
+        route_logger_to_prefect(logging.getLogger(name))
+
+
+def route_logger_to_prefect(logger: logging.Logger) -> None:
+    """One logger's INFO records to the Prefect run. A deployment loads its entrypoint file
+    (flows/nightly.py) as a module named after the file ("nightly"), outside LOGGERS."""
     from prefect.logging.handlers import APILogHandler
 
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.INFO)
-        if not any(isinstance(handler, APILogHandler) for handler in logger.handlers):
-            logger.addHandler(APILogHandler())
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(handler, APILogHandler) for handler in logger.handlers):
+        logger.addHandler(APILogHandler())
 
 
 def api_url() -> str:

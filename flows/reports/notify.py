@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from lagesbild import runtime
 from lagesbild.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ def label_run(logger: logging.Logger, *tags: str) -> None:
     run = _current_run()
     if run is None:
         return
+    if not logger.name.startswith(runtime.LOGGERS):
+        runtime.route_logger_to_prefect(logger)  # else its INFO lines never reach the filter
     if not any(isinstance(f, _StageFollower) for f in logger.filters):
         logger.addFilter(_StageFollower())
     _update_tags(run, add={"lagesbild", *tags}, drop_prefix="stage:")

@@ -296,7 +296,7 @@ def test_the_scheduled_nightly_fires_and_a_cli_backfill_waits_for_it(server):
             "date_to=2025-13-30",
         )
         assert refused.returncode != 0
-        assert "date_from" in refused.stdout + refused.stderr
+        assert "Validation failed for field 'date_from'" in refused.stdout + refused.stderr
         bad_source = prefect_cli(
             server,
             "deployment",
