@@ -293,7 +293,7 @@ def test_the_scheduled_nightly_fires_and_a_cli_backfill_waits_for_it(server):
             "-p",
             "date_from=2025-13-01",
             "-p",
-            "date_to=2025-13-30",
+            "date_to=2025-12-31",
         )
         assert refused.returncode != 0
         assert "Validation failed for field 'date_from'" in refused.stdout + refused.stderr
