@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from flows.reports.notify import FAILED_AUTOMATION, WHAT_TO_DO
+from flows.reports.notify import CRASHED_AUTOMATION, FAILED_AUTOMATION, WHAT_TO_DO
 
 WEBHOOK_BLOCK = "lagesbild-alerts"
 FLOWS = ["nightly", "backfill"]
@@ -102,7 +102,7 @@ def automations(block_id, missed_after: timedelta) -> list:
     )
     return [
         Automation(
-            name="lagesbild: run crashed",
+            name=CRASHED_AUTOMATION,
             description="A lagesbild run's process died; its own hook may not have run.",
             trigger=reactive("prefect.flow-run.Crashed", *FLOWS),
             actions=[action(_run_payload("Crashed", _quoted(WHAT_TO_DO["crashed"])))],

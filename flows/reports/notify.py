@@ -22,9 +22,11 @@ from lagesbild.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The automation that sends the same alert from the Prefect server (flows/reports/automations.py);
-# when it is active the hook leaves the alert to it, so nobody gets two.
+# The automations that send the same alerts from the Prefect server
+# (flows/reports/automations.py); when one is active the hook leaves its alert to it, so
+# nobody gets two.
 FAILED_AUTOMATION = "lagesbild: run failed"
+CRASHED_AUTOMATION = "lagesbild: run crashed"
 
 # The message of `_pipeline`'s stage line (flows/nightly.py).
 STAGE_MESSAGE = "stage %s: start"
@@ -177,8 +179,8 @@ def failure_message(
     }
 
 
-def _automation_alerts() -> bool:
-    """Whether the Prefect server sends this alert itself (automations created)."""
+def _automation_alerts(name: str) -> bool:
+    """Whether the Prefect server sends this alert itself (the automation `name` is on)."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
@@ -186,7 +188,7 @@ def _automation_alerts() -> bool:
         return False
     try:
         with get_client(sync_client=True) as client:
-            return any(a.enabled for a in client.read_automations_by_name(FAILED_AUTOMATION))
+            return any(a.enabled for a in client.read_automations_by_name(name))
     except Exception:
         return False
 
@@ -196,8 +198,9 @@ def notify_failure(flow, flow_run, state) -> None:
     settings = Settings()
     if not settings.failure_webhook_url:
         return
-    if state.is_failed() and _automation_alerts():
-        log.info("the Prefect automation '%s' sends the alert", FAILED_AUTOMATION)
+    automation = CRASHED_AUTOMATION if state.is_crashed() else FAILED_AUTOMATION
+    if _automation_alerts(automation):
+        log.info("the Prefect automation '%s' sends the alert", automation)
         return
     reason, kind = _reason(state)
     advice = "crashed" if state.is_crashed() else "locked" if kind == "RunLocked" else None

@@ -352,7 +352,7 @@ def test_a_webhook_that_fails_is_retried_and_the_hook_shows_failed(server):
             def hook_logged():
                 with client() as c:
                     logs = c.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
-                return [log.message for log in logs if "hook 'notify_failure'" in log.message]
+                return [log.message for log in logs if "error was encountered" in log.message]
 
             (line,) = wait_for(hook_logged, 60, "the hook's log line")
     finally:
