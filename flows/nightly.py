@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from pydantic import Field
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
@@ -34,7 +37,7 @@ from flows.layers.gate import GateFailed
 from flows.layers.reference import Reference, load_reference
 from flows.reports import lagesbild as lagesbild_report
 from flows.reports import run_summary
-from flows.reports.notify import notify_failure
+from flows.reports.notify import label_run, notify_failure
 from flows.statistics import landing as statistics_landing
 from flows.statistics.dataset import IndicatorValues, Population
 from lagesbild import runtime
@@ -58,6 +61,26 @@ BACKFILL_SOURCES = {
         "year with orders",
     ),
 }
+# The backfill flow's `source` parameter: Prefect shows a choice and refuses other values
+# when a run is created.
+BackfillSource = StrEnum("BackfillSource", {name: name for name in BACKFILL_SOURCES})
+
+
+# Prefect checks a deployment run's parameters against their schema when the run is
+# created, but not a string's "format": this pattern refuses a month 13 or a day 32 there.
+# (A 30 February passes it and fails as the run starts.)
+DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+IsoDate = Annotated[date, Field(json_schema_extra={"pattern": DATE_PATTERN})]
+
+
+def municipality_tag() -> str:
+    return f"municipality:{Settings().municipality.code}"
+
+
+# A run that hangs must not hold the build lock (and the shared concurrency slot) forever.
+NIGHTLY_TIMEOUT_SECONDS = 4 * 3600
+BACKFILL_TIMEOUT_SECONDS = 8 * 3600  # an SS 12000 re-fetch asks for one day at a time
+DBT_TIMEOUT_SECONDS = 2 * 3600
 
 
 @task(cache_policy=NO_CACHE)
@@ -111,7 +134,7 @@ def clean_and_gate(
     )
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, timeout_seconds=DBT_TIMEOUT_SECONDS)
 def build_warehouse(settings: Settings, as_of: date, full_refresh: bool) -> warehouse.DbtBuild:
     return warehouse.dbt_build(settings, as_of=as_of, full_refresh=full_refresh)
 
@@ -247,21 +270,67 @@ def _pipeline(
     return summary
 
 
-@flow(name="nightly", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
-def nightly(run_date: date | None = None, full_refresh: bool = False) -> run_summary.RunSummary:
+def _nightly_run_name() -> str:
+    run_date = flow_run_parameters().get("run_date")
+    return f"nightly-{run_date or date.today()}"
+
+
+def _backfill_run_name() -> str:
+    p = flow_run_parameters()
+    return f"backfill-{p.get('source')}-{p.get('date_from')}..{p.get('date_to')}"
+
+
+def flow_run_parameters() -> dict:
+    from prefect.runtime import flow_run
+
+    return flow_run.parameters
+
+
+@flow(
+    name="nightly",
+    flow_run_name=_nightly_run_name,
+    timeout_seconds=NIGHTLY_TIMEOUT_SECONDS,
+    log_prints=True,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
+def nightly(run_date: IsoDate | None = None, full_refresh: bool = False) -> run_summary.RunSummary:
     """Land, clean, validate, build and publish everything new in the drop folder.
 
     dbt rebuilds only the months whose clean files changed; `full_refresh` rebuilds every
     table from scratch (done by itself after a change of the dbt project).
+
+    Args:
+        run_date: The day the run is for (YYYY-MM-DD); empty means today.
+        full_refresh: Rebuild every dbt table from scratch instead of only the changed months.
     """
+    label_run(log, municipality_tag())
     return _pipeline("nightly", run_date, full_refresh=full_refresh)
 
 
-@flow(name="backfill", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
+@flow(
+    name="backfill",
+    flow_run_name=_backfill_run_name,
+    timeout_seconds=BACKFILL_TIMEOUT_SECONDS,
+    log_prints=True,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
 def backfill(
-    source: str, date_from: date, date_to: date, run_date: date | None = None
+    source: BackfillSource,
+    date_from: IsoDate,
+    date_to: IsoDate,
+    run_date: IsoDate | None = None,
 ) -> run_summary.RunSummary:
-    """Re-run a source over a date window: rebuild exactly those periods, publish once."""
+    """Re-run a source over a date window: rebuild exactly those periods, publish once.
+
+    Args:
+        source: The source to re-run: attendance_export, ss12000 or housing_export.
+        date_from: First day of the window (YYYY-MM-DD); widened to its month.
+        date_to: Last day of the window (YYYY-MM-DD), on or after date_from.
+        run_date: The day the run is for (YYYY-MM-DD); empty means today.
+    """
+    label_run(log, municipality_tag(), f"source:{source}")
     if source not in BACKFILL_SOURCES:
         raise ConfigError(
             f"unknown source '{source}' for backfill; known: {', '.join(BACKFILL_SOURCES)}"

@@ -198,14 +198,20 @@ def backfill(
 ) -> None:
     """Rebuild a source's periods in a window from what has landed, then publish once."""
     settings = _settings()
+    from flows.nightly import BACKFILL_SOURCES
+    from flows.nightly import backfill as backfill_flow
+
     try:
         settings.require_pseudonym_key()
         first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
+        if source not in BACKFILL_SOURCES:
+            raise ConfigError(
+                f"unknown source '{source}' for backfill; known: {', '.join(BACKFILL_SOURCES)}"
+            )
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None
     _preflight(settings)
-    from flows.nightly import backfill as backfill_flow
 
     _run_flow(lambda: backfill_flow(source=source, date_from=first, date_to=last))
 
@@ -245,15 +251,72 @@ def check_layout(
 
 @app.command()
 def serve() -> None:
-    """Serve the nightly (scheduled) and backfill deployments from this process."""
+    """Serve the nightly (scheduled) and backfill deployments from this process, with a
+    local Prefect server (started here unless one answers at PREFECT_API_URL)."""
     settings = _settings()
-    from flows.deployments import serve_deployments
+    from flows.deployments import SERVED_SUFFIX, serve_deployments
 
-    console.print(
-        f"Serving 'nightly' ({settings.nightly_cron}, Europe/Stockholm) and "
-        "'backfill'. Stop with Ctrl-C; the schedule stays active."
-    )
-    serve_deployments(settings)
+    url = runtime.api_url()
+    log_file = settings.data_dir / "logs" / "prefect-server.log"
+    try:
+        with runtime.prefect_server(url, log_file) as started:
+            # The flow runs are child processes: they must use this server, not start their own.
+            os.environ["PREFECT_API_URL"] = url
+            where = f"started here, log {log_file}" if started else "already running"
+            console.print(f"Prefect server {url} ({where}); UI {url.removesuffix('/api')}")
+            console.print(
+                f"Serving 'nightly/nightly{SERVED_SUFFIX}' ({settings.nightly_cron}, "
+                f"Europe/Stockholm) and 'backfill/backfill{SERVED_SUFFIX}'. "
+                "Stop with Ctrl-C; the schedule stays active."
+            )
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                serve_deployments(settings)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]", markup=True, highlight=False)
+        raise typer.Exit(2) from exc
+
+
+automations = typer.Typer(help="Alerts the Prefect server sends itself.", no_args_is_help=True)
+app.add_typer(automations, name="automations")
+
+
+@automations.command("create")
+def automations_create(
+    missed_hours: Annotated[
+        float, typer.Option(help="alert when no nightly run completed for this many hours")
+    ] = 26,
+) -> None:
+    """Create (again) the Prefect automations: a run crashed or failed, a nightly late or
+    missed; each POSTs to failure_webhook_url. Also puts every nightly and backfill
+    deployment on the server under the shared build limit (run it after `prefect deploy`)."""
+    from datetime import timedelta
+
+    settings = _settings()
+    url = runtime.api_url()
+    if not settings.failure_webhook_url:
+        console.print("[red]Set failure_webhook_url (LAGESBILD_FAILURE_WEBHOOK_URL) first.[/red]")
+        raise typer.Exit(2)
+    if not runtime.api_answers(url):
+        console.print(
+            f"[red]No Prefect server answers at {url}.[/red] Automations live on a server: "
+            "start `lagesbild serve` (or your server) and set PREFECT_API_URL."
+        )
+        raise typer.Exit(2)
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deployments import BUILD_LIMIT, share_build_limit
+    from flows.reports.automations import create_automations
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        created = create_automations(settings.failure_webhook_url, timedelta(hours=missed_hours))
+        with get_client(sync_client=True) as client:
+            linked = share_build_limit(client)
+    for automation in created:
+        console.print(f"  automation '{automation.name}' ({automation.id})")
+    console.print(f"Deployments put under the shared limit '{BUILD_LIMIT}': {linked or 'none new'}")
 
 
 @app.command()
