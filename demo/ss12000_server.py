@@ -162,7 +162,11 @@ class SS12000Server:
 
     def organisations(self) -> list[dict]:
         """Huvudman → Skola (two units each) → Skolenhet, as a municipality's tree is."""
-        owner, *units = self.store.organisations
+        owners = [o for o in self.store.organisations if o["organisationType"] == "Huvudman"]
+        if not owners:
+            return list(self.store.organisations)
+        owner = owners[0]
+        units = [o for o in self.store.organisations if o["organisationType"] == "Skolenhet"]
         units = sorted(units, key=lambda o: o.get("schoolUnitCode") or "")
         schools = []
         for n in range((len(units) + 1) // 2):

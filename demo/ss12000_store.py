@@ -190,51 +190,56 @@ class Store:
     deleted: list[tuple[str, str, datetime]] = field(default_factory=list)  # entity, id, when
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @classmethod
-    def load(cls, folder: Path) -> Store:
-        lessons = pl.read_parquet(folder / "lessons.parquet")
+    def __post_init__(self) -> None:
+        if "school_type" not in self.lessons.columns:
+            self._school_forms()
+
+    def _school_forms(self) -> None:
+        """School forms and other attendance, as a platform records them; the minutes the
+        exports carry are unchanged."""
         activity = pl.col("activity_id")
-        lessons = lessons.with_columns(
+        lessons = self.lessons.with_columns(
             school_type=pl.when(pl.col("grade") == "F").then(pl.lit("FKLASS")).otherwise(
                 pl.lit("GR")
             ),
             # one activity in 23 is partly spent in another school activity (elevråd): the
             # platform sums those minutes as otherAttendanceSum, not attendanceSum
             other_attendance_minutes=pl.when(
-                (activity.str.slice(0, 2).str.to_integer(base=16) % 23 == 0)
+                (activity.str.slice(0, 2).str.to_integer(base=16, strict=False) % 23 == 0)
                 & (pl.col("attended_minutes") >= 10)
             )
             .then(10.0)
             .otherwise(0.0),
         )
-        persons = pl.read_parquet(folder / "persons.parquet")
         # one pupil in 11 of grades 1-9 goes to anpassad grundskola (GRS) in the same year
-        grs = pl.col("person_id").str.slice(0, 2).str.to_integer(base=16) % 11 == 0
-        persons = persons.with_columns(
+        grs = pl.col("person_id").str.slice(0, 2).str.to_integer(base=16, strict=False) % 11 == 0
+        field = pl.element().struct.field("schoolType")
+        self.persons = self.persons.with_columns(
             enrolments=pl.when(grs)
             .then(
                 pl.col("enrolments").list.eval(
                     pl.element().struct.with_fields(
-                        schoolType=pl.when(pl.element().struct.field("schoolType") == "GR")
-                        .then(pl.lit("GRS"))
-                        .otherwise(pl.element().struct.field("schoolType"))
+                        schoolType=pl.when(field == "GR").then(pl.lit("GRS")).otherwise(field)
                     )
                 )
             )
             .otherwise(pl.col("enrolments"))
         )
-        grs_pupils = persons.filter(grs)["person_id"].implode()
-        lessons = lessons.with_columns(
+        grs_pupils = self.persons.filter(grs)["person_id"].implode()
+        self.lessons = lessons.with_columns(
             school_type=pl.when(
                 pl.col("student_id").is_in(grs_pupils) & (pl.col("school_type") == "GR")
             )
             .then(pl.lit("GRS"))
             .otherwise(pl.col("school_type"))
         )
+
+    @classmethod
+    def load(cls, folder: Path) -> Store:
         return cls(
             organisations=json.loads((folder / "organisations.json").read_text("utf-8")),
-            persons=persons,
-            lessons=lessons,
+            persons=pl.read_parquet(folder / "persons.parquet"),
+            lessons=pl.read_parquet(folder / "lessons.parquet"),
             absences=pl.read_parquet(folder / "absences.parquet"),
         )
 
