@@ -37,6 +37,7 @@ from demo.servers import CallLog, Faults, fault_response
 POPULATION = "TAB6574"
 ALCOHOL = "A_Folkhalsodata/B_HLV/dAlkohol/hlv1alkoxreg.px"
 AGES = [*[str(a) for a in range(100)], "100+"]
+AGE_BANDS = [*[f"{a}-{a + 4}" for a in range(0, 80, 5)], "80-"]  # SCB TAB6574 as published
 DESO_SUFFIX = "_DeSO2025"
 COMPARISON = ("1261", "1263", "1264", "1267", "1273")
 
@@ -51,9 +52,13 @@ def population_value(region: str, age: str, sex: str, year: str, revision: int =
     if region == MUNICIPALITY_CODE:
         total = sum(population_value(code, age, sex, year, revision) for code, _ in AREAS)
         return total + round(4 * _unit("ckm", age, sex, year) - 2)
-    if age == "tot":
+    if age in ("tot", "totalt"):
         ages = sum(population_value(region, a, sex, year, revision) for a in AGES)
         return ages + round(4 * _unit("ckm", region, sex, year) - 2)
+    if "-" in age:  # a 5-year band as SCB's DeSO tables have them ("15-19", "80-")
+        low, high = age.split("-")
+        years = AGES[int(low) : int(high) + 1] if high else AGES[int(low) :]
+        return sum(population_value(region, a, sex, year, revision) for a in years)
     years = 100 if age == "100+" else int(age)
     size = 800 + 600 * _unit("size", region)  # people per sex in the area
     young = 1.3 if region[4] == "A" else 1.0  # more families outside the main town
@@ -85,14 +90,21 @@ class PxTable:
     v1: bool = False
 
 
-def _tables() -> dict[str, PxTable]:
+def _tables(age_bands: bool = False) -> dict[str, PxTable]:
+    """The demo's tables; `age_bands` serves the population as SCB's TAB6574 publishes it
+    (5-year bands and `totalt`) instead of single years and `tot`."""
     regions = {f"{c}{DESO_SUFFIX}": n for c, n in AREAS} | {MUNICIPALITY_CODE: "Ekdala kommun"}
+    ages = (
+        {"totalt": "totalt", **{a: f"{a} år" for a in AGE_BANDS}}
+        if age_bands
+        else {"tot": "totalt ålder", **{a: f"{a} år" for a in AGES}}
+    )
     return {
         POPULATION: PxTable(
             "Folkmängd efter region, ålder, kön och år",
             {
                 "Region": regions,
-                "Alder": {"tot": "totalt ålder", **{a: f"{a} år" for a in AGES}},
+                "Alder": ages,
                 "Kon": {"1": "män", "2": "kvinnor"},
                 "ContentsCode": {"000007Y7": "Folkmängd"},
                 "Tid": {y: y for y in ("2022", "2023", "2024")},

@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from lagesbild.settings import ConfigError
 
 
+PROJECT_CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue" / "indicators.yml"
+
+
 class Region(BaseModel):
     kolada: str = Field(pattern=r"^\d{4}$")
     pxweb: str
