@@ -119,10 +119,10 @@ def _tables(age_bands: bool = False) -> dict[str, PxTable]:
                 "Alkoholvanor": {"Riskabla alkoholvanor": "Riskabla alkoholvanor"},
                 "Ålder": {"16-29": "16-29 år", "16-84": "16-84 år"},
                 "Andel och konfidensintervall": {
-                    "Andel": "Andel", "Konfidensintervall nedre gräns": "Konfidensintervall "
-                    "nedre gräns", "Konfidensintervall övre gräns": "Konfidensintervall övre "
-                    "gräns",
-                },  # fmt: skip
+                    "Andel": "Andel",
+                    "Konfidensintervall nedre gräns": "Konfidensintervall nedre gräns",
+                    "Konfidensintervall övre gräns": "Konfidensintervall övre gräns",
+                },
                 "Kön": {"00": "Totalt", "01": "Män", "02": "Kvinnor"},
                 "År": {y: y for y in ("2021", "2022", "2023", "2024")},
             },
@@ -311,9 +311,13 @@ def create_app(state: PxWebState | None = None) -> FastAPI:
         if (fault := admit(request)) is not None:
             return fault
         if path in ("", "/") and "config" in request.query_params:  # v1 `?config`
-            return {"maxValues": state.v1_max_values, "maxCells": state.v1_max_values,
-                    "maxCalls": state.max_calls, "timeWindow": state.time_window,
-                    "CORS": True}  # fmt: skip
+            return {
+                "maxValues": state.v1_max_values,
+                "maxCells": state.v1_max_values,
+                "maxCalls": state.max_calls,
+                "timeWindow": state.time_window,
+                "CORS": True,
+            }
         table = state.tables.get(path)
         if table is not None and table.v1:
             return {

@@ -54,8 +54,12 @@ from demo.ss12000_store import CREATED, Store, _utc, entity_id
 SLOW_SECONDS = 2.0
 FAULTS = ("429", "500", "503_overload", "slow", "malformed", "expire_token")
 # /deletedEntities list keys per entity type (the spec misspells activities as 'activitites')
-DELETED_KEYS = {"Absence": "absences", "Person": "persons", "Organisation": "organisations",
-                "Activity": "activitites"}  # fmt: skip
+DELETED_KEYS = {
+    "Absence": "absences",
+    "Person": "persons",
+    "Organisation": "organisations",
+    "Activity": "activitites",
+}
 OPTIONAL_SUMS = ("validAbsenceSum", "invalidAbsenceSum", "otherAttendanceSum", "offeredSum")
 GY_PUPILS = 12  # gymnasium pupils the `several_school_forms` variant adds
 _SPEC: Spec | None = None  # loading the spec takes ~2 s: once per process
@@ -90,9 +94,14 @@ class Variant:
 
 
 VARIANTS = {
-    "spec_minimal": Variant(omit_optional_sums=True, school_as_organisation=True, expand=False,
-                            civic_no=False, several_school_forms=True),
-}  # fmt: skip
+    "spec_minimal": Variant(
+        omit_optional_sums=True,
+        school_as_organisation=True,
+        expand=False,
+        civic_no=False,
+        several_school_forms=True,
+    ),
+}
 
 
 @dataclass
@@ -170,12 +179,16 @@ class SS12000Server:
         units = sorted(units, key=lambda o: o.get("schoolUnitCode") or "")
         schools = []
         for n in range((len(units) + 1) // 2):
-            schools.append({
-                "id": entity_id("school", owner["id"], n), "meta": {"created": CREATED,
-                "modified": CREATED}, "displayName": f"Skola {n + 1}",
-                "organisationType": "Skola", "parentOrganisation": {"id": owner["id"]},
-                "municipalityCode": owner.get("municipalityCode"),
-            })  # fmt: skip
+            schools.append(
+                {
+                    "id": entity_id("school", owner["id"], n),
+                    "meta": {"created": CREATED, "modified": CREATED},
+                    "displayName": f"Skola {n + 1}",
+                    "organisationType": "Skola",
+                    "parentOrganisation": {"id": owner["id"]},
+                    "municipalityCode": owner.get("municipalityCode"),
+                }
+            )
         served = [owner, *schools]
         for i, unit in enumerate(units):
             served.append({**unit, "parentOrganisation": {"id": schools[_school_of(i)]["id"]}})
@@ -186,8 +199,11 @@ class SS12000Server:
         served = self.organisations()
         if not self.variant.school_as_organisation:
             return {o["id"]: o["id"] for o in served}
-        return {o["id"]: o.get("parentOrganisation", {}).get("id", o["id"]) for o in served
-                if o["organisationType"] == "Skolenhet"}  # fmt: skip
+        return {
+            o["id"]: o.get("parentOrganisation", {}).get("id", o["id"])
+            for o in served
+            if o["organisationType"] == "Skolenhet"
+        }
 
     def activity(self, activity_id: str, unit_id: str, owners: dict[str, str]) -> dict:
         return {
@@ -319,14 +335,21 @@ class SS12000Server:
         def organisations(request: Request) -> Response:
             def build(query: dict) -> list[dict]:
                 items = self.organisations()
-                for name, key in (("type", "organisationType"),
-                                  ("schoolUnitCode", "schoolUnitCode")):  # fmt: skip
+                for name, key in (
+                    ("type", "organisationType"),
+                    ("schoolUnitCode", "schoolUnitCode"),
+                ):
                     if name in query:
                         items = [o for o in items if o.get(key) in query[name]]
                 if "parent" in query:
-                    items = [o for o in items
-                             if o.get("parentOrganisation", {}).get("id") in query["parent"]]  # fmt: skip
-                return [o for o in items if _in_window(o["meta"]["modified"], query, "meta.modified")]
+                    items = [
+                        o
+                        for o in items
+                        if o.get("parentOrganisation", {}).get("id") in query["parent"]
+                    ]
+                return [
+                    o for o in items if _in_window(o["meta"]["modified"], query, "meta.modified")
+                ]
 
             return self._list(request, build)
 
@@ -365,11 +388,12 @@ class SS12000Server:
             def build(query: dict) -> list[dict]:
                 pairs = store.lessons.select("activity_id", "organisation_id").unique()
                 owners = self.activity_owner()
-                items = [self.activity(a, unit, owners)
-                         for a, unit in sorted(pairs.iter_rows())]  # fmt: skip
+                items = [self.activity(a, unit, owners) for a, unit in sorted(pairs.iter_rows())]
                 if "organisation" in query:
                     items = [a for a in items if a["organisation"]["id"] in query["organisation"]]
-                return [a for a in items if _in_window(a["meta"]["modified"], query, "meta.modified")]
+                return [
+                    a for a in items if _in_window(a["meta"]["modified"], query, "meta.modified")
+                ]
 
             return self._list(request, build)
 

@@ -47,9 +47,12 @@ class Spec:
         from werkzeug.datastructures import ImmutableMultiDict
 
         return MockRequest(
-            HOST, "get", path, args=ImmutableMultiDict(query),
+            HOST,
+            "get",
+            path,
+            args=ImmutableMultiDict(query),
             headers={"Authorization": "Bearer checked-by-the-server"},
-        )  # fmt: skip
+        )
 
     def check_request(self, path: str, query: list[tuple[str, str]]) -> str | None:
         """None when the spec allows this GET, else why not (for a 400_invalid_filter)."""

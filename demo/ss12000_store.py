@@ -199,9 +199,9 @@ class Store:
         exports carry are unchanged."""
         activity = pl.col("activity_id")
         lessons = self.lessons.with_columns(
-            school_type=pl.when(pl.col("grade") == "F").then(pl.lit("FKLASS")).otherwise(
-                pl.lit("GR")
-            ),
+            school_type=pl.when(pl.col("grade") == "F")
+            .then(pl.lit("FKLASS"))
+            .otherwise(pl.lit("GR")),
             # one activity in 23 is partly spent in another school activity (elevråd): the
             # platform sums those minutes as otherAttendanceSum, not attendanceSum
             other_attendance_minutes=pl.when(
@@ -251,13 +251,18 @@ class Store:
                 return
             owner = self.organisations[0]
             unit = entity_id("organisation", GY_UNIT_CODE)
-            self.organisations.append({
-                "id": unit, "meta": {"created": CREATED, "modified": CREATED},
-                "displayName": "Ekdala gymnasium", "organisationType": "Skolenhet",
-                "schoolUnitCode": GY_UNIT_CODE, "schoolTypes": ["GY"],
-                "parentOrganisation": {"id": owner["id"]},
-                "municipalityCode": owner.get("municipalityCode"),
-            })  # fmt: skip
+            self.organisations.append(
+                {
+                    "id": unit,
+                    "meta": {"created": CREATED, "modified": CREATED},
+                    "displayName": "Ekdala gymnasium",
+                    "organisationType": "Skolenhet",
+                    "schoolUnitCode": GY_UNIT_CODE,
+                    "schoolTypes": ["GY"],
+                    "parentOrganisation": {"id": owner["id"]},
+                    "municipalityCode": owner.get("municipalityCode"),
+                }
+            )
             nine = self.lessons.filter(pl.col("grade") == "9")
             chosen = nine["student_id"].unique().sort().head(pupils)
             lessons = nine.filter(pl.col("student_id").is_in(chosen.implode())).with_columns(
@@ -271,12 +276,22 @@ class Store:
                 student_id=pl.col("student_id").map_elements(entity_id, pl.String),
                 activity_id=pl.col("activity_id").map_elements(entity_id, pl.String),
             )
-            enrolment = {"enroledAt": {"id": unit}, "schoolYear": 2, "schoolType": "GY",
-                         "startDate": "2025-07-01", "endDate": "2026-06-30"}  # fmt: skip
+            enrolment = {
+                "enroledAt": {"id": unit},
+                "schoolYear": 2,
+                "schoolType": "GY",
+                "startDate": "2025-07-01",
+                "endDate": "2026-06-30",
+            }
             persons = pl.DataFrame(
                 [
-                    {"person_id": p, "enrolments": [enrolment], "civic_no": None,
-                     "security_marking": MARKINGS[0], "meta_modified": CREATED}  # fmt: skip
+                    {
+                        "person_id": p,
+                        "enrolments": [enrolment],
+                        "civic_no": None,
+                        "security_marking": MARKINGS[0],
+                        "meta_modified": CREATED,
+                    }
                     for p in lessons["student_id"].unique().sort().to_list()
                 ],
                 schema=self.persons.schema,
@@ -311,9 +326,14 @@ class Store:
             ][0]
             absence_id = entity_id("absence", student_id, day, "extra")
             row = pl.DataFrame(
-                {"absence_id": [absence_id], "student_id": [student_id],
-                 "organisation_id": [organisation], "date": [day], "type": ["Beviljad ledighet"],
-                 "meta_modified": [modified]},  # fmt: skip
+                {
+                    "absence_id": [absence_id],
+                    "student_id": [student_id],
+                    "organisation_id": [organisation],
+                    "date": [day],
+                    "type": ["Beviljad ledighet"],
+                    "meta_modified": [modified],
+                },
                 schema=self.absences.schema,
             )
             self.absences = pl.concat([self.absences, row])

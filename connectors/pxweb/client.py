@@ -3,11 +3,12 @@ Folkhälsomyndigheten (and SCB's older `api.scb.se`) serve (GET a table = metada
 
 `fetch(table, selection)` takes a selection per variable (value codes, `*` for all), expands
 it against the table's metadata, splits it into requests that stay under the cell limit
-(`maxDataCells` from v2 `/config`, else `pxweb_max_cells`), and returns one long frame (see
-`jsonstat.py`). Calls are rate limited on our side, by default 10 per 10 s (the limit SCB
-publishes; its `/config` allows 30), and retried by the policy of connectors/http.py, plus
-SCB's 403 "too many calls"; a 403 for too many cells is not retried (asking again cannot
-help). Settings: `connectors/pxweb/settings.py`.
+(the smaller of `pxweb_max_cells` and the server's: v2 `/config` `maxDataCells`, v1 `?config`
+`maxValues`), and returns one long frame (see `jsonstat.py`). Calls are rate limited on our
+side, by default 10 per 10 s (the limit SCB publishes; its `/config` allows 30), and retried
+by the policy of connectors/http.py, plus SCB's 403 "too many calls"; a 403 for too many cells
+is not retried (asking again cannot help): the request is split in halves instead, and the
+lower limit kept. Settings: `connectors/pxweb/settings.py`.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ sends. Personal data: `civicNo` is replaced by its HMAC pseudonym (`pupil_key`) 
 anything can be written. `civicNo` is optional in the spec (some platforms sell it as a
 separate scope): a pupil without one is keyed by the HMAC of the platform's `person.id`
 (`pupil_id_kind` "person_id"), stable as long as the platform keeps its ids, but not the same
-key as the pupil's rows in the exports (see docs/sources/ss12000.md). Names, addresses, e-mails, phone numbers, birth dates, sex and
-responsibles are never read. A pupil with a `securityMarking` keeps only what the marts need
-(school unit and grade per enrolment), like every other pupil.
+key as the pupil's rows in the exports (see docs/sources/ss12000.md). Names, addresses,
+e-mails, phone numbers, birth dates, sex and responsibles are never read. A pupil with a
+`securityMarking` keeps only what the marts need (school unit and grade per enrolment), like
+every other pupil.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ KIND_PERSON_ID = "person_id"  # keyed by the platform's person.id: civicNo withh
 PERSON_ID_PREFIX = "ss12000-person:"  # a person.id never hashes to a personnummer's key
 
 # /deletedEntities list keys per entity type (the spec misspells activities as 'activitites').
-DELETED_KEYS = {"Absence": "absences", "Person": "persons", "Organisation": "organisations",
-                "Activity": "activitites"}  # fmt: skip
+DELETED_KEYS = {
+    "Absence": "absences",
+    "Person": "persons",
+    "Organisation": "organisations",
+    "Activity": "activitites",
+}
 
 
 def _ref(obj: dict, key: str) -> str | None:
@@ -152,8 +157,11 @@ def person_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
 
 def activity_frame(objects: Iterable[dict]) -> pl.DataFrame:
     rows = [
-        {"activity_id": a.get("id"), "organisation_id": _ref(a, "organisation"),
-         "meta_modified": _modified(a)}  # fmt: skip
+        {
+            "activity_id": a.get("id"),
+            "organisation_id": _ref(a, "organisation"),
+            "meta_modified": _modified(a),
+        }
         for a in objects
     ]
     return pl.DataFrame(rows, schema=ACTIVITY_SCHEMA)

@@ -2,26 +2,35 @@
 
 Landing (`land_delta`), one run:
 
-1. `/organisations` (school units) and `/persons` (pupils, `civicNo` pseudonymised in the
-   connector) modified after their watermark;
-2. `/absences` modified after its watermark and `/deletedEntities` (Absence) after the last
-   deletions load: a late report or a removed absence names a day whose minutes changed;
-3. `/aggregatedAttendance` for one day at a time (a one-day window is the day grain) for the
-   new school days since the last landed day, plus the earlier days that step 2 named. A
-   backfill asks for every school day of its window instead.
+1. `/organisations` (every level: an activity may belong to a school above its units),
+   `/activities` (activity → organisation, for platforms without `expand`) and `/persons`
+   (pupils, `civicNo` pseudonymised in the connector, else `person.id`) modified after their
+   watermark less `watermark_overlap` (the filter is exclusive; rows already landed are
+   skipped);
+2. `/absences` likewise and `/deletedEntities` (Absence) after the last deletions load: a late
+   report or a removed absence names a day whose minutes changed;
+3. `/aggregatedAttendance` of the `school_types` for one day at a time (a one-day window is the
+   day grain): the new school days since the last landed day, the last `refetch_school_days`
+   school days again (teachers report late), and the earlier days that step 2 named; only the
+   days whose rows differ from what is landed are landed. A backfill asks for every school day
+   of its window instead.
 
 Watermarks are derived from landing (the largest `meta.modified` landed per resource; the
 request time of the last deletions load), never from local state, so deleting a bad load
-makes the next run fetch it again. Each day asked for is recorded in the load's manifest
-(`request.days`): the latest load that asked for a day is the truth for that whole day, so a
-correction replaces the day's rows and a pupil-day the server no longer has disappears.
+makes the next run fetch it again. Each day landed is recorded in the load's manifest
+(`request.days`, with the minutes not yet reported per day): the latest load that asked for a
+day is the truth for that whole day, so a correction replaces the day's rows and a pupil-day
+the server no longer has disappears.
 
 Mapping (`split_load`): one row per pupil x activity x day → the lesson contract of the
-exports (`flows.attendance.rules`): student → `pupil_key` (landed persons), activity's
-organisation → `school_unit_code`, grade from the enrolment at that school on that day,
-attended = attendanceSum + otherAttendanceSum (another school activity is presence),
-other absence = what is offered but neither attended nor valid/invalid absence (not yet
-assessed). Rows that cannot be mapped are quarantined with a reason.
+exports (`flows.attendance.rules`): student → `pupil_key` (landed persons); the activity's
+organisation (a school unit or a school) and the pupil's enrolment on that day at a unit under
+it → `school_unit_code`, school form and grade (FKLASS → F, GR/GRS by year); attended =
+attendanceSum + otherAttendanceSum (another school activity is presence); optional sums read
+by their meaning in the spec (absent = 0; absent offeredSum = reportedSum, else what is
+accounted for); other absence = what is offered but neither attended nor valid/invalid absence
+(not yet assessed). Rows of school forms not collected are left out; rows that cannot be mapped
+are quarantined with a reason (docs/sources/ss12000.md).
 """
 
 from __future__ import annotations
@@ -48,9 +57,11 @@ DELETED, ATTENDANCE = "deleted_entities", "aggregated_attendance"
 CLOCK_SKEW = timedelta(minutes=10)  # deletions are asked for a little before the last ask
 GRADES = {0: "F", **{g: str(g) for g in range(1, 11)}}  # GRS has a year 10
 IDENTITY = {  # what makes a landed row the same entity version (skipped when re-asked)
-    ORGANISATIONS: "organisation_id", PERSONS: "person_id", ABSENCES: "absence_id",
+    ORGANISATIONS: "organisation_id",
+    PERSONS: "person_id",
+    ABSENCES: "absence_id",
     ACTIVITIES: "activity_id",
-}  # fmt: skip
+}
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +113,9 @@ def _not_landed(landing: Path, dataset: str, frame: pl.DataFrame) -> pl.DataFram
     landed = _landed(landing, dataset)
     if landed.is_empty() or frame.is_empty():
         return frame
-    return frame.join(landed.select(frame.columns).unique(), on=frame.columns, how="anti",
-                      nulls_equal=True)  # fmt: skip
+    return frame.join(
+        landed.select(frame.columns).unique(), on=frame.columns, how="anti", nulls_equal=True
+    )
 
 
 def _land(landing: Path, dataset: str, period: str, frame: pl.DataFrame, request: dict) -> Manifest:
@@ -212,9 +224,10 @@ def land_delta(
             have = landed_days(landing)
             current = _current(landing, period_days)
             period_days = [
-                d for d in period_days
+                d
+                for d in period_days
                 if d not in have or not _same_rows(_on(frame, d), _on(current, d))
-            ]  # fmt: skip
+            ]
             if not period_days:
                 log.info("ss12000 aggregatedAttendance %s: unchanged, nothing landed", period)
                 continue
@@ -296,7 +309,9 @@ def _days_to_fetch(
     new = {d for d in school_days if start <= d < run_date}
     # teachers report late: the last school days already landed are asked for again
     window = settings.ss12000.refetch_school_days
-    recent = sorted(d for d in school_days if d in have and d < run_date)[-window:] if window else []
+    recent = (
+        sorted(d for d in school_days if d in have and d < run_date)[-window:] if window else []
+    )
     return sorted(new | (changed & have) | set(recent))
 
 
@@ -377,8 +392,13 @@ def split_load(
     them) but still count as clean here: they were valid when this load was cleaned.
     """
     original = rows.columns
-    sums = ["attendance_sum", "valid_absence_sum", "invalid_absence_sum",
-            "other_attendance_sum", "offered_sum"]  # fmt: skip
+    sums = [
+        "attendance_sum",
+        "valid_absence_sum",
+        "invalid_absence_sum",
+        "other_attendance_sum",
+        "offered_sum",
+    ]
     frame = (
         rows.with_row_index("_row")
         .join(lookups.pupils, left_on="student_id", right_on="person_id", how="left")
@@ -408,10 +428,11 @@ def split_load(
         .group_by("_row", maintain_order=True)
         .agg(pl.col("unit_id", "school_year", "school_type").first())
     )
-    frame = (
-        frame.join(enrolment, on="_row", how="left")
-        .join(lookups.schools, left_on=pl.coalesce("unit_id", "_owner"),
-              right_on="organisation_id", how="left")  # fmt: skip
+    frame = frame.join(enrolment, on="_row", how="left").join(
+        lookups.schools,
+        left_on=pl.coalesce("unit_id", "_owner"),
+        right_on="organisation_id",
+        how="left",
     )
     # Rows of a school form not collected (a platform that ignores the schoolType filter)
     # are not ours: left out before counting, like rows of another municipality.

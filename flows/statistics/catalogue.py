@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from lagesbild.settings import ConfigError
 
-
 PROJECT_CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue" / "indicators.yml"
 
 

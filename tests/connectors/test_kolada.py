@@ -83,7 +83,6 @@ def test_paging_follows_next_url(kolada, state):
     assert pages == [None, "2", "3", "4", "5", "6"]
 
 
-
 def test_next_url_is_followed_under_our_base_url_whatever_its_scheme_and_host(kolada, state):
     """The real v3 next_url is http://api.kolada.se/v3/…?page=2 (see the real sample) and a
     redirect to https is not followed: only its path after /v3 and its query are used."""

@@ -140,13 +140,22 @@ def test_v1_table_shaped_like_folkhalsomyndighetens_selected_from_its_metadata(p
 
     with fohm_client(pxweb) as c:
         info = c.table(ALCOHOL)
-        assert list(info.variables) == ["Region", "Alkoholvanor", "Ålder",
-                                        "Andel och konfidensintervall", "Kön", "År"]  # fmt: skip
+        assert list(info.variables) == [
+            "Region",
+            "Alkoholvanor",
+            "Ålder",
+            "Andel och konfidensintervall",
+            "Kön",
+            "År",
+        ]
         selection = {
-            "Region": ["12", "1299"], "Kön": ["00"], "Ålder": ["16-29"], "År": ["*"],
+            "Region": ["12", "1299"],
+            "Kön": ["00"],
+            "Ålder": ["16-29"],
+            "År": ["*"],
             "Alkoholvanor": ["Riskabla alkoholvanor"],
             **contents_selection(info.variables, "Andel"),
-        }  # fmt: skip
+        }
         data = c.fetch(ALCOHOL, selection, info=info)
     assert selection["Andel och konfidensintervall"] == ["Andel"]
     assert info.updated == "2025-06-10T09:30:00"

@@ -221,8 +221,9 @@ def test_a_late_report_and_a_deleted_absence_reach_the_marts(first_run, server, 
     asked = [q["startDate"] for q in first_asks(server.requests, "/aggregatedAttendance")]
     server.requests.clear()
     window = [[d.isoformat()] for d in server_days(paths)[-WINDOW:]]
-    assert sorted(asked) == sorted([[reported["date"].isoformat()], [absence["date"].isoformat()],
-                                    *window])  # fmt: skip
+    assert sorted(asked) == sorted(
+        [[reported["date"].isoformat()], [absence["date"].isoformat()], *window]
+    )
 
     late = (pl.col("pupil_id") == reported["pupil_id"]) & (pl.col("date") == reported["date"])
     gone = (pl.col("pupil_id") == deleted_pupil) & (pl.col("date") == absence["date"])

@@ -286,21 +286,40 @@ def test_deleted_entities_after_a_time_are_paged(client, server):
 def test_the_server_checks_requests_against_the_spec(client, server):
     """Every parameter the spec lists is accepted; anything else is a 400 with its reason."""
     day = DAY.isoformat()
-    body = client.get("/aggregatedAttendance", {
-        "startDate": day, "endDate": day, "schoolType": ["GR", "GRS", "FKLASS"],
-        "expand": ["activity", "student"], "expandReferenceNames": "true", "limit": 5,
-    })  # fmt: skip
+    body = client.get(
+        "/aggregatedAttendance",
+        {
+            "startDate": day,
+            "endDate": day,
+            "schoolType": ["GR", "GRS", "FKLASS"],
+            "expand": ["activity", "student"],
+            "expandReferenceNames": "true",
+            "limit": 5,
+        },
+    )
     assert len(body["data"]) == 5
-    client.get("/persons", {"relationship.entity.type": "enrolment", "sortkey": "ModifiedDesc",
-                            "relationship.organisation": ORG, "expandReferenceNames": "false"})  # fmt: skip
+    client.get(
+        "/persons",
+        {
+            "relationship.entity.type": "enrolment",
+            "sortkey": "ModifiedDesc",
+            "relationship.organisation": ORG,
+            "expandReferenceNames": "false",
+        },
+    )
     client.get("/organisations", {"type": ["Skolenhet", "Skola"], "schoolTypes": ["GR"]})
     refused = {
         "an unknown parameter": ("/persons", {"meta.modifiedAfter": "2025-01-01T00:00:00Z"}),
-        "an enum value outside the spec": ("/aggregatedAttendance",
-                                           {"startDate": day, "endDate": day, "schoolType": "XX"}),
+        "an enum value outside the spec": (
+            "/aggregatedAttendance",
+            {"startDate": day, "endDate": day, "schoolType": "XX"},
+        ),
         "a required parameter missing": ("/aggregatedAttendance", {"startDate": day}),
-        "a date that is not one": ("/aggregatedAttendance", {"startDate": "3 sept", "endDate": day}),
-    }  # fmt: skip
+        "a date that is not one": (
+            "/aggregatedAttendance",
+            {"startDate": "3 sept", "endDate": day},
+        ),
+    }
     for what, (path, params) in refused.items():
         with pytest.raises(SourceError, match="400 400_invalid_filter"):
             client.get(path, params)
