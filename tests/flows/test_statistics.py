@@ -464,4 +464,4 @@ def test_population_in_age_bands_gives_denominators(banded_run):
                 for s in ("1", "2")
             )
             assert row[f"inhabitants_{name}"] is not None
-            assert abs(row[f"inhabitants_{name}"] - exact) <= 0.5, (name, row)
+            assert abs(float(row[f"inhabitants_{name}"]) - exact) <= 0.5, (name, row)
