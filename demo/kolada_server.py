@@ -135,6 +135,9 @@ class KoladaState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+NEXT_URL_HOST = "http://api.kolada.se"  # the real v3 next_url is http:// (a redirect away)
+
+
 def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
 
@@ -145,7 +148,8 @@ def _page(request: Request, items: list[dict], page: int, per_page: int) -> dict
 
     def link(number: int) -> str:
         query = {k: v for k, v in request.query_params.items() if k != "page"}
-        return f"{str(request.url).split('?')[0]}?{urlencode({**query, 'page': number})}"
+        # as the real API: http:// and its public host, whatever the request came to
+        return f"{NEXT_URL_HOST}{request.url.path}?{urlencode({**query, 'page': number})}"
 
     return {
         "values": chunk,

@@ -14,8 +14,10 @@ comparison municipalities):
 - SCB `TAB6574` population by region (DeSO and the municipality) × age (single years and
   `tot`) × sex × year 2022-2024, content `000007Y7` (Folkmängd). The municipality and `tot`
   values carry small noise, as SCB's cell-key method makes them non-additive from 2025.
-- FoHM v1 `A_Folkhalsodata/B_HLV/dAlkohol/hlv1alkoxreg.px`: riskabla alkoholvanor by region
-  × sex (1 män, 2 kvinnor, 3 totalt) × age group × year 2021-2024, contents Andel and KI.
+- FoHM v1 `A_Folkhalsodata/B_HLV/dAlkohol/hlv1alkoxreg.px`: shaped like Folkhälsomyndigheten's
+  tables, with no ContentsCode: Region × the measure variable `Alkoholvanor` × `Ålder` ×
+  `Andel och konfidensintervall` (Andel and the interval's bounds) × `Kön` (00 totalt, 01 män,
+  02 kvinnor) × `År` 2021-2024; `?config` says maxValues 1,000, and more is a 403.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from demo.servers import CallLog, Faults, fault_response
 POPULATION = "TAB6574"
 ALCOHOL = "A_Folkhalsodata/B_HLV/dAlkohol/hlv1alkoxreg.px"
 AGES = [*[str(a) for a in range(100)], "100+"]
+AGE_BANDS = [*[f"{a}-{a + 4}" for a in range(0, 80, 5)], "80-"]  # SCB TAB6574 as published
 DESO_SUFFIX = "_DeSO2025"
 COMPARISON = ("1261", "1263", "1264", "1267", "1273")
 
@@ -49,9 +52,13 @@ def population_value(region: str, age: str, sex: str, year: str, revision: int =
     if region == MUNICIPALITY_CODE:
         total = sum(population_value(code, age, sex, year, revision) for code, _ in AREAS)
         return total + round(4 * _unit("ckm", age, sex, year) - 2)
-    if age == "tot":
+    if age in ("tot", "totalt"):
         ages = sum(population_value(region, a, sex, year, revision) for a in AGES)
         return ages + round(4 * _unit("ckm", region, sex, year) - 2)
+    if "-" in age:  # a 5-year band as SCB's DeSO tables have them ("15-19", "80-")
+        low, high = age.split("-")
+        years = AGES[int(low) : int(high) + 1] if high else AGES[int(low) :]
+        return sum(population_value(region, a, sex, year, revision) for a in years)
     years = 100 if age == "100+" else int(age)
     size = 800 + 600 * _unit("size", region)  # people per sex in the area
     young = 1.3 if region[4] == "A" else 1.0  # more families outside the main town
@@ -83,14 +90,21 @@ class PxTable:
     v1: bool = False
 
 
-def _tables() -> dict[str, PxTable]:
+def _tables(age_bands: bool = False) -> dict[str, PxTable]:
+    """The demo's tables; `age_bands` serves the population as SCB's TAB6574 publishes it
+    (5-year bands and `totalt`) instead of single years and `tot`."""
     regions = {f"{c}{DESO_SUFFIX}": n for c, n in AREAS} | {MUNICIPALITY_CODE: "Ekdala kommun"}
+    ages = (
+        {"totalt": "totalt", **{a: f"{a} år" for a in AGE_BANDS}}
+        if age_bands
+        else {"tot": "totalt ålder", **{a: f"{a} år" for a in AGES}}
+    )
     return {
         POPULATION: PxTable(
             "Folkmängd efter region, ålder, kön och år",
             {
                 "Region": regions,
-                "Alder": {"tot": "totalt ålder", **{a: f"{a} år" for a in AGES}},
+                "Alder": ages,
                 "Kon": {"1": "män", "2": "kvinnor"},
                 "ContentsCode": {"000007Y7": "Folkmängd"},
                 "Tid": {y: y for y in ("2022", "2023", "2024")},
@@ -100,12 +114,17 @@ def _tables() -> dict[str, PxTable]:
         ),
         ALCOHOL: PxTable(
             "Riskabla alkoholvanor efter region, kön, ålder och år. Andel (%)",
-            {
+            {  # as Folkhälsomyndigheten's tables: a measure variable, no ContentsCode
                 "Region": ALCOHOL_REGIONS,
-                "Kon": {"1": "Män", "2": "Kvinnor", "3": "Totalt"},
-                "Alder": {"16-29": "16-29 år", "16-84": "16-84 år"},
-                "ContentsCode": {"Andel": "Andel", "KI": "Konfidensintervall"},
-                "Tid": {y: y for y in ("2021", "2022", "2023", "2024")},
+                "Alkoholvanor": {"Riskabla alkoholvanor": "Riskabla alkoholvanor"},
+                "Ålder": {"16-29": "16-29 år", "16-84": "16-84 år"},
+                "Andel och konfidensintervall": {
+                    "Andel": "Andel",
+                    "Konfidensintervall nedre gräns": "Konfidensintervall nedre gräns",
+                    "Konfidensintervall övre gräns": "Konfidensintervall övre gräns",
+                },
+                "Kön": {"00": "Totalt", "01": "Män", "02": "Kvinnor"},
+                "År": {y: y for y in ("2021", "2022", "2023", "2024")},
             },
             datetime(2025, 6, 10, 9, 30),
             "procent",
@@ -117,6 +136,7 @@ def _tables() -> dict[str, PxTable]:
 @dataclass
 class PxWebState:
     max_cells: int = 150_000
+    v1_max_values: int = 1_000  # Folkhälsomyndigheten's v1 `?config` maxValues
     max_calls: int = 30
     time_window: int = 10
     tables: dict[str, PxTable] = field(default_factory=_tables)
@@ -135,8 +155,9 @@ class PxWebState:
         if table == POPULATION:
             region = cell["Region"].removesuffix(DESO_SUFFIX)
             return population_value(region, cell["Alder"], cell["Kon"], cell["Tid"], self.revision)
-        return alcohol_value(cell["Region"], cell["Kon"], cell["Alder"], cell["Tid"],
-                             cell["ContentsCode"])  # fmt: skip
+        sex = {"00": "3", "01": "1", "02": "2"}[cell["Kön"]]
+        contents = "Andel" if cell["Andel och konfidensintervall"] == "Andel" else "KI"
+        return alcohol_value(cell["Region"], sex, cell["Ålder"], cell["År"], contents)
 
 
 def _problem(status: int, title: str) -> JSONResponse:
@@ -218,8 +239,9 @@ def create_app(state: PxWebState | None = None) -> FastAPI:
         missing = [v for v in table.variables if v not in selection]
         if missing:  # these demo tables allow no elimination
             return _problem(400, f"Mandatory variables missing: {', '.join(missing)}")
-        if math.prod(len(c) for c in selection.values()) > state.max_cells:
-            return _problem(403, f"Too many cells selected (max {state.max_cells})")
+        limit = state.v1_max_values if table.v1 else state.max_cells
+        if math.prod(len(c) for c in selection.values()) > limit:
+            return _problem(403, f"Too many cells selected (max {limit})")
         return selection
 
     # -- SCB PxWebApi 2 ------------------------------------------------------------------
@@ -288,6 +310,14 @@ def create_app(state: PxWebState | None = None) -> FastAPI:
     def v1_get(request: Request, path: str):
         if (fault := admit(request)) is not None:
             return fault
+        if path in ("", "/") and "config" in request.query_params:  # v1 `?config`
+            return {
+                "maxValues": state.v1_max_values,
+                "maxCells": state.v1_max_values,
+                "maxCalls": state.max_calls,
+                "timeWindow": state.time_window,
+                "CORS": True,
+            }
         table = state.tables.get(path)
         if table is not None and table.v1:
             return {
@@ -298,7 +328,7 @@ def create_app(state: PxWebState | None = None) -> FastAPI:
                         "text": v.lower(),
                         "values": list(codes),
                         "valueTexts": list(codes.values()),
-                        **({"time": True} if v == "Tid" else {}),
+                        **({"time": True} if v in ("Tid", "År") else {}),
                     }
                     for v, codes in table.variables.items()
                 ],

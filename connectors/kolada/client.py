@@ -21,6 +21,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -95,6 +96,7 @@ def _keys(body) -> str:
 class KoladaClient:
     def __init__(self, settings: KoladaSettings, transport: httpx.BaseTransport | None = None):
         self.per_page = settings.kolada_per_page
+        self.base_url = settings.kolada_url
         self.http = HttpSource(
             "Kolada",
             settings.kolada_url,
@@ -109,12 +111,25 @@ class KoladaClient:
     def __exit__(self, *exc) -> None:
         self.http.close()
 
+    def _relative(self, next_url: str | None) -> str | None:
+        """`next_url` as a path and query under our own base URL. The real one is
+        `http://api.kolada.se/v3/…` (no redirect to https is followed, and a proxy or a
+        test server has another host): only what follows the base path is trusted."""
+        if not next_url:
+            return None
+        link, base = urlsplit(next_url), urlsplit(self.base_url).path.rstrip("/")
+        path = link.path
+        if base and base in path:
+            path = path[path.index(base) + len(base) :]
+        return path.lstrip("/") + (f"?{link.query}" if link.query else "")
+
     def _pages(self, path: str, params: dict) -> Iterator[KpiValue]:
         url: str | None = path
         first = True
         while url:
             body = self.http.request_json("GET", url, params=params if first else None)
             values, url = parse_data_page(body, where=f"Kolada {path}")
+            url = self._relative(url)
             first = False
             yield from values
 
@@ -159,7 +174,7 @@ class KoladaClient:
             while url:
                 body = self.http.request_json("GET", url)
                 found += parse_kpi_page(body)
-                url = body.get("next_url")
+                url = self._relative(body.get("next_url"))
         return found
 
 

@@ -3,11 +3,12 @@ Folkhälsomyndigheten (and SCB's older `api.scb.se`) serve (GET a table = metada
 
 `fetch(table, selection)` takes a selection per variable (value codes, `*` for all), expands
 it against the table's metadata, splits it into requests that stay under the cell limit
-(`maxDataCells` from v2 `/config`, else `pxweb_max_cells`), and returns one long frame (see
-`jsonstat.py`). Calls are rate limited on our side, by default 10 per 10 s (the limit SCB
-publishes; its `/config` allows 30), and retried by the policy of connectors/http.py, plus
-SCB's 403 "too many calls"; a 403 for too many cells is not retried (asking again cannot
-help). Settings: `connectors/pxweb/settings.py`.
+(the smaller of `pxweb_max_cells` and the server's: v2 `/config` `maxDataCells`, v1 `?config`
+`maxValues`), and returns one long frame (see `jsonstat.py`). Calls are rate limited on our
+side, by default 10 per 10 s (the limit SCB publishes; its `/config` allows 30), and retried
+by the policy of connectors/http.py, plus SCB's 403 "too many calls"; a 403 for too many cells
+is not retried (asking again cannot help): the request is split in halves instead, and the
+lower limit kept. Settings: `connectors/pxweb/settings.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class TableInfo:
     variables: dict[str, list[str]]  # variable code → value codes, in the table's order
 
 
+class OverCellLimit(SourceError):
+    """A 403 for a selection above the server's cell limit."""
+
+
 class PxWebHttp(HttpSource):
     """SCB answers 403 both to too many calls (retried like a 429) and to a selection above
     its cell limit (not retried; the message says which setting to lower). A 403 whose body
@@ -51,7 +56,8 @@ class PxWebHttp(HttpSource):
 
     @staticmethod
     def over_cell_limit(response: httpx.Response) -> bool:
-        return response.status_code == 403 and "cell" in response.text.lower()
+        text = response.text.lower()
+        return response.status_code == 403 and any(w in text for w in ("cell", "value", "värde"))
 
     def is_transient(self, response: httpx.Response) -> bool:
         return super().is_transient(response) and not self.over_cell_limit(response)
@@ -76,7 +82,7 @@ class PxWebClient:
     ):
         self.api_version, self.language = API_VERSIONS[api], language
         self.http = PxWebHttp(settings, api, transport)
-        self._config_read = self.api_version == 1
+        self._config_read = False
 
     def __enter__(self) -> PxWebClient:
         return self
@@ -86,11 +92,15 @@ class PxWebClient:
 
     @property
     def max_cells(self) -> int:
-        """The smaller of ours and the server's published `maxDataCells` (v2 `/config`)."""
+        """The smaller of ours and the server's published limit: v2 `/config` `maxDataCells`,
+        v1 `?config` `maxValues` (Folkhälsomyndigheten: 1,000)."""
         if not self._config_read:
-            config = self.http.request_json("GET", "config")
-            if isinstance(config, dict) and isinstance(config.get("maxDataCells"), int):
-                self.http.max_cells = min(self.http.max_cells, config["maxDataCells"])
+            if self.api_version == 2:
+                config, key = self.http.request_json("GET", "config"), "maxDataCells"
+            else:
+                config, key = self.http.request_json("GET", "?config"), "maxValues"
+            if isinstance(config, dict) and isinstance(config.get(key), int):
+                self.http.max_cells = min(self.http.max_cells, config[key])
             self._config_read = True
         return self.http.max_cells
 
@@ -138,18 +148,38 @@ class PxWebClient:
             if unknown:
                 raise SourceError(f"PxWeb {table}: {variable} has no value(s) {unknown[:5]}")
             expanded[variable] = chosen
-        parts = [self._post(table, part) for part in split_selection(expanded, self.max_cells)]
+        parts = [
+            dataset
+            for part in split_selection(expanded, self.max_cells)
+            for dataset in self._post_split(table, part)
+        ]
         first = parts[0]
         first.frame = pl.concat([p.frame for p in parts], how="vertical")
         return first
+
+    def _post_split(self, table: str, selection: dict[str, list[str]]) -> list[Dataset]:
+        """POST a part; a 403 over the cell limit (the server takes fewer cells than it
+        published, or publishes none) halves the part and lowers the limit for what
+        follows, instead of retrying the same request."""
+        try:
+            return [self._post(table, selection)]
+        except OverCellLimit:
+            cells = math.prod(len(c) for c in selection.values())
+            if cells <= 1:
+                raise
+            self.http.max_cells = min(self.http.max_cells, max(cells // 2, 1))
+            return [
+                dataset
+                for part in split_selection(selection, self.http.max_cells)
+                for dataset in self._post_split(table, part)
+            ]
 
     def _post(self, table: str, selection: dict[str, list[str]]) -> Dataset:
         if self.api_version == 2:
             body = {
                 "selection": [{"variableCode": v, "valueCodes": c} for v, c in selection.items()]
             }
-            answer = self.http.request_json(
-                "POST",
+            answer = self._request_data(
                 f"tables/{table}/data",
                 params={"lang": self.language, "outputFormat": "json-stat2"},
                 json=body,
@@ -162,8 +192,27 @@ class PxWebClient:
                 ],
                 "response": {"format": "json-stat2"},
             }
-            answer = self.http.request_json("POST", table, json=body)
+            answer = self._request_data(table, json=body)
         return read_jsonstat2(answer)
+
+    def _request_data(self, url: str, **kwargs):
+        response = self.http.send("POST", url, **kwargs)
+        if self.http.over_cell_limit(response):
+            raise OverCellLimit(
+                f"PxWeb {url}: 403 over the cell limit. {self.http.advice(response)}"
+            )
+        if not response.is_success:
+            raise SourceError(
+                f"{self.http.name}: POST {response.request.url} answered "
+                f"{self.http.describe(response)}. {self.http.advice(response)}"
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise SourceError(
+                f"{self.http.name}: POST {response.request.url} answered a body that is not "
+                f"JSON (starts {response.text[:80]!r})"
+            ) from exc
 
 
 def _codes(dimension: dict) -> list[str]:

@@ -3,9 +3,13 @@
 Each `*_frame` function turns a list of raw objects (one page, or a sample file) into a
 frame with a fixed schema, so landing never depends on which optional fields a platform
 sends. Personal data: `civicNo` is replaced by its HMAC pseudonym (`pupil_key`) here, before
-anything can be written; names, addresses, e-mails, phone numbers, birth dates, sex and
-responsibles are never read. A pupil with a `securityMarking` keeps only what the marts need
-(school unit and grade per enrolment), like every other pupil.
+anything can be written. `civicNo` is optional in the spec (some platforms sell it as a
+separate scope): a pupil without one is keyed by the HMAC of the platform's `person.id`
+(`pupil_id_kind` "person_id"), stable as long as the platform keeps its ids, but not the same
+key as the pupil's rows in the exports (see docs/sources/ss12000.md). Names, addresses,
+e-mails, phone numbers, birth dates, sex and responsibles are never read. A pupil with a
+`securityMarking` keeps only what the marts need (school unit and grade per enrolment), like
+every other pupil.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from typing import Any
 
 import polars as pl
 
-from connectors.personal_ids import pseudonymise_column
+from connectors.personal_ids import KIND_MISSING, pseudonym, pseudonymise_column
 from connectors.ss12000.client import SS12000Client
 
 ORGANISATION_SCHEMA = {
     "organisation_id": pl.String,
     "organisation_type": pl.String,
+    "parent_id": pl.String,
     "school_unit_code": pl.String,
     "display_name": pl.String,
     "municipality_code": pl.String,
@@ -45,10 +50,15 @@ PERSON_SCHEMA = {
     ),
     "meta_modified": pl.String,
 }
+ACTIVITY_SCHEMA = {
+    "activity_id": pl.String,
+    "organisation_id": pl.String,
+    "meta_modified": pl.String,
+}
 AGGREGATED_SCHEMA = {
     "student_id": pl.String,
     "activity_id": pl.String,
-    "organisation_id": pl.String,  # of the activity (expand=activity)
+    "organisation_id": pl.String,  # of the activity when embedded, else from /activities
     "start_date": pl.String,
     "end_date": pl.String,
     "attendance_sum": pl.Int64,
@@ -68,9 +78,16 @@ ABSENCE_SCHEMA = {
     "meta_modified": pl.String,
 }
 DELETED_SCHEMA = {"entity": pl.String, "id": pl.String}
+KIND_PERSON_ID = "person_id"  # keyed by the platform's person.id: civicNo withheld
+PERSON_ID_PREFIX = "ss12000-person:"  # a person.id never hashes to a personnummer's key
 
 # /deletedEntities list keys per entity type (the spec misspells activities as 'activitites').
-DELETED_KEYS = {"Absence": "absences", "Person": "persons", "Organisation": "organisations"}
+DELETED_KEYS = {
+    "Absence": "absences",
+    "Person": "persons",
+    "Organisation": "organisations",
+    "Activity": "activitites",
+}
 
 
 def _ref(obj: dict, key: str) -> str | None:
@@ -88,6 +105,7 @@ def organisation_frame(objects: Iterable[dict]) -> pl.DataFrame:
         {
             "organisation_id": o.get("id"),
             "organisation_type": o.get("organisationType"),
+            "parent_id": _ref(o, "parentOrganisation"),
             "school_unit_code": o.get("schoolUnitCode"),
             "display_name": o.get("displayName"),
             "municipality_code": o.get("municipalityCode"),
@@ -124,7 +142,29 @@ def person_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
         )
     raw = {k: v for k, v in PERSON_SCHEMA.items() if k not in ("pupil_key", "pupil_id_kind")}
     frame = pl.DataFrame(rows, schema={"civic_no": pl.String, **raw})
-    return pseudonymise_column(frame, "civic_no", key).select(list(PERSON_SCHEMA))
+    keyed = pseudonymise_column(frame, "civic_no", key)
+    withheld = pl.col("pupil_id_kind") == KIND_MISSING
+    by_id = {i: pseudonym(key, PERSON_ID_PREFIX + i) for i in frame["person_id"].drop_nulls()}
+    return keyed.with_columns(
+        pupil_key=pl.when(withheld & pl.col("person_id").is_not_null())
+        .then(pl.col("person_id").replace_strict(by_id, default=None, return_dtype=pl.String))
+        .otherwise(pl.col("pupil_key")),
+        pupil_id_kind=pl.when(withheld & pl.col("person_id").is_not_null())
+        .then(pl.lit(KIND_PERSON_ID))
+        .otherwise(pl.col("pupil_id_kind")),
+    ).select(list(PERSON_SCHEMA))
+
+
+def activity_frame(objects: Iterable[dict]) -> pl.DataFrame:
+    rows = [
+        {
+            "activity_id": a.get("id"),
+            "organisation_id": _ref(a, "organisation"),
+            "meta_modified": _modified(a),
+        }
+        for a in objects
+    ]
+    return pl.DataFrame(rows, schema=ACTIVITY_SCHEMA)
 
 
 def aggregated_frame(objects: Iterable[dict]) -> pl.DataFrame:
@@ -170,8 +210,15 @@ def _modified_after(after: str | None) -> dict[str, Any]:
 
 
 def organisations(client: SS12000Client, after: str | None) -> Iterator[pl.DataFrame]:
-    for page in client.pages("/organisations", {"type": "Skolenhet", **_modified_after(after)}):
+    """Every organisation: an activity may belong to a school (Skola) above its units."""
+    for page in client.pages("/organisations", _modified_after(after)):
         yield organisation_frame(page)
+
+
+def activities(client: SS12000Client, after: str | None) -> Iterator[pl.DataFrame]:
+    """Activity → owning organisation, for platforms that do not embed the activity."""
+    for page in client.pages("/activities", _modified_after(after)):
+        yield activity_frame(page)
 
 
 def persons(client: SS12000Client, key: bytes, after: str | None) -> Iterator[pl.DataFrame]:
@@ -185,9 +232,14 @@ def absences(client: SS12000Client, after: str | None) -> Iterator[pl.DataFrame]
         yield absence_frame(page)
 
 
-def aggregated_attendance(client: SS12000Client, day: date) -> Iterator[pl.DataFrame]:
-    """One day's summed minutes per pupil x activity (a one-day window is the day grain)."""
+def aggregated_attendance(
+    client: SS12000Client, day: date, school_types: list[str] | None = None
+) -> Iterator[pl.DataFrame]:
+    """One day's summed minutes per pupil x activity (a one-day window is the day grain) of
+    the school forms asked for."""
     params = {"startDate": day.isoformat(), "endDate": day.isoformat(), "expand": ["activity"]}
+    if school_types:
+        params["schoolType"] = list(school_types)
     for page in client.pages("/aggregatedAttendance", params):
         yield aggregated_frame(page)
 

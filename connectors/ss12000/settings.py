@@ -36,6 +36,16 @@ class SS12000Settings(BaseModel):
     first_day: date | None = Field(
         None, description="first day fetched when nothing has landed; default calendar start"
     )
+    school_types: list[str] = Field(
+        ["GR", "GRS", "FKLASS"],
+        description="school forms (SS 12000 SchoolTypesEnum) whose attendance is fetched",
+    )
+    refetch_school_days: int = Field(
+        10, ge=0, description="recent school days asked for again each night (late reports)"
+    )
+    watermark_overlap: int = Field(
+        600, ge=0, description="seconds re-asked before each meta.modified watermark"
+    )
 
     @property
     def enabled(self) -> bool:

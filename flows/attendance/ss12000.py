@@ -2,26 +2,35 @@
 
 Landing (`land_delta`), one run:
 
-1. `/organisations` (school units) and `/persons` (pupils, `civicNo` pseudonymised in the
-   connector) modified after their watermark;
-2. `/absences` modified after its watermark and `/deletedEntities` (Absence) after the last
-   deletions load: a late report or a removed absence names a day whose minutes changed;
-3. `/aggregatedAttendance` for one day at a time (a one-day window is the day grain) for the
-   new school days since the last landed day, plus the earlier days that step 2 named. A
-   backfill asks for every school day of its window instead.
+1. `/organisations` (every level: an activity may belong to a school above its units),
+   `/activities` (activity → organisation, for platforms without `expand`) and `/persons`
+   (pupils, `civicNo` pseudonymised in the connector, else `person.id`) modified after their
+   watermark less `watermark_overlap` (the filter is exclusive; rows already landed are
+   skipped);
+2. `/absences` likewise and `/deletedEntities` (Absence) after the last deletions load: a late
+   report or a removed absence names a day whose minutes changed;
+3. `/aggregatedAttendance` of the `school_types` for one day at a time (a one-day window is the
+   day grain): the new school days since the last landed day, the last `refetch_school_days`
+   school days again (teachers report late), and the earlier days that step 2 named; only the
+   days whose rows differ from what is landed are landed. A backfill asks for every school day
+   of its window instead.
 
 Watermarks are derived from landing (the largest `meta.modified` landed per resource; the
 request time of the last deletions load), never from local state, so deleting a bad load
-makes the next run fetch it again. Each day asked for is recorded in the load's manifest
-(`request.days`): the latest load that asked for a day is the truth for that whole day, so a
-correction replaces the day's rows and a pupil-day the server no longer has disappears.
+makes the next run fetch it again. Each day landed is recorded in the load's manifest
+(`request.days`, with the minutes not yet reported per day): the latest load that asked for a
+day is the truth for that whole day, so a correction replaces the day's rows and a pupil-day
+the server no longer has disappears.
 
 Mapping (`split_load`): one row per pupil x activity x day → the lesson contract of the
-exports (`flows.attendance.rules`): student → `pupil_key` (landed persons), activity's
-organisation → `school_unit_code`, grade from the enrolment at that school on that day,
-attended = attendanceSum + otherAttendanceSum (another school activity is presence),
-other absence = what is offered but neither attended nor valid/invalid absence (not yet
-assessed). Rows that cannot be mapped are quarantined with a reason.
+exports (`flows.attendance.rules`): student → `pupil_key` (landed persons); the activity's
+organisation (a school unit or a school) and the pupil's enrolment on that day at a unit under
+it → `school_unit_code`, school form and grade (FKLASS → F, GR/GRS by year); attended =
+attendanceSum + otherAttendanceSum (another school activity is presence); optional sums read
+by their meaning in the spec (absent = 0; absent offeredSum = reportedSum, else what is
+accounted for); other absence = what is offered but neither attended nor valid/invalid absence
+(not yet assessed). Rows of school forms not collected are left out; rows that cannot be mapped
+are quarantined with a reason (docs/sources/ss12000.md).
 """
 
 from __future__ import annotations
@@ -43,9 +52,16 @@ from flows.layers.manifest import Manifest
 from lagesbild.settings import Settings
 
 ORGANISATIONS, PERSONS, ABSENCES = "organisations", "persons", "absences"
+ACTIVITIES = "activities"
 DELETED, ATTENDANCE = "deleted_entities", "aggregated_attendance"
 CLOCK_SKEW = timedelta(minutes=10)  # deletions are asked for a little before the last ask
-GRADES = {0: "F", **{g: str(g) for g in range(1, 10)}}
+GRADES = {0: "F", **{g: str(g) for g in range(1, 11)}}  # GRS has a year 10
+IDENTITY = {  # what makes a landed row the same entity version (skipped when re-asked)
+    ORGANISATIONS: "organisation_id",
+    PERSONS: "person_id",
+    ABSENCES: "absence_id",
+    ACTIVITIES: "activity_id",
+}
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +96,26 @@ def watermark(landing: Path, dataset: str) -> str | None:
         return None
     latest = landed.with_columns(_at=_instant("meta_modified")).drop_nulls("_at")
     return latest.sort("_at")["meta_modified"][-1] if latest.height else None
+
+
+def asked_after(landing: Path, dataset: str, overlap: timedelta) -> str | None:
+    """`meta.modified.after` to ask with: the watermark less an overlap, because the filter
+    is exclusive and a platform may commit an entity later under an instant already served."""
+    mark = watermark(landing, dataset)
+    if mark is None:
+        return None
+    instant = datetime.fromisoformat(mark.replace("Z", "+00:00"))
+    return (instant - overlap).isoformat()
+
+
+def _not_landed(landing: Path, dataset: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows the overlap asked for again that are landed already (same row) are dropped."""
+    landed = _landed(landing, dataset)
+    if landed.is_empty() or frame.is_empty():
+        return frame
+    return frame.join(
+        landed.select(frame.columns).unique(), on=frame.columns, how="anti", nulls_equal=True
+    )
 
 
 def _land(landing: Path, dataset: str, period: str, frame: pl.DataFrame, request: dict) -> Manifest:
@@ -120,16 +156,18 @@ def land_delta(
         asked_at = datetime.now(UTC)
         fetchers = {
             ORGANISATIONS: (resources.organisations, resources.ORGANISATION_SCHEMA),
+            ACTIVITIES: (resources.activities, resources.ACTIVITY_SCHEMA),
             PERSONS: (lambda c, a: resources.persons(c, key, a), resources.PERSON_SCHEMA),
             ABSENCES: (resources.absences, resources.ABSENCE_SCHEMA),
         }
+        overlap = timedelta(seconds=ss.watermark_overlap)
         # Absences and deletions are landed last: if a run fails before the days they name
         # are landed, their watermarks have not moved and the next run sees them again.
         land_last: list[tuple[str, pl.DataFrame, dict]] = []
         changed: set[date] = set()  # earlier days whose minutes a changed absence touched
         for dataset, (fetch, schema) in fetchers.items():
-            after = watermark(landing, dataset)
-            frame = _concat(fetch(client, after), schema)
+            after = asked_after(landing, dataset, overlap)
+            frame = _not_landed(landing, dataset, _concat(fetch(client, after), schema))
             log.info(
                 "ss12000 %s: %s modified after %s",
                 dataset,
@@ -174,16 +212,32 @@ def land_delta(
             by_month.setdefault(f"{day:%Y-%m}", []).append(day)
         for period, period_days in sorted(by_month.items()):
             frame = _concat(
-                (f for d in period_days for f in resources.aggregated_attendance(client, d)),
+                (
+                    f
+                    for d in period_days
+                    for f in resources.aggregated_attendance(client, d, ss.school_types)
+                ),
                 resources.AGGREGATED_SCHEMA,
             )
-            request = {
-                "days": [d.isoformat() for d in period_days],
-                "described": f"{period_days[0]}..{period_days[-1]} ({len(period_days)} days)",
-            }
-            if _same_rows(frame, _current(landing, period_days)):
+            # land only the days whose rows differ from what is landed (a day never landed
+            # differs even when empty: it is recorded as asked for)
+            have = landed_days(landing)
+            current = _current(landing, period_days)
+            period_days = [
+                d
+                for d in period_days
+                if d not in have or not _same_rows(_on(frame, d), _on(current, d))
+            ]
+            if not period_days:
                 log.info("ss12000 aggregatedAttendance %s: unchanged, nothing landed", period)
                 continue
+            frame = frame.filter(pl.col("start_date").is_in([d.isoformat() for d in period_days]))
+            request = {
+                "days": [d.isoformat() for d in period_days],
+                "school_types": list(ss.school_types),
+                "unreported_minutes": _unreported(frame),
+                "described": f"{period_days[0]}..{period_days[-1]} ({len(period_days)} days)",
+            }
             manifests.append(_land(landing, ATTENDANCE, period, frame, request))
             log.info(
                 "ss12000 aggregatedAttendance %s: %s rows, %s",
@@ -207,6 +261,20 @@ def _current(landing: Path, days: list[date]) -> pl.DataFrame:
         if mine:
             frames.append(load.read().filter(pl.col("start_date").is_in(mine)))
     return _concat(frames, resources.AGGREGATED_SCHEMA)
+
+
+def _on(frame: pl.DataFrame, day: date) -> pl.DataFrame:
+    return frame.filter(pl.col("start_date") == day.isoformat())
+
+
+def _unreported(frame: pl.DataFrame) -> dict[str, int]:
+    """Per day, the offered minutes the teachers have not yet marked as reported
+    (offeredSum - reportedSum; a platform that leaves reportedSum out says nothing)."""
+    known = frame.drop_nulls(["reported_sum", "offered_sum"])
+    per_day = known.group_by("start_date").agg(
+        (pl.col("offered_sum") - pl.col("reported_sum")).clip(0).sum().alias("minutes")
+    )
+    return {d: int(m) for d, m in per_day.sort("start_date").iter_rows()}
 
 
 def _same_rows(a: pl.DataFrame, b: pl.DataFrame) -> bool:
@@ -239,7 +307,12 @@ def _days_to_fetch(
     else:
         start = settings.ss12000.first_day or min(school_days, default=run_date)
     new = {d for d in school_days if start <= d < run_date}
-    return sorted(new | (changed & have))
+    # teachers report late: the last school days already landed are asked for again
+    window = settings.ss12000.refetch_school_days
+    recent = (
+        sorted(d for d in school_days if d in have and d < run_date)[-window:] if window else []
+    )
+    return sorted(new | (changed & have) | set(recent))
 
 
 # -- mapping onto the clean grain ------------------------------------------------------------
@@ -259,14 +332,14 @@ def day_owners(loads: list[Load]) -> dict[date, str]:
 
 
 class Lookups:
-    """Landed persons and organisations, the latest version of each (read once per run)."""
+    """Landed persons, organisations and activities, the latest version of each (read once
+    per run), and the school forms collected."""
 
-    def __init__(self, landing: Path):
-        persons = _landed(landing, PERSONS)
-        if persons.is_empty():
-            persons = pl.DataFrame(schema=resources.PERSON_SCHEMA)
-        persons = persons.with_columns(_at=_instant("meta_modified"))
-        persons = persons.sort("_at", maintain_order=True).unique("person_id", keep="last")
+    def __init__(self, landing: Path, school_types: list[str] | None = None):
+        if school_types is None:
+            school_types = Settings().ss12000.school_types
+        self.school_types = sorted(school_types)
+        persons = _latest(landing, PERSONS, resources.PERSON_SCHEMA, "person_id")
         self.pupils = persons.select("person_id", "pupil_key", "pupil_id_kind")
         self.enrolments = (
             persons.select("person_id", "enrolments")
@@ -274,15 +347,36 @@ class Lookups:
             .unnest("enrolments")
             .drop_nulls("organisation_id")
         )
-        orgs = _landed(landing, ORGANISATIONS)
-        if orgs.is_empty():
-            orgs = pl.DataFrame(schema=resources.ORGANISATION_SCHEMA)
-        orgs = orgs.with_columns(_at=_instant("meta_modified"))
-        self.schools = (
-            orgs.sort("_at", maintain_order=True)
-            .unique("organisation_id", keep="last")
-            .select("organisation_id", "school_unit_code")
-        )
+        orgs = _latest(landing, ORGANISATIONS, resources.ORGANISATION_SCHEMA, "organisation_id")
+        self.schools = orgs.select("organisation_id", "school_unit_code")
+        self.units = self._ancestry(orgs)
+        activities = _latest(landing, ACTIVITIES, resources.ACTIVITY_SCHEMA, "activity_id")
+        self.activities = activities.select("activity_id", _owner=pl.col("organisation_id"))
+
+    @staticmethod
+    def _ancestry(orgs: pl.DataFrame) -> pl.DataFrame:
+        """(school unit, an organisation it belongs to): itself, its school, and so on up.
+        An activity may belong to a school unit or to the school (Skola) above it."""
+        parent = dict(orgs.select("organisation_id", "parent_id").iter_rows())
+        pairs = []
+        for unit in orgs["organisation_id"].to_list():
+            node, seen = unit, set()
+            while node is not None and node not in seen and len(seen) < 10:
+                pairs.append((unit, node))
+                seen.add(node)
+                node = parent.get(node)
+        return pl.DataFrame(pairs, schema=["unit_id", "owner_id"], orient="row")
+
+
+def _latest(landing: Path, dataset: str, schema: dict, key: str) -> pl.DataFrame:
+    frame = _landed(landing, dataset)
+    if frame.is_empty():
+        frame = pl.DataFrame(schema=schema)
+    for name, dtype in schema.items():  # landed before a column was added: it is null
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype).alias(name))
+    frame = frame.with_columns(_at=_instant("meta_modified"))
+    return frame.sort("_at", maintain_order=True).unique(key, keep="last").drop("_at")
 
 
 def split_load(
@@ -308,33 +402,66 @@ def split_load(
     frame = (
         rows.with_row_index("_row")
         .join(lookups.pupils, left_on="student_id", right_on="person_id", how="left")
-        .join(lookups.schools, on="organisation_id", how="left")
+        .join(lookups.activities, on="activity_id", how="left")
         .with_columns(
+            # the activity's organisation: embedded, else from /activities
+            _owner=pl.coalesce("organisation_id", "_owner"),
             date=pl.col("start_date").str.to_date(strict=False),
             _end=pl.col("end_date").str.to_date(strict=False),
         )
     )
-    # Grade: the enrolment at this school unit that spans the day (0 = förskoleklass).
-    grade = (
-        frame.select("_row", "student_id", "organisation_id", "start_date")
+    # School unit, school form and year: the pupil's enrolment that spans the day at a unit
+    # that is, or belongs to, the activity's organisation (a school unit or its school).
+    enrolment = (
+        frame.select("_row", "student_id", "_owner", "start_date")
+        .join(lookups.units, left_on="_owner", right_on="owner_id")
         .join(
             lookups.enrolments,
-            left_on=["student_id", "organisation_id"],
+            left_on=["student_id", "unit_id"],
             right_on=["person_id", "organisation_id"],
         )
         .filter(
             (pl.col("start_date_right").fill_null("0000") <= pl.col("start_date"))
             & (pl.col("start_date") <= pl.col("end_date").fill_null("9999"))
         )
-        .group_by("_row")
-        .agg(pl.col("school_year").first())
+        .sort("_row", "unit_id")
+        .group_by("_row", maintain_order=True)
+        .agg(pl.col("unit_id", "school_year", "school_type").first())
     )
-    frame = frame.join(grade, on="_row", how="left").with_columns(
-        grade=pl.col("school_year").replace_strict(GRADES, default=None, return_dtype=pl.String),
-        attended_minutes=pl.col("attendance_sum") + pl.col("other_attendance_sum"),
-        offered_minutes=pl.col("offered_sum"),
-        valid_absence_minutes=pl.col("valid_absence_sum"),
-        invalid_absence_minutes=pl.col("invalid_absence_sum"),
+    frame = frame.join(enrolment, on="_row", how="left").join(
+        lookups.schools,
+        left_on=pl.coalesce("unit_id", "_owner"),
+        right_on="organisation_id",
+        how="left",
+    )
+    # Rows of a school form not collected (a platform that ignores the schoolType filter)
+    # are not ours: left out before counting, like rows of another municipality.
+    outside = pl.col("school_type").is_not_null() & ~pl.col("school_type").is_in(
+        lookups.school_types
+    )
+    skipped = frame.filter(outside).height
+    if skipped:
+        log.info("ss12000 load %s: %d rows of other school forms left out", load_id, skipped)
+    frame = frame.filter(~outside.fill_null(False))
+    year = pl.col("school_year").replace_strict(GRADES, default=None, return_dtype=pl.String)
+    # The spec requires only attendanceSum; an absent sum is a sum over no minutes (0). An
+    # absent offeredSum is taken as what the teacher reported, else as what is accounted for.
+    accounted = pl.sum_horizontal(
+        "attendance_sum", "valid_absence_sum", "invalid_absence_sum", "other_attendance_sum"
+    )
+    optional = ["valid_absence_sum", "invalid_absence_sum", "other_attendance_sum"]
+    frame = frame.with_columns(
+        **{f"_{c}": pl.col(c).fill_null(0) for c in optional},
+        _attendance_sum=pl.col("attendance_sum"),
+        _offered_sum=pl.coalesce("offered_sum", "reported_sum", accounted),
+    )
+    sums = [f"_{c}" for c in sums]
+    frame = frame.with_columns(
+        grade=pl.when(pl.col("school_type") == "FKLASS").then(pl.lit("F")).otherwise(year),
+        attended_minutes=pl.col("_attendance_sum") + pl.col("_other_attendance_sum"),
+        offered_minutes=pl.col("_offered_sum"),
+        valid_absence_minutes=pl.col("_valid_absence_sum"),
+        invalid_absence_minutes=pl.col("_invalid_absence_sum"),
     )
     frame = frame.with_columns(
         other_absence_minutes=pl.col("offered_minutes")
@@ -356,7 +483,7 @@ def split_load(
         ("invalid_number", pl.any_horizontal([pl.col(c).is_null() for c in sums])),
         (
             "minutes_out_of_range",
-            pl.any_horizontal([pl.col(c) < 0 for c in sums]) | (pl.col("offered_sum") > 24 * 60),
+            pl.any_horizontal([pl.col(c) < 0 for c in sums]) | (pl.col("_offered_sum") > 24 * 60),
         ),
         ("minutes_do_not_add_up", pl.col("other_absence_minutes") < 0),
     ]
@@ -388,4 +515,5 @@ def split_load(
         .select(*original, "reason", load_id=pl.lit(load_id))
     )
     periods = periods_of(lessons.get_column("date"))
-    return LoadResult(lessons, quarantine, rows.height, distinct.height, repeats.height, periods)
+    received = rows.height - skipped
+    return LoadResult(lessons, quarantine, received, distinct.height, repeats.height, periods)

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from lagesbild.settings import ConfigError
 
+PROJECT_CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue" / "indicators.yml"
+
 
 class Region(BaseModel):
     kolada: str = Field(pattern=r"^\d{4}$")
@@ -43,7 +45,7 @@ class Indicator(BaseModel):
     kpi: str | None = None  # kolada
     api: Literal["scb", "fohm"] | None = None  # pxweb
     table: str | None = None
-    contents: str | None = None
+    contents: str | None = None  # the measure's value code, in whichever variable holds it
     dimensions: dict[str, str] = {}  # area / sex / period → the table's variable codes
     selection: dict[str, list[str]] = {}  # further variables, fixed values
     sex_codes: dict[str, Literal["T", "K", "M"]] = {}
@@ -56,7 +58,7 @@ class Indicator(BaseModel):
         if self.source == "kolada" and not self.kpi:
             raise ValueError(f"{self.id}: a kolada indicator needs `kpi`")
         if self.source == "pxweb":
-            missing = [f for f in ("api", "table", "contents") if not getattr(self, f)]
+            missing = [f for f in ("api", "table") if not getattr(self, f)]
             missing += [f"dimensions.{d}" for d in ("period",) if d not in self.dimensions]
             if "sex" in self.dimensions and not self.sex_codes:
                 missing.append("sex_codes")
@@ -73,10 +75,19 @@ class Indicator(BaseModel):
 class Population(BaseModel):
     api: Literal["scb", "fohm"]
     table: str
-    contents: str
+    contents: str | None = None  # the measure's value code, in whichever variable holds it
     dimensions: dict[str, str]
-    total_age: str
+    total_age: str | list[str]  # the age code(s) of all ages ("tot", SCB's "totalt")
     sex_codes: dict[str, Literal["K", "M"]]
+
+    @property
+    def total_ages(self) -> list[str]:
+        return [self.total_age] if isinstance(self.total_age, str) else list(self.total_age)
+
+    def ages(self) -> pl.DataFrame:
+        """The total age codes, for dbt (int_population_area_year): every other code is a
+        single year (`15`), a band (`15-19`) or open-ended (`100+`, `80-`)."""
+        return pl.DataFrame({"age": self.total_ages, "is_total": [True] * len(self.total_ages)})
 
 
 class Catalogue(BaseModel):
@@ -157,6 +168,22 @@ class Catalogue(BaseModel):
                 "goals": pl.String,
             },
         )
+
+
+def contents_selection(variables: dict[str, list[str]], contents: str | None) -> dict:
+    """The variable that holds the measure's value code, read from the table's metadata
+    (SCB calls it ContentsCode; Folkhälsomyndigheten's tables name their measure variable
+    after what it measures): {variable: [contents]}, or {} when no code is catalogued."""
+    if not contents:
+        return {}
+    holders = [v for v, codes in variables.items() if contents in codes]
+    if len(holders) != 1:
+        where = "no variable" if not holders else f"several variables ({', '.join(holders)})"
+        raise ConfigError(
+            f"indicator catalogue: the value code {contents!r} is in {where} of the table; "
+            f"it has {', '.join(variables)}. Name it under `selection` instead of `contents`."
+        )
+    return {holders[0]: [contents]}
 
 
 def load_catalogue(path: Path, own_code: str) -> Catalogue:

@@ -25,7 +25,7 @@ from connectors.surveys.template import read_survey_file
 from flows.layers.files import write_parquet_atomic
 from flows.layers.landing import land, land_request, landed_loads, new_load_id
 from flows.layers.manifest import Manifest
-from flows.statistics.catalogue import Catalogue, load_catalogue
+from flows.statistics.catalogue import Catalogue, contents_selection, load_catalogue
 from lagesbild.settings import Settings
 
 CLEAN_DIR = "statistics"  # clean/statistics/<table>.parquet
@@ -44,6 +44,12 @@ def write_catalogue_tables(settings: Settings, catalogue: Catalogue) -> None:
     target = settings.paths.clean / CLEAN_DIR
     write_parquet_atomic(catalogue.indicator_table(), target / "indicators.parquet")
     write_parquet_atomic(catalogue.roles(), target / "municipality_roles.parquet")
+    ages = (
+        catalogue.population.ages()
+        if catalogue.population is not None
+        else pl.DataFrame(schema={"age": pl.String, "is_total": pl.Boolean})
+    )
+    write_parquet_atomic(ages, target / "population_ages.parquet")
 
 
 def _sha(rows: pl.DataFrame) -> str:
@@ -171,7 +177,7 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
             return {
                 **chosen,
                 d["period"]: ["*"],
-                "ContentsCode": [indicator.contents],
+                **contents_selection(variables, indicator.contents),
                 **indicator.selection,
             }
 
@@ -186,7 +192,7 @@ def _land_pxweb(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
                 d["area"]: [c for c in variables[d["area"]] if c.startswith(own)],
                 d["age"]: ["*"],
                 d["sex"]: list(p.sex_codes),
-                "ContentsCode": [p.contents],
+                **contents_selection(variables, p.contents),
                 d["period"]: ["*"],
             }
 

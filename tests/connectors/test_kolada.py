@@ -83,6 +83,17 @@ def test_paging_follows_next_url(kolada, state):
     assert pages == [None, "2", "3", "4", "5", "6"]
 
 
+def test_next_url_is_followed_under_our_base_url_whatever_its_scheme_and_host(kolada, state):
+    """The real v3 next_url is http://api.kolada.se/v3/…?page=2 (see the real sample) and a
+    redirect to https is not followed: only its path after /v3 and its query are used."""
+    first3 = json.loads((SAMPLES / "v3_kpi_page1_first3.json").read_text(encoding="utf-8"))
+    assert first3["next_url"].startswith("http://api.kolada.se/v3/")
+    with client(kolada, kolada_per_page=7) as c:
+        assert c._relative(first3["next_url"]) == "kpi?is_available_for_ou=true&page=2"
+        values = list(c.data(["U07452"], ["1299", "0012", "0000"], YEARS))
+    assert len(values) == 3 * 7 and len(state.log.calls) == 3  # pages 1-3 of our server
+
+
 def test_long_lists_are_chunked_to_25(kolada, state):
     municipalities = [f"12{n:02d}" for n in range(60, 90)]  # 30 codes
     with client(kolada) as c:

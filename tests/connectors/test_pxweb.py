@@ -128,24 +128,70 @@ def test_calls_stay_within_the_rate_limit(pxweb, state):
     assert state.log.max_in_window(1.0) <= 3  # so the server never answered 429
 
 
-def test_v1_table_like_folkhalsomyndigheten(pxweb, state):
+def fohm_client(pxweb) -> PxWebClient:
     fohm = PxWebSettings(fohm_url=f"{pxweb[1]}/Folkhalsodata/api/v1/sv", pxweb_calls=3,
                          pxweb_seconds=1.2)  # fmt: skip
-    with PxWebClient(fohm, "fohm") as c:
+    return PxWebClient(fohm, "fohm")
+
+
+def test_v1_table_shaped_like_folkhalsomyndighetens_selected_from_its_metadata(pxweb, state):
+    """No ContentsCode: the measure is a value code of whichever variable holds it."""
+    from flows.statistics.catalogue import contents_selection
+
+    with fohm_client(pxweb) as c:
         info = c.table(ALCOHOL)
-        data = c.fetch(
-            ALCOHOL,
-            {"Region": ["12", "1299"], "Kon": ["3"], "Alder": ["16-29"],
-             "ContentsCode": ["Andel"], "Tid": ["*"]},
-            info=info,
-        )  # fmt: skip
+        assert list(info.variables) == [
+            "Region",
+            "Alkoholvanor",
+            "Ålder",
+            "Andel och konfidensintervall",
+            "Kön",
+            "År",
+        ]
+        selection = {
+            "Region": ["12", "1299"],
+            "Kön": ["00"],
+            "Ålder": ["16-29"],
+            "År": ["*"],
+            "Alkoholvanor": ["Riskabla alkoholvanor"],
+            **contents_selection(info.variables, "Andel"),
+        }
+        data = c.fetch(ALCOHOL, selection, info=info)
+    assert selection["Andel och konfidensintervall"] == ["Andel"]
     assert info.updated == "2025-06-10T09:30:00"
     expected = {
         (r, y): alcohol_value(r, "3", "16-29", y, "Andel")
         for r in ("12", "1299") for y in ("2021", "2022", "2023", "2024")
     }  # fmt: skip
-    got = {(r["Region"], r["Tid"]): r["value"] for r in data.frame.iter_rows(named=True)}
+    got = {(r["Region"], r["År"]): r["value"] for r in data.frame.iter_rows(named=True)}
     assert got == expected
+
+
+def test_v1_limit_read_from_its_config_and_kept(pxweb, state):
+    """The v1 `?config` maxValues is the limit (Folkhälsomyndigheten: 1,000; here 300): 8
+    regions x 3 measures x 2 ages x 3 sexes x 4 years = 576 cells go in two requests."""
+    state.v1_max_values = 300
+    try:
+        with fohm_client(pxweb) as c:
+            assert c.max_cells == 300
+            everything = {v: ["*"] for v in c.table(ALCOHOL).variables}
+            data = c.fetch(ALCOHOL, everything)
+    finally:
+        state.v1_max_values = 1_000
+    assert data.frame.height == 8 * 3 * 2 * 3 * 4
+    posts = [p for _, p, _ in state.log.calls if p.startswith("POST")]
+    assert len(posts) == 2  # no 403: the split came from the config
+    assert ("GET /Folkhalsodata/api/v1/sv/", {"config": ""}) in [
+        (p, q) for _, p, q in state.log.calls
+    ]
+
+
+def test_a_catalogued_measure_code_in_no_variable_is_a_clear_error():
+    from flows.statistics.catalogue import contents_selection
+    from lagesbild.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'000007Y7' is in no variable"):
+        contents_selection({"Region": ["1299"], "Kön": ["00"]}, "000007Y7")
 
 
 def test_faults_retried_or_clear(pxweb, state):
@@ -180,7 +226,7 @@ def test_retry_after_as_an_http_date_is_waited(pxweb, state):
     assert retry_at <= calls[1][0] < retry_at + 1.0
 
 
-def test_a_403_rate_limit_is_retried_a_403_cell_limit_is_not(pxweb, state):
+def test_a_403_rate_limit_is_retried_a_403_cell_limit_is_split(pxweb, state):
     state.faults.add("403")  # SCB's older answer to too many calls
     with scb(pxweb) as c:
         assert c.fetch(POPULATION, ONE_AREA).frame.height == 408
@@ -191,19 +237,16 @@ def test_a_403_rate_limit_is_retried_a_403_cell_limit_is_not(pxweb, state):
         assert c.max_cells == 1000  # the server's maxDataCells
         state.max_cells = 100  # ... which it lowers before the data request
         try:
-            with pytest.raises(SourceError) as failed:
-                c.fetch(POPULATION, ONE_AREA)
+            data = c.fetch(POPULATION, ONE_AREA)
         finally:
             state.max_cells = 1000
+        assert c.max_cells == 102  # halved until the parts passed; kept for what follows
+    assert data.frame.height == 408
+    assert data.frame.filter(pl.col("Alder") == "tot")["value"].to_list() == [
+        population("1299", "tot", k, t) for k in ("1", "2") for t in ("2023", "2024")
+    ]
     posts = [p for _, p, _ in state.log.calls if p.startswith("POST")]
-    assert len(posts) == 1  # asking again cannot help
-    url = f"{pxweb[1]}/api/v2"
-    assert str(failed.value) == (
-        f"PxWeb {url}: POST {url}/tables/{POPULATION}/data?lang=sv&outputFormat=json-stat2 "
-        'answered HTTP 403: {"type":"about:blank","title":"Too many cells selected (max 100)",'
-        '"status":403}. The server takes fewer cells per request than the 1,000 we split at: '
-        "set statistics.pxweb_max_cells lower. The previous data stays published."
-    )
+    assert len(posts) == 1 + (1 + 3) * 2  # 408 refused; each half refused, then 3 parts
 
 
 def test_exhausted_retries_give_one_clear_message(pxweb, state):

@@ -9,12 +9,12 @@ client asked for.
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
 
-from demo.ss12000_server import SS12000Server, running
+from demo.ss12000_server import VARIANTS, SS12000Server, running
 from demo.ss12000_store import Store, entity_id
 from flows.layers.audit import read_audit
 from flows.layers.landing import landed_loads
@@ -33,6 +33,7 @@ from tests.flows.test_nightly import (
 
 RUN_DATE = THROUGH + timedelta(days=1)
 PAGE_SIZE = 2000
+WINDOW = 10  # refetch_school_days (the default)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,12 @@ def first_run(api_env, server):
 
 def school_days(municipality) -> list[date]:
     calendar = pl.read_csv(municipality["drop"] / "reference/school_calendar.csv")
+    days = calendar.filter(pl.col("is_school_day")).get_column("date").str.to_date()
+    return sorted(d for d in days.to_list() if d < RUN_DATE)
+
+
+def server_days(paths) -> list[date]:
+    calendar = pl.read_csv(paths.drop / "reference/school_calendar.csv")
     days = calendar.filter(pl.col("is_school_day")).get_column("date").str.to_date()
     return sorted(d for d in days.to_list() if d < RUN_DATE)
 
@@ -164,10 +171,16 @@ def test_second_run_fetches_only_the_delta_and_changes_nothing(first_run, server
     assert state.is_completed(), state.message
     requests = list(server.requests)
     server.requests.clear()
-    assert first_asks(requests, "/aggregatedAttendance") == []
+    # the trailing window of recent school days is asked for again; nothing differs
+    asked = [q["startDate"][0] for q in first_asks(requests, "/aggregatedAttendance")]
+    assert asked == [d.isoformat() for d in server_days(paths)[-WINDOW:]]
+    for query in first_asks(requests, "/aggregatedAttendance"):
+        assert query["schoolType"] == ["GR", "GRS", "FKLASS"]
     landed = pl.read_parquet(paths.landing / "ss12000" / "persons" / "**" / "*.parquet")
     watermark = max(landed["meta_modified"].to_list())
-    assert first_asks(requests, "/persons")[0]["meta.modified.after"] == [watermark]
+    # the watermark less the overlap (10 minutes): what is landed already is not landed again
+    overlap = datetime.fromisoformat(watermark) - timedelta(minutes=10)
+    assert first_asks(requests, "/persons")[0]["meta.modified.after"] == [overlap.isoformat()]
     assert _landed(paths) == loads and _same(_snapshot(paths), before)
 
 
@@ -207,7 +220,9 @@ def test_a_late_report_and_a_deleted_absence_reach_the_marts(first_run, server, 
     assert state.is_completed(), state.message
     asked = [q["startDate"] for q in first_asks(server.requests, "/aggregatedAttendance")]
     server.requests.clear()
-    assert sorted(asked) == sorted([[reported["date"].isoformat()], [absence["date"].isoformat()]])
+    window = {d.isoformat() for d in server_days(paths)[-WINDOW:]}
+    expected_days = {reported["date"].isoformat(), absence["date"].isoformat()} | window
+    assert sorted(asked) == [[d] for d in sorted(expected_days)]
 
     late = (pl.col("pupil_id") == reported["pupil_id"]) & (pl.col("date") == reported["date"])
     gone = (pl.col("pupil_id") == deleted_pupil) & (pl.col("date") == absence["date"])
@@ -231,6 +246,51 @@ def test_a_late_report_and_a_deleted_absence_reach_the_marts(first_run, server, 
     assert changed.filter(gone)["invalid_absence_minutes"].item() > 0  # the test sees a change
     actual = marts(paths)["mart_attendance_school_grade_month"]
     assert_matches(actual, expected_grade_month(changed), ["school_unit_code", "grade", "month"])
+    server.expected = changed
+
+
+def test_a_late_teacher_report_changes_the_marts_the_next_night(first_run, server, municipality):
+    """A teacher reports a lesson three school days after it: the trailing window asks for
+    that day again, and the minutes not yet assessed become attended in the marts."""
+    paths, _ = first_run
+    truth = getattr(server, "expected", truth_days(municipality))
+    day = server_days(paths)[-3]
+    pupil = (
+        truth.filter((pl.col("date") == day) & (pl.col("other_absence_minutes") > 0))
+        .sort("pupil_id")
+        .row(0, named=True)
+    )
+    moved = server.store.teacher_reports(entity_id("person", pupil["pupil_id"]), day)
+    assert moved == pupil["other_absence_minutes"] > 0
+    before = marts(paths)["mart_attendance_school_grade_month"]
+    state = nightly(run_date=RUN_DATE, return_state=True)
+    assert state.is_completed(), state.message
+    server.requests.clear()
+    late = (pl.col("pupil_id") == pupil["pupil_id"]) & (pl.col("date") == day)
+    # not assessed → attended (the truth has no attended column: it is what is left)
+    changed = truth.with_columns(
+        other_absence_minutes=pl.when(late).then(0.0).otherwise(pl.col("other_absence_minutes"))
+    )
+    actual = marts(paths)["mart_attendance_school_grade_month"]
+    assert not actual.equals(before)
+    assert_matches(actual, expected_grade_month(changed), ["school_unit_code", "grade", "month"])
+    server.expected = changed
+
+
+def test_an_absence_committed_later_under_a_served_timestamp_is_landed(first_run, server):
+    """meta.modified.after is exclusive: without the overlap an absence the platform commits
+    later with the same timestamp as the last one landed would be skipped for good."""
+    paths, _ = first_run
+    landed = pl.read_parquet(paths.landing / "ss12000" / "absences" / "**" / "*.parquet")
+    mark = max(landed["meta_modified"].to_list(), key=lambda t: t.replace("Z", "+00:00"))
+    student = landed["student_id"][0]
+    new = server.store.add_absence(student, server_days(paths)[-1], modified=mark)
+    state = nightly(run_date=RUN_DATE, return_state=True)
+    assert state.is_completed(), state.message
+    server.requests.clear()
+    after = pl.read_parquet(paths.landing / "ss12000" / "absences" / "**" / "*.parquet")
+    assert after.filter(pl.col("absence_id") == new).height == 1
+    assert after.height == landed.height + 1  # what the overlap asked again was not re-landed
 
 
 def test_backfill_refetches_the_window_and_changes_nothing_unchanged(first_run, server):
@@ -244,3 +304,49 @@ def test_backfill_refetches_the_window_and_changes_nothing_unchanged(first_run, 
     server.requests.clear()
     assert asked and all(d.startswith("2025-10") for d in asked)
     assert _same(_snapshot(paths), before)
+
+
+# -- a platform that sends only what the spec requires -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minimal_run(municipality, tmp_path_factory):
+    """The spec-minimal variant: no optional sums of 0 and no reportedSum, activities owned by
+    the school above the unit, no `_embedded`, no civicNo, GRS and förskoleklass without
+    schoolYear, a gymnasium unit, and pages of 250 on every endpoint."""
+    server = SS12000Server(Store.load(municipality["ss12000"]), variant=VARIANTS["spec_minimal"])
+    data = tmp_path_factory.mktemp("minimal-data")
+    with running(server) as url:
+        settings = {
+            "ss12000__base_url": url,
+            "ss12000__token_url": url + "/token",
+            "ss12000__client_id": server.client_id,
+            "ss12000__client_secret": server.client_secret,
+            "ss12000__page_size": "250",
+        }
+        with pipeline_at(data, municipality["drop"], **settings):
+            state = nightly(run_date=RUN_DATE, return_state=True)
+            assert state.is_completed(), state.message
+            yield Settings().paths, server
+
+
+def test_a_spec_minimal_platform_gives_the_export_figures_without_quarantine(
+    minimal_run, municipality
+):
+    paths, server = minimal_run
+    assert server.spec_errors == []
+    audit = read_audit(paths.audit)
+    api = audit.filter(pl.col("source") == "ss12000")
+    lessons = pl.read_parquet(municipality["truth"] / "lessons.parquet").height
+    assert api["rows_quarantined"].sum() == 0
+    assert api["rows_clean"].sum() == lessons  # the gymnasium's rows were never sent
+    actual = marts(paths)["mart_attendance_school_grade_month"]
+    assert_matches(
+        actual,
+        expected_grade_month(truth_days(municipality)),
+        ["school_unit_code", "grade", "month"],
+    )
+    pages = {p for p, q in server.requests if "pageToken" in q}
+    assert {"/persons", "/activities", "/aggregatedAttendance", "/absences"} <= pages
+    kinds = pl.read_parquet(paths.landing / "ss12000" / "persons" / "**" / "*.parquet")
+    assert kinds["pupil_id_kind"].unique().to_list() == ["person_id"]

@@ -405,3 +405,67 @@ def test_a_source_that_keeps_failing_leaves_the_marts_as_they_were(first_run, se
         assert after[name].sort(pl.all()).equals(frame.sort(pl.all())), name
     summaries = sorted(first_run.runs.glob("*.md"))
     assert "Kolada" in summaries[-1].read_text(encoding="utf-8")
+
+
+# -- SCB's population table as it is published: 5-year age bands and `totalt` ---------------
+
+
+@pytest.fixture(scope="module")
+def banded_run(municipality, tmp_path_factory):
+    """TAB6574 with the age codes of the real table (totalt, 0-4, …, 80-); the catalogue
+    names `totalt` as a total code, and dbt reads the bands by their form."""
+    from flows.statistics.catalogue import PROJECT_CATALOGUE
+
+    pxweb = pxweb_server.PxWebState(max_cells=2000, tables=pxweb_server._tables(age_bands=True))
+    kolada = kolada_server.KoladaState()
+    data = tmp_path_factory.mktemp("banded-data")
+    catalogue = data.parent / f"{data.name}-indicators.yml"
+    text = PROJECT_CATALOGUE.read_text(encoding="utf-8")
+    catalogue.write_text(text.replace("total_age: tot ", "total_age: [tot, totalt] "), "utf-8")
+    assert catalogue.read_text(encoding="utf-8") != text
+    with (
+        serve(kolada_server.create_app(kolada)) as kolada_url,
+        serve(pxweb_server.create_app(pxweb)) as pxweb_url,
+        pipeline_at(
+            data,
+            municipality["drop"],
+            statistics__enabled="true",
+            statistics__catalogue=str(catalogue),
+            statistics__kolada_url=f"{kolada_url}/v3",
+            statistics__scb_url=f"{pxweb_url}/api/v2",
+            statistics__fohm_url=f"{pxweb_url}/Folkhalsodata/api/v1/sv",
+            statistics__pxweb_calls="20",
+            statistics__pxweb_seconds="1",
+            statistics__kolada_calls="50",
+        ),
+    ):
+        state = nightly(return_state=True)
+        assert state.is_completed(), state.message
+        yield Settings().paths
+
+
+def test_population_in_age_bands_gives_denominators(banded_run):
+    con = duckdb.connect(str(banded_run.work_db), read_only=True)
+    try:
+        actual = con.sql("select * from intermediate.int_population_area_year").pl()
+    finally:
+        con.close()
+    assert actual.height == (len(pxweb_server.AREAS) + 1) * 3
+    shares = {  # band → its share of each range (years inside / years of the band)
+        "0_19": {"0-4": 1, "5-9": 1, "10-14": 1, "15-19": 1},
+        "13_19": {"10-14": 2 / 5, "15-19": 1},
+        "16_24": {"15-19": 4 / 5, "20-24": 1},
+    }
+    for row in actual.iter_rows(named=True):
+        area, year = row["area_code"], str(row["year"])
+        assert row["inhabitants"] == sum(
+            population_value(area, "totalt", s, year) for s in ("1", "2")
+        )
+        for name, bands in shares.items():
+            exact = sum(
+                population_value(area, band, s, year) * share
+                for band, share in bands.items()
+                for s in ("1", "2")
+            )
+            assert row[f"inhabitants_{name}"] is not None
+            assert abs(float(row[f"inhabitants_{name}"]) - exact) <= 0.5, (name, row)

@@ -257,24 +257,74 @@ def test_aggregated_attendance_needs_its_dates_and_maps_organisation(client, ser
         list(client.pages("/aggregatedAttendance", {"startDate": "2025-09-01"}))
 
 
-def test_deleted_entities_after_a_time(client, server):
+def test_deleted_entities_after_a_time_are_paged(client, server):
     store = server.store
+    ids = [entity_id("absence", i) for i in range(3)]
     store.absences = pl.DataFrame(
         {
-            "absence_id": ["a1"],
-            "student_id": [entity_id("person", 0)],
-            "organisation_id": [ORG],
-            "date": [DAY],
-            "type": ["Anmäld frånvaro"],
-            "meta_modified": ["2025-09-03T07:30:00+00:00"],
+            "absence_id": ids,
+            "student_id": [entity_id("person", i) for i in range(3)],
+            "organisation_id": [ORG] * 3,
+            "date": [DAY] * 3,
+            "type": ["Anmäld frånvaro"] * 3,
+            "meta_modified": ["2025-09-03T07:30:00+00:00"] * 3,
         },
         schema=store.absences.schema,
     )
     before = Store.now()
-    store.delete_absence("a1")
-    frame = resources.deleted(client, before, ["Absence"])
-    assert frame.to_dicts() == [{"entity": "Absence", "id": "a1"}]
+    for absence_id in ids:
+        store.delete_absence(absence_id)
+    one_a_page = settings(server.url, page_size=1)
+    with SS12000Client(one_a_page, server.client_secret) as paged:
+        frame = resources.deleted(paged, before, ["Absence"])
+    assert frame.to_dicts() == [{"entity": "Absence", "id": i} for i in ids]
+    asked = [q for p, q in server.requests if p == "/deletedEntities"]
+    assert len(asked) == 3 and all(set(q) == {"pageToken", "limit"} for q in asked[1:])
     assert resources.deleted(client, Store.now(), ["Absence"]).height == 0
+
+
+def test_the_server_checks_requests_against_the_spec(client, server):
+    """Every parameter the spec lists is accepted; anything else is a 400 with its reason."""
+    day = DAY.isoformat()
+    body = client.get(
+        "/aggregatedAttendance",
+        {
+            "startDate": day,
+            "endDate": day,
+            "schoolType": ["GR", "GRS", "FKLASS"],
+            "expand": ["activity", "student"],
+            "expandReferenceNames": "true",
+            "limit": 5,
+        },
+    )
+    assert len(body["data"]) == 5
+    client.get(
+        "/persons",
+        {
+            "relationship.entity.type": "enrolment",
+            "sortkey": "ModifiedDesc",
+            "relationship.organisation": ORG,
+            "expandReferenceNames": "false",
+        },
+    )
+    client.get("/organisations", {"type": ["Skolenhet", "Skola"], "schoolTypes": ["GR"]})
+    refused = {
+        "an unknown parameter": ("/persons", {"meta.modifiedAfter": "2025-01-01T00:00:00Z"}),
+        "an enum value outside the spec": (
+            "/aggregatedAttendance",
+            {"startDate": day, "endDate": day, "schoolType": "XX"},
+        ),
+        "a required parameter missing": ("/aggregatedAttendance", {"startDate": day}),
+        "a date that is not one": (
+            "/aggregatedAttendance",
+            {"startDate": "3 sept", "endDate": day},
+        ),
+    }
+    for what, (path, params) in refused.items():
+        with pytest.raises(SourceError, match="400 400_invalid_filter"):
+            client.get(path, params)
+        assert what
+    assert server.spec_errors == []
 
 
 def test_spec_examples_parse_through_the_same_code():

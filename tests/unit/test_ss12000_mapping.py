@@ -109,11 +109,16 @@ def test_the_latest_load_asking_for_a_day_owns_it_and_minutes_map(tmp_path):
     owners = ss12000.day_owners([manifest("L2"), manifest("L1")])
     assert owners == {DAY: "L2"}
     lessons = ss12000.split_load(rows, _lookups(tmp_path), {SCHOOL}, "L2", owners).rows
-    assert lessons.select("grade", "offered_minutes", "attended_minutes",
-                          "invalid_absence_minutes", "other_absence_minutes").rows() == [
+    assert lessons.select(
+        "grade",
+        "offered_minutes",
+        "attended_minutes",
+        "invalid_absence_minutes",
+        "other_absence_minutes",
+    ).rows() == [
         ("F", 45.0, 40.0, 5.0, 0.0),
         ("F", 50.0, 43.0, 5.0, 2.0),
-    ]  # fmt: skip
+    ]
 
 
 def test_precedence_per_school_day_and_unlisted_sources_last():
@@ -131,3 +136,80 @@ def test_precedence_per_school_day_and_unlisted_sources_last():
     assert lost == {"e1": 1, "n1": 1}
     served, lost = apply_precedence(lessons, ["skola24_csv", "ss12000"], key)
     assert lost == {"s1": 2, "n1": 1}
+
+
+def test_what_the_spec_leaves_optional_maps_by_its_meaning(tmp_path):
+    """Only attendanceSum is required; an activity may belong to the school above its units
+    and come without `_embedded`; civicNo may be withheld; GRS has a year 10; FKLASS may come
+    without schoolYear; a gymnasium row a platform sends despite the filter is not ours."""
+    school, unit2, gy = "skola-1", "org-2", "org-gy"
+    orgs = [
+        {"id": school, "organisationType": "Skola"},
+        {"id": ORG, "schoolUnitCode": SCHOOL, "parentOrganisation": {"id": school}},
+        {"id": unit2, "schoolUnitCode": "22222222", "parentOrganisation": {"id": school}},
+        {"id": gy, "schoolUnitCode": "77777777"},
+    ]
+    for o in orgs:
+        o["meta"] = {"modified": "2025-01-01T00:00:00Z"}
+    _landed(tmp_path, "organisations", resources.organisation_frame(orgs), "1")
+
+    def person(pid: str, unit: str, school_type: str, year: int | None) -> dict:
+        enrolment = {
+            "enroledAt": {"id": unit},
+            "schoolType": school_type,
+            "startDate": "2025-07-01",
+            "endDate": "2026-06-30",
+        }
+        if year is not None:
+            enrolment["schoolYear"] = year
+        return {"id": pid, "enrolments": [enrolment], "meta": {"modified": "2025-09-01Z"}}
+
+    persons = [
+        person("p1", ORG, "GRS", 10),
+        person("p2", unit2, "FKLASS", None),
+        person("p3", gy, "GY", 2),
+    ]
+    frame = resources.person_frame(persons, KEY)  # no civicNo: keyed by person.id
+    assert frame["pupil_id_kind"].to_list() == ["person_id"] * 3
+    assert frame["pupil_key"].n_unique() == 3
+    _landed(tmp_path, "persons", frame, "2")
+    activities = [
+        {"id": "a1", "organisation": {"id": school}, "meta": {"modified": "2025Z"}},
+        {"id": "a3", "organisation": {"id": gy}, "meta": {"modified": "2025Z"}},
+    ]
+    _landed(tmp_path, "activities", resources.activity_frame(activities), "3")
+    lookups = ss12000.Lookups(tmp_path, ["GR", "GRS", "FKLASS"])
+
+    def row(student: str, activity: str, **sums) -> dict:
+        return {
+            "student": {"id": student},
+            "activity": {"id": activity},
+            "startDate": DAY.isoformat(),
+            "endDate": DAY.isoformat(),
+            **sums,
+        }
+
+    rows = resources.aggregated_frame(
+        [
+            row("p1", "a1", attendanceSum=40, offeredSum=45),  # 5 minutes not yet assessed
+            row("p2", "a1", attendanceSum=30, invalidAbsenceSum=10, reportedSum=50),
+            row("p3", "a3", attendanceSum=60, offeredSum=60),  # gymnasium: not ours
+            row("p1", "a1"),  # no attendanceSum: the one sum the spec requires
+        ]
+    )
+    owners = {DAY: "L1"}
+    result = ss12000.split_load(rows, lookups, {SCHOOL, "22222222"}, "L1", owners)
+    assert (result.received, result.clean, result.quarantined) == (3, 2, 1)
+    assert result.quarantine["reason"].to_list() == ["invalid_number"]
+    assert result.rows.select(
+        "school_unit_code",
+        "grade",
+        "offered_minutes",
+        "attended_minutes",
+        "valid_absence_minutes",
+        "invalid_absence_minutes",
+        "other_absence_minutes",
+    ).rows() == [
+        (SCHOOL, "10", 45.0, 40.0, 0.0, 0.0, 5.0),
+        ("22222222", "F", 50.0, 30.0, 0.0, 10.0, 10.0),  # offered = reportedSum
+    ]

@@ -1,7 +1,8 @@
 {#-
     Inhabitants per area and year from the PxWeb population table (latest release), the
     denominators for per-1,000-inhabitants measures: the total, the age bands youth work
-    uses, and the municipality's total beside each area. The municipality itself is a row
+    uses (single years or SCB's 5-year bands: see `aged`), and the municipality's total
+    beside each area. The municipality itself is a row
     too (`area_level = 'municipality'`). From reference year 2025 SCB adds cell-key noise,
     so areas need not sum exactly to the municipality total: each figure is as published.
 -#}
@@ -18,25 +19,47 @@ latest as (
 
 ),
 
-aged as (
+totals as (
 
-    select
-        *,
-        try_cast(replace(age, '+', '') as integer) as age_years
-    from latest
+    select age from {{ ref('stg_statistics__population_ages') }} where is_total
 
 ),
+
+aged as (
+
+    -- an age code is the total (the catalogue says which), a single year (`15`), a band
+    -- (`15-19`, SCB's DeSO tables) or open-ended (`100+`, `80-`)
+    select
+        latest.*,
+        t.age is not null as is_total,
+        try_cast(regexp_extract(latest.age, '^(\d+)', 1) as integer) as age_from,
+        coalesce(
+            try_cast(regexp_extract(latest.age, '^\d+-(\d+)$', 1) as integer),
+            try_cast(regexp_extract(latest.age, '^(\d+)(\+|-)?$', 1) as integer)
+        ) as age_to
+    from latest
+    left join totals as t on t.age = latest.age
+
+),
+
+{#- The people of an age code inside a range of years: all of a single year or a band inside
+    it, a band's share by its years where it straddles the range (10-14 counts 2 of its 5
+    years towards 13-19): exact for single years, an estimate for bands. -#}
+{%- set in_years = "inhabitants * greatest(0, least(age_to, HI) - greatest(age_from, LO) + 1)"
+    ~ " / (age_to - age_from + 1)" %}
 
 per_area as (
 
     select
         area_code,
         year,
-        sum(case when age = '{{ var("population_total_age", "tot") }}' then inhabitants end)
-            as inhabitants,
-        sum(case when age_years between 0 and 19 then inhabitants end) as inhabitants_0_19,
-        sum(case when age_years between 13 and 19 then inhabitants end) as inhabitants_13_19,
-        sum(case when age_years between 16 and 24 then inhabitants end) as inhabitants_16_24,
+        sum(case when is_total then inhabitants end) as inhabitants,
+        round(sum(case when not is_total then {{ in_years.replace('LO', '0').replace('HI', '19') }} end))::hugeint
+            as inhabitants_0_19,
+        round(sum(case when not is_total then {{ in_years.replace('LO', '13').replace('HI', '19') }} end))::hugeint
+            as inhabitants_13_19,
+        round(sum(case when not is_total then {{ in_years.replace('LO', '16').replace('HI', '24') }} end))::hugeint
+            as inhabitants_16_24,
         max(release_id) as release_id
     from aged
     group by area_code, year

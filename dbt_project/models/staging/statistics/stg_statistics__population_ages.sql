@@ -1,0 +1,12 @@
+with
+
+source as (
+
+    select * from {{ source('statistics', 'population_ages') }}
+
+)
+
+select
+    cast(age as varchar) as age,
+    cast(is_total as boolean) as is_total
+from source
