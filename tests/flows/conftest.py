@@ -1,20 +1,20 @@
 """End-to-end fixtures, shared by the whole session where a test does not need its own: one
-Prefect test API, one small generated municipality, and one baseline nightly run over it that
-modules copy (shutil.copytree) before they change anything.
-
-Every test in this folder is marked `flow`: `pytest -m "not flow"` leaves them out.
+Prefect test API (one per pytest-xdist worker), one small generated municipality, and one
+baseline nightly run over it that modules copy (shutil.copytree) before they change anything.
+The municipality and the baseline are built once even when two workers run the suite.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from lagesbild import runtime
 
@@ -23,14 +23,22 @@ runtime.configure()
 PUPILS = 300
 THROUGH = date(2025, 10, 31)  # HT2025 up to höstlov's end: three monthly files per system
 TEST_KEY = "end-to-end-test-key-0123456789"
-HERE = Path(__file__).parent
 
 
-def pytest_collection_modifyitems(items):
-    # A conftest's hooks see every collected item, not only those of its folder.
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(pytest.mark.flow)
+def build_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder built once per test session, also across pytest-xdist workers (they share the
+    parent of their temporary folders): the first to take the lock builds, the others wait."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder, built = base / name, base / f"{name}.built"
+    with FileLock(base / f"{name}.lock"):
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -49,12 +57,24 @@ def prefect_api():
 def municipality(tmp_path_factory) -> dict[str, Path]:
     from demo.generate import generate
 
-    root = tmp_path_factory.mktemp("municipality")
-    drop, truth, api = root / "drop", root / "truth", root / "ss12000"
-    generate(
-        drop, pupils=PUPILS, years=1, seed=7, through=THROUGH, truth_dir=truth, ss12000_dir=api
-    )
-    return {"root": root, "drop": drop, "truth": truth, "ss12000": api}
+    def build(root: Path) -> None:
+        generate(
+            root / "drop",
+            pupils=PUPILS,
+            years=1,
+            seed=7,
+            through=THROUGH,
+            truth_dir=root / "truth",
+            ss12000_dir=root / "ss12000",
+        )
+
+    root = build_once(tmp_path_factory, "municipality", build)
+    return {
+        "root": root,
+        "drop": root / "drop",
+        "truth": root / "truth",
+        "ss12000": root / "ss12000",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +83,14 @@ def baseline(municipality, tmp_path_factory) -> dict[str, Path]:
     changed: a test that runs the pipeline again works in a copy (`copy_baseline`)."""
     from flows.nightly import nightly
 
-    root = tmp_path_factory.mktemp("baseline")
-    data, drop = root / "data", root / "drop"
-    shutil.copytree(municipality["drop"], drop)
-    with pipeline_at(data, drop):
-        state = nightly(return_state=True)
-    assert state.is_completed(), state.message
-    return {"data": data, "drop": drop}
+    def build(root: Path) -> None:
+        shutil.copytree(municipality["drop"], root / "drop")
+        with pipeline_at(root / "data", root / "drop"):
+            state = nightly(return_state=True)
+        assert state.is_completed(), state.message
+
+    root = build_once(tmp_path_factory, "baseline", build)
+    return {"data": root / "data", "drop": root / "drop"}
 
 
 def copy_baseline(baseline: dict[str, Path], target: Path) -> dict[str, Path]:

@@ -29,7 +29,7 @@ import yaml
 from flows.layers.audit import read_audit, read_runs
 from flows.nightly import backfill, nightly
 from lagesbild.settings import PROJECT_ROOT
-from tests.flows.conftest import TEST_KEY, THROUGH, pipeline_at
+from tests.flows.conftest import TEST_KEY, THROUGH, build_once, pipeline_at
 
 OCTOBER = "2025-10"
 
@@ -73,25 +73,32 @@ def files_of(root: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stages(municipality, tmp_path_factory):
-    """A baseline (August and September published) and the reference: October added."""
-    root = tmp_path_factory.mktemp("operations")
-    drop = root / "drop"
-    shutil.copytree(municipality["drop"], drop)
-    october = {p: p.read_bytes() for p in drop.glob(f"attendance/*/*{OCTOBER}*")}
-    for path in october:
-        path.unlink()
-    baseline = root / "baseline"
-    with pipeline_at(baseline, drop):
-        assert nightly(return_state=True).is_completed()
-    for path, content in october.items():
-        path.write_bytes(content)
-    reference = root / "reference"
-    shutil.copytree(baseline, reference, symlinks=True)
-    with pipeline_at(reference, drop):
-        assert nightly(return_state=True).is_completed()
-    return {"root": root, "drop": drop, "baseline": baseline, "reference": reference}
+    """A baseline (August and September published) and the reference: October added. Built
+    once (also across pytest-xdist workers); each test works in copies under `root`."""
+
+    def build(root: Path) -> None:
+        drop = root / "drop"
+        shutil.copytree(municipality["drop"], drop)
+        october = {p: p.read_bytes() for p in drop.glob(f"attendance/*/*{OCTOBER}*")}
+        for path in october:
+            path.unlink()
+        with pipeline_at(root / "baseline", drop):
+            assert nightly(return_state=True).is_completed()
+        for path, content in october.items():
+            path.write_bytes(content)
+        shutil.copytree(root / "baseline", root / "reference", symlinks=True)
+        with pipeline_at(root / "reference", drop):
+            assert nightly(return_state=True).is_completed()
+
+    root = build_once(tmp_path_factory, "operations", build)
+    return {
+        "root": root,
+        "drop": root / "drop",
+        "baseline": root / "baseline",
+        "reference": root / "reference",
+    }
 
 
 def copy_of(stages, name: str, source: str = "baseline") -> Path:
@@ -238,7 +245,7 @@ def pupil_tables(data: Path) -> dict[str, pl.DataFrame]:
         con.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fresh_full(baseline):
     """A new data folder built in one run from the whole drop folder (October included): the
     session's baseline run, only read here."""

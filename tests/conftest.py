@@ -1,0 +1,44 @@
+"""Markers and scheduling for the whole suite (no fixtures: unit tests stay free of Prefect).
+
+Every test under tests/flows starts Prefect or runs a flow: it is marked `flow`, so
+`pytest -m "not flow"` (`make test-fast`) runs the rest in under a minute.
+
+`make test` runs two pytest-xdist workers (`-n 2 --dist loadgroup`). A module whose tests
+build on each other's runs is one xdist group (one worker, file order); the tests of
+test_operations each work in their own copy and are spread singly. The workers run the
+end-to-end groups first, longest first, and the fast tests last, to fill the gaps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # xdist starts its workers with COLUMNS=80: a rich console created then keeps that width
+    # for good (`lagesbild status` would wrap file names), unlike in a plain pytest run.
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+
+FLOWS = Path(__file__).parent / "flows"
+# Modules whose tests share one data folder in order; the longest first.
+GROUPED = ["test_ss12000", "test_bi_access", "test_statistics", "test_housing", "test_nightly"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups and `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if FLOWS in item.path.parents:
+            item.add_marker(pytest.mark.flow)
+            if item.path.stem in GROUPED:
+                item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects: the order must be stable
+
+        def rank(item: pytest.Item) -> int:
+            if item.path.stem in GROUPED and FLOWS in item.path.parents:
+                return GROUPED.index(item.path.stem)
+            return len(GROUPED) + (0 if FLOWS in item.path.parents else 1)
+
+        items.sort(key=rank)  # stable: file order within each rank
