@@ -24,7 +24,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 FLOWS = Path(__file__).parent / "flows"
 # Modules whose tests share one data folder in order; the longest first.
-GROUPED = ["test_ss12000", "test_prefect_server", "test_bi_access", "test_statistics", "test_housing", "test_nightly"]
+GROUPED = [
+    "test_ss12000",
+    "test_prefect_server",
+    "test_bi_access",
+    "test_statistics",
+    "test_housing",
+    "test_nightly",
+]
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups and `-m` deselects
