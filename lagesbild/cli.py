@@ -51,10 +51,10 @@ def _temporary_api_dies_with_us() -> None:
 
     import prefect
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import get_current_settings
+    from prefect.settings import PREFECT_API_URL, get_current_settings
 
     setpriv = shutil.which("setpriv")
-    if os.environ.get("PREFECT_API_URL") or setpriv is None:
+    if PREFECT_API_URL.value() or setpriv is None:  # a server of its own, or not Linux
         return
 
     class DiesWithParent(SubprocessASGIServer):
@@ -75,7 +75,9 @@ def _temporary_api_dies_with_us() -> None:
             )
 
     if None not in SubprocessASGIServer._instances:
-        DiesWithParent(None)  # registers itself as the one Prefect uses
+        # registers itself as the one Prefect uses; started here, from the main thread:
+        # the death signal follows the thread that started it, which must live as long
+        DiesWithParent(None).start()
 
 
 def _run_flow(start) -> None:

@@ -586,13 +586,15 @@ def run_env(data: Path, drop: Path, **extra: str) -> dict[str, str]:
 
 def leftovers(data: Path) -> list[str]:
     """What a run must never leave: temporary files and folders, staging folders, stray links
-    and half-published files, empty partition folders."""
+    and half-published files (a parquet folder newer than the served one), empty partition
+    folders. The folder served before the last publish is kept for its readers."""
+    served = (data / "warehouse/marts").resolve()
     found = [
         *data.glob("*/**/.*.tmp"),
         *data.glob("clean/.*-staging-*"),
         *data.glob("warehouse/.marts.*"),
         *data.glob("warehouse/.work.fingerprint.*"),
-        *[p for p in data.glob("warehouse/marts-*") if p != (data / "warehouse/marts").resolve()],
+        *[p for p in data.glob("warehouse/marts-*") if p.stat().st_mtime > served.stat().st_mtime],
         *[
             p
             for layer in ("landing", "clean", "quarantine")
