@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from flows.layers.audit import append_audit, read_audit, read_runs, start_run, update_run
-from flows.layers.files import CorruptFile, Staging, sweep_leftovers
+from flows.layers.files import CorruptFile, sweep_leftovers
 from flows.layers.landing import land, landed_loads
 from flows.layers.manifest import Manifest
 from lagesbild.settings import Paths
