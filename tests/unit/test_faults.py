@@ -197,3 +197,30 @@ def test_a_damaged_landed_file_is_named_with_its_repair(tmp_path):
     load.data_file.write_bytes(bytes(content[:-20]))  # truncated: the cheap check tells
     with pytest.raises(CorruptFile, match="were written: the file is damaged"):
         read.read()
+
+
+def test_status_prints_a_failed_runs_error_verbatim_and_a_killed_run_as_crashed(
+    tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    audit = tmp_path / "audit"
+    error = "DbtFailed: dbt build failed\nmodel.lagesbild.mart_x: error [/] Binder Error: [red]x"
+    start_run(audit, run_row("failed"))
+    update_run(audit, "failed", status="Failed", error=error, finished_at=datetime.now(UTC))
+    start_run(audit, run_row("killed"))
+    update_run(audit, "killed", pid=2**22 + 1)  # above Linux's pid_max: no such process
+    monkeypatch.setenv("LAGESBILD_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Crashed" in result.output and "The last run (nightly) was killed:" in result.output
+    assert "ended without finishing: it was killed" in result.output
+    start_run(audit, run_row("running"))  # this process: a run still going
+    update_run(audit, "killed", status="Failed", error=error)
+    result = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"A nightly run is running (pid {os.getpid()} on " in result.output
+    assert error in result.output  # markup-like text printed as it is
+    assert "No marts are published yet." in result.output
