@@ -242,6 +242,8 @@ def _pipeline(
         raise
     finally:
         stage("done")  # also times the stage a failure stopped
+        if summary.status == "Running":  # a BaseException: Ctrl-C, a cancelled flow run
+            summary.status, summary.error = "Failed", "interrupted (cancelled or Ctrl-C)"
         _record_end(summary, settings, flow_name)
     return summary
 
