@@ -4,7 +4,9 @@ reference → land new exports → clean + gate → dbt build (models + tests) �
 A step only starts when the one before succeeded. A failed gate or dbt test raises, so the
 flow run ends Failed and the served marts stay exactly as they were. Nothing is retried here:
 only network I/O is retried, and validation or dbt fail the same way twice. One build at a
-time: a run holds the data folder's build lock from start to publish.
+time: a run holds the data folder's build lock from start to publish, and first removes what
+interrupted runs left. Its record in `audit/runs.parquet` is written when it starts, gets the
+publish time at publish and is completed in the end, whatever happened (docs/fault-matrix.md).
 
 Secrets: `LAGESBILD_PSEUDONYM_KEY` (environment) — see .env.example.
 """
