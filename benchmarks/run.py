@@ -128,7 +128,7 @@ def parse_summary(text: str) -> tuple[dict[str, float], int, int]:
     if dbt and "dbt" in stages:
         stages["dbt_startup"] = max(stages["dbt"] - float(dbt.group(1)), 0.0)
     rows = re.search(r"^Totals: rows_received ([\d,]+)", text, re.MULTILINE)
-    files = re.search(r"^- files landed: (\d+)$", text, re.MULTILINE)
+    files = re.search(r"^- loads landed by this run: (\d+) ", text, re.MULTILINE)
     return (
         stages,
         int(rows.group(1).replace(",", "")) if rows else 0,

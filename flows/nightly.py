@@ -4,7 +4,9 @@ reference → land new exports → clean + gate → dbt build (models + tests) �
 A step only starts when the one before succeeded. A failed gate or dbt test raises, so the
 flow run ends Failed and the served marts stay exactly as they were. Nothing is retried here:
 only network I/O is retried, and validation or dbt fail the same way twice. One build at a
-time: a run holds the data folder's build lock from start to publish.
+time: a run holds the data folder's build lock from start to publish, and first removes what
+interrupted runs left. Its record in `audit/runs.parquet` is written when it starts, gets the
+publish time at publish and is completed in the end, whatever happened (docs/fault-matrix.md).
 
 Secrets: `LAGESBILD_PSEUDONYM_KEY` (environment) — see .env.example.
 """
@@ -31,8 +33,9 @@ from flows.attendance import ss12000
 from flows.attendance.dataset import Attendance
 from flows.housing import exports as housing_exports
 from flows.housing.dataset import HousingWorkOrders
-from flows.layers.audit import append_run, run_lock
+from flows.layers.audit import run_lock, start_run, update_run
 from flows.layers.clean import CleanOutcome, Dataset, clean_dataset
+from flows.layers.files import sweep_leftovers
 from flows.layers.gate import GateFailed
 from flows.layers.reference import Reference, load_reference
 from flows.reports import lagesbild as lagesbild_report
@@ -202,8 +205,22 @@ def _pipeline(
             summary.stage_seconds[name] = 0.0
             log.info("stage %s: start", name)
 
-    with run_lock(settings.data_dir, settings.run_lock_timeout):
-        try:
+    # The run's record exists from its start: a run killed at any point shows as 'Crashed'.
+    start_run(
+        settings.paths.audit,
+        {
+            "run_id": summary.run_id,
+            "flow": flow_name,
+            "window": backfill,
+            "run_date": summary.run_date,
+            "started_at": started,
+            "loads": 0,
+            "published": False,
+        },
+    )
+    try:
+        with run_lock(settings.data_dir, settings.run_lock_timeout):
+            sweep_leftovers(settings.paths)  # logs each path it removes
             stage("extract")
             reference = load_reference_data(settings)
             summary.landed += land_attendance_exports(settings)
@@ -234,40 +251,72 @@ def _pipeline(
             summary.dbt_execution_seconds = warehouse.execution_seconds(settings.paths)
             stage("publish")
             summary.published = publish_marts(settings)
+            # recorded at once: `status` compares it with the loads cleaned
+            update_run(
+                settings.paths.audit,
+                summary.run_id,
+                published=True,
+                published_at=datetime.now(UTC),
+            )
             stage("report")
             summary.lagesbild_path = write_lagesbild_report(settings, summary.run_date)
             if settings.dbt_docs:
                 summary.docs_path = write_dbt_docs(settings, summary.run_date)
             summary.status = "Completed"
-        except Exception as exc:
-            summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            stage("done")  # also times the stage a failure stopped
-            path = run_summary.write(summary, settings.paths)
-            append_run(
-                settings.paths.audit,
-                {
-                    "run_id": summary.run_id,
-                    "flow": flow_name,
-                    "window": backfill,
-                    "run_date": summary.run_date,
-                    "started_at": started,
-                    "finished_at": datetime.now(UTC),
-                    "status": summary.status,
-                    "error": summary.error,
-                    "loads": len(summary.clean.loads),
-                    "published": bool(summary.published),
-                },
-            )
-            log.info("run summary: %s", path)
-            if FlowRunContext.get():
-                create_markdown_artifact(
-                    run_summary.render(summary, settings.paths),
-                    key="lagesbild-run-summary",
-                    description=f"lagesbild {flow_name} run {summary.run_id}",
-                )
+    except Exception as exc:
+        summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        stage("done")  # also times the stage a failure stopped
+        if summary.status == "Running":  # a BaseException: Ctrl-C, a cancelled flow run
+            summary.status, summary.error = "Failed", "interrupted (cancelled or Ctrl-C)"
+        _record_end(summary, settings, flow_name)
     return summary
+
+
+def _record_end(summary: run_summary.RunSummary, settings: Settings, flow_name: str) -> None:
+    """Write the run summary, complete the run record, add the Prefect artifact. Each step
+    is attempted even if one before failed; none hides the run's own error (it is logged
+    instead). A run that succeeded but whose record cannot be written fails with that error."""
+    problems: list[Exception] = []
+    succeeded = summary.status == "Completed"
+
+    def attempt(what: str, step) -> None:
+        try:
+            step()
+        except Exception as exc:
+            log.exception("could not %s (the run's own outcome: %s)", what, summary.status)
+            problems.append(exc)
+
+    def write_summary() -> None:
+        log.info("run summary: %s", run_summary.write(summary, settings.paths))
+
+    attempt("write the run summary", write_summary)
+    if problems and summary.status == "Completed":
+        exc = problems[0]
+        summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"
+    attempt(
+        "complete the run record in audit/runs.parquet",
+        lambda: update_run(
+            settings.paths.audit,
+            summary.run_id,
+            finished_at=datetime.now(UTC),
+            status=summary.status,
+            error=summary.error,
+            loads=len(summary.clean.loads),
+        ),
+    )
+    if FlowRunContext.get():
+        attempt(
+            "add the run summary artifact",
+            lambda: create_markdown_artifact(
+                run_summary.render(summary, settings.paths),
+                key="lagesbild-run-summary",
+                description=f"lagesbild {flow_name} run {summary.run_id}",
+            ),
+        )
+    if problems and succeeded:
+        raise problems[0]
 
 
 def _nightly_run_name() -> str:

@@ -24,9 +24,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +38,8 @@ from pathlib import Path
 import duckdb
 
 from flows import publish_postgres
+from flows.layers.clean import check_clean_files
+from flows.layers.files import replace
 from lagesbild.settings import Paths, PostgresTarget, Settings
 
 log = logging.getLogger(__name__)
@@ -70,10 +74,50 @@ def _dbt_variables(settings: Settings) -> dict[str, object]:
     }
 
 
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
+
+
+def _held_open(work_db: Path, holder: re.Match, seconds: float) -> DbtFailed:
+    program, pid = holder.groups()
+    return DbtFailed(
+        f"{work_db} is held open by PID {pid} ({program}) for more than {seconds:.0f} s, so "
+        "dbt cannot build; the served marts are unchanged. End that session and run again; "
+        "analysts read marts.duckdb or the parquet files, never work.duckdb (docs/bi-access.md)."
+    )
+
+
+def _wait_for_work_db(settings: Settings) -> None:
+    """A reader holding work.duckdb open (e.g. an analyst's DuckDB session) blocks dbt: wait
+    up to `work_db_lock_timeout` seconds for it, then fail in one line naming it."""
+    work_db, timeout = settings.paths.work_db, settings.work_db_lock_timeout
+    deadline, warned = time.monotonic() + timeout, False
+    while work_db.exists():
+        try:
+            duckdb.connect(str(work_db)).close()
+            return
+        except duckdb.IOException as exc:
+            holder = _LOCK_HOLDER.search(str(exc))
+            if holder is None:
+                raise
+            if time.monotonic() >= deadline:
+                raise _held_open(work_db, holder, timeout) from None
+            if not warned:
+                log.warning(
+                    "%s is held open by PID %s (%s); dbt waits up to %.0f s for it",
+                    work_db,
+                    holder.group(2),
+                    holder.group(1),
+                    timeout,
+                )
+                warned = True
+            time.sleep(min(2.0, max(deadline - time.monotonic(), 0.1)))
+
+
 def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tuple[int, list[str]]:
     """Run one dbt command against the work warehouse; forward and return its log lines."""
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
+    _wait_for_work_db(settings)
     variables = {**_dbt_variables(settings), "as_of_date": (as_of or date.today()).isoformat()}
     command = [
         dbt_executable(),
@@ -151,6 +195,7 @@ def dbt_build(
     """Run `dbt build`, incremental unless asked for a full refresh or the fingerprint of the
     dbt project changed since the last successful build (then `--full-refresh`)."""
     paths = settings.paths
+    check_clean_files(paths.clean)  # a damaged file is named here, with its repair
     fingerprint = build_fingerprint(settings)
     recorded = _fingerprint_file(paths)
     previous = recorded.read_text().strip() if recorded.exists() else None
@@ -184,11 +229,14 @@ def dbt_build(
             if r["status"] in ("error", "fail", "runtime error")
         ]
     if returncode != 0:
+        holder = next(filter(None, map(_LOCK_HOLDER.search, lines)), None)
+        if holder is not None:  # opened between the wait and dbt's start
+            raise _held_open(paths.work_db, holder, settings.work_db_lock_timeout)
         detail = "\n".join(failures) or "\n".join(lines[-30:])
         raise DbtFailed(f"dbt build failed; the served marts are unchanged.\n{detail}")
     tmp = recorded.with_name(f".{recorded.name}.{uuid.uuid4().hex}")
     tmp.write_text(fingerprint + "\n")
-    os.replace(tmp, recorded)
+    replace(tmp, recorded, "fingerprint")
     return DbtBuild(nodes, full_refresh, reason)
 
 
@@ -305,7 +353,10 @@ def publish(
                 con.execute(f'COMMENT ON COLUMN {name}."{column}" IS {_literal(comment)}')
             target = next_parquet / f"{table}.parquet"
             metadata = _parquet_metadata(table_comment, column_comments)
-            con.execute(f"COPY {name} TO '{target}' (FORMAT parquet, KV_METADATA {metadata})")
+            con.execute(
+                f"COPY (FROM {name} ORDER BY ALL) TO '{target}' "
+                f"(FORMAT parquet, KV_METADATA {metadata})"
+            )
         con.execute("DETACH work")
     finally:
         con.close()
@@ -316,7 +367,7 @@ def publish(
             next_db.unlink(missing_ok=True)
             shutil.rmtree(next_parquet, ignore_errors=True)
             raise
-    os.replace(next_db, paths.marts_db)
+    replace(next_db, paths.marts_db, "publish-marts")
     _swap_symlink(paths.marts_parquet, next_parquet)
     return tables
 
@@ -332,7 +383,7 @@ def _swap_symlink(link: Path, new_target: Path) -> None:
         raise RuntimeError(f"{link} is a real folder; move it away so publishing can manage it")
     tmp_link = link.with_name(f".{link.name}.{uuid.uuid4().hex}")
     tmp_link.symlink_to(new_target.name)
-    os.replace(tmp_link, link)
+    replace(tmp_link, link, "publish-parquet")
     keep = {new_target.resolve(), previous}
     for folder in link.parent.glob(f"{link.name}-*"):
         if folder.resolve() not in keep:

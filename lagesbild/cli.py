@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lagesbild import runtime
@@ -79,7 +80,48 @@ def _run_nightly(run_date: date | None, full_refresh: bool = False) -> None:
     _run_flow(lambda: nightly(run_date=run_date, full_refresh=full_refresh))
 
 
+def _temporary_api_dies_with_us() -> None:
+    """Without PREFECT_API_URL, Prefect starts a temporary API server as a subprocess; if
+    this process is killed (kill -9, the OOM killer) that server would run on, orphaned.
+    Prefect takes its one temporary server from `SubprocessASGIServer._instances`: put one
+    there that starts uvicorn under `setpriv --pdeathsig KILL` (as dbt is), so Linux ends it
+    with us. The command is Prefect's own (prefect/server/api/server.py)."""
+    import shutil
+    import subprocess
+
+    import prefect
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, get_current_settings
+
+    setpriv = shutil.which("setpriv")
+    if PREFECT_API_URL.value() or setpriv is None:  # a server of its own, or not Linux
+        return
+
+    class DiesWithParent(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            app_dir = str(prefect.__module_path__.parent)
+            factory = "prefect.server.api.server:create_app"
+            return subprocess.Popen(
+                [setpriv, "--pdeathsig", "KILL", sys.executable, "-m", "uvicorn"]
+                + ["--app-dir", app_dir, "--factory", factory, "--host", "127.0.0.1"]
+                + ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
+                env={
+                    **os.environ,
+                    "PREFECT_UI_ENABLED": "0",
+                    "PREFECT__SERVER_EPHEMERAL": "1",
+                    "PREFECT__SERVER_FINAL": "1",
+                    **get_current_settings().to_environment_variables(exclude_unset=True),
+                },
+            )
+
+    if None not in SubprocessASGIServer._instances:
+        # registers itself as the one Prefect uses; started here, from the main thread:
+        # the death signal follows the thread that started it, which must live as long
+        DiesWithParent(None).start()
+
+
 def _run_flow(start) -> None:
+    _temporary_api_dies_with_us()
     try:
         summary = start()
     except _user_errors() as exc:
@@ -87,7 +129,7 @@ def _run_flow(start) -> None:
         console.print("Nothing was published; fix the above and run again.")
         raise typer.Exit(2) from None
     except Exception as exc:
-        console.print(f"\n[red bold]The run failed:[/red bold] {exc}")
+        console.print(f"\n[red bold]The run failed:[/red bold] {escape(str(exc))}")
         console.print(
             f"The served marts are unchanged. The run summary is under {Settings().paths.runs}."
         )
@@ -470,11 +512,43 @@ def _print_table(title: str, frame, headers: dict[str, str]) -> None:
                 if v is None
                 else f"{v:,}"
                 if isinstance(v, int) and not isinstance(v, bool)
-                else str(v)
+                else escape(str(v))  # an error's [brackets] are text, not markup
                 for v in row
             ]
         )
     console.print(table)
+
+
+def _verdict(paths, runs, loads) -> tuple[bool, list[str]]:
+    """Whether the served marts include every cleaned load, and if not, why."""
+    import polars as pl
+
+    from flows.layers.landing import every_load
+
+    reasons = []
+    cleaned = loads.filter(pl.col("status") == "cleaned")
+    published = (
+        runs.filter(pl.col("published"))
+        .select(pl.coalesce("published_at", "finished_at"))
+        .to_series()
+        .max()
+    )
+    newest = cleaned["finished_at"].max()
+    if published is None:
+        reasons.append("no run has published marts yet")
+    elif newest is not None and newest > published:
+        unpublished = cleaned.filter(pl.col("finished_at") > published)
+        reasons.append(
+            f"{unpublished['load_id'].n_unique()} loads cleaned after the last publish "
+            f"({published:%Y-%m-%d %H:%M} UTC) are not in them"
+        )
+    waiting = {load.load_id for load in every_load(paths.landing)} - set(cleaned["load_id"])
+    if waiting:
+        reasons.append(
+            f"{len(waiting)} landed loads are not cleaned yet (the next run cleans them; "
+            "see the last run's error if it failed on them)"
+        )
+    return not reasons, reasons
 
 
 @app.command()
@@ -530,23 +604,36 @@ def report(
 @app.command()
 def status() -> None:
     """Last runs, last load per source, freshness, and whether the served marts are current."""
+    from flows.layers.files import CorruptFile
+
+    settings = _settings()
+    try:
+        _status(settings)
+    except CorruptFile as exc:  # name the file and its repair, no traceback
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from exc
+
+
+def _status(settings: Settings) -> None:
     import duckdb
     import polars as pl
 
-    from flows.layers.audit import read_audit, read_runs
+    from flows.layers.audit import read_audit, read_runs, with_crashed
+    from flows.layers.files import CorruptFile
 
-    settings = _settings()
     paths = settings.paths
-    runs, loads = read_runs(paths.audit), read_audit(paths.audit)
+    runs, loads = with_crashed(read_runs(paths.audit)), read_audit(paths.audit)
     if runs.is_empty() and loads.is_empty():
         console.print("No runs yet. Run `lagesbild run` (or `lagesbild demo`).")
         return
+    runs = runs.sort("started_at")
     _print_table(
         "Last runs",
-        runs.sort("finished_at")
-        .tail(8)
-        .with_columns(_local("finished_at"), pl.col("error").str.slice(0, 60)),
+        runs.tail(8).with_columns(
+            _local("started_at"), _local("finished_at"), pl.col("error").str.slice(0, 60)
+        ),
         {
+            "started_at": "started",
             "finished_at": "finished",
             "flow": "flow",
             "window": "window",
@@ -556,11 +643,17 @@ def status() -> None:
             "error": "error",
         },
     )
-
-    last_run = runs.sort("finished_at").tail(1).row(0, named=True) if runs.height else None
+    for row in runs.filter(pl.col("status") == "Running").iter_rows(named=True):
+        console.print(f"A {row['flow']} run is running (pid {row['pid']} on {row['host']}).")
+    ended = runs.filter(pl.col("status") != "Running")
+    last_run = ended.row(-1, named=True) if ended.height else None
     if last_run and last_run["status"] != "Completed":
-        console.print(f"[red]The last run ({last_run['flow']}) failed:[/red] {last_run['error']}")
-        console.print(f"Its summary: {paths.runs / (last_run['run_id'] + '.md')}")
+        verb = "was killed" if last_run["status"] == "Crashed" else "failed"
+        console.print(f"[red]The last run ({last_run['flow']}) {verb}:[/red]")
+        console.print(escape(last_run["error"] or ""), markup=True)  # verbatim
+        summary = paths.runs / (last_run["run_id"] + ".md")
+        if summary.exists():
+            console.print(f"Its summary: {summary}")
 
     cleaned = loads.filter(pl.col("status") == "cleaned")
     last = cleaned.sort("finished_at").group_by("dataset").last().sort("dataset")
@@ -581,11 +674,17 @@ def status() -> None:
     if not paths.marts_db.exists():
         console.print("[red]No marts are published yet.[/red]")
         return
-    con = duckdb.connect(str(paths.marts_db), read_only=True)
     try:
-        freshness = con.sql("select * from marts.mart_source_freshness").pl()
-    finally:
-        con.close()
+        con = duckdb.connect(str(paths.marts_db), read_only=True)
+        try:
+            freshness = con.sql("select * from marts.mart_source_freshness").pl()
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        raise CorruptFile(
+            f"{paths.marts_db} cannot be read ({exc}). Run `lagesbild run`: it publishes "
+            "the marts again from the work warehouse."
+        ) from exc
     _print_table(
         "Freshness (as of the last publish)",
         freshness.sort("source_type", "source"),
@@ -611,15 +710,68 @@ def status() -> None:
             f"{row['lag']} {row['lag_unit'].replace('_', ' ')} behind.[/red]"
         )
 
-    published = runs.filter(pl.col("published"))["finished_at"].max()
-    newest_clean = cleaned["finished_at"].max()
-    current = published is not None and (newest_clean is None or published >= newest_clean)
-    verdict = "[green]current[/green]" if current else "[red]behind the clean data[/red]"
+    current, reasons = _verdict(paths, runs, loads)
+    if current:
+        console.print(
+            f"Served marts {paths.marts_db}: [green]current[/green] (they include every "
+            "cleaned load)"
+        )
+    else:
+        console.print(f"Served marts {paths.marts_db}: [red]behind[/red]: " + "; ".join(reasons))
+
+
+@app.command()
+def verify() -> None:
+    """Check every landed file against the sha256 recorded when it was landed, and that every
+    clean, audit and served file is readable. Names each damaged file and its repair."""
+    import duckdb
+
+    from flows.layers.audit import read_audit, read_runs
+    from flows.layers.clean import clean_repair
+    from flows.layers.files import CorruptFile, check_parquet
+    from flows.layers.landing import every_load
+
+    paths = _settings().paths
+    problems: list[str] = []
+
+    def attempt(check, *args) -> None:
+        try:
+            check(*args)
+        except CorruptFile as exc:
+            problems.append(str(exc))
+
+    try:
+        loads = every_load(paths.landing)
+    except CorruptFile as exc:
+        problems.append(str(exc))
+        loads = []
+    for load in loads:
+        attempt(load.verify)
+    hashed = sum(1 for load in loads if load.manifest.data_sha256)
+    clean = sorted(p for p in paths.clean.rglob("*.parquet") if not p.name.startswith("."))
+    for file in clean:
+        attempt(check_parquet, file, None, clean_repair(paths.clean, file))
+    attempt(read_audit, paths.audit)
+    attempt(read_runs, paths.audit)
+    served = sorted(paths.marts_parquet.glob("*.parquet")) if paths.marts_parquet.exists() else []
+    again = "Run `lagesbild run`: it publishes the marts again."
+    for file in served:
+        attempt(check_parquet, file, None, again)
+    if paths.marts_db.exists():
+        try:
+            duckdb.connect(str(paths.marts_db), read_only=True).close()
+        except duckdb.Error as exc:
+            problems.append(f"{paths.marts_db} cannot be read ({exc}). {again}")
     console.print(
-        f"Served marts {paths.marts_db}: {verdict} (published {published:%Y-%m-%d %H:%M} UTC)"
-        if published
-        else f"Served marts {paths.marts_db}: {verdict}"
+        f"Checked {len(loads)} landed loads ({hashed} against their sha256; "
+        f"{len(loads) - hashed} landed before hashes were recorded: size and footer only), "
+        f"{len(clean)} clean files, the audit and {len(served)} served parquet files."
     )
+    for problem in problems:
+        console.print(f"[red]{escape(problem)}[/red]")
+    if problems:
+        raise typer.Exit(1)
+    console.print("[green]Every file is intact.[/green]")
 
 
 def main() -> None:  # pragma: no cover - console script entry

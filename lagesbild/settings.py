@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     run_lock_timeout: float = Field(
         900, ge=0, description="seconds a run waits for another run's build before giving up"
     )
+    work_db_lock_timeout: float = Field(
+        300, ge=0, description="seconds dbt waits for a session holding work.duckdb open"
+    )
     failure_webhook_url: str | None = Field(
         None, description="POSTed a JSON message when a run fails (Slack/Teams-style 'text')"
     )

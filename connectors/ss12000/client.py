@@ -67,6 +67,7 @@ class SS12000Client:
         )
         self._token: str | None = None
         self._token_expires = 0.0
+        self._lifetime = 0.0  # the last token's expires_in (messages)
         self.requests = 0  # calls to the API (not the token endpoint), for logs and tests
 
     def close(self) -> None:
@@ -108,6 +109,7 @@ class SS12000Client:
             body = response.json()
             self._token = body["access_token"]
             expires_in = float(body.get("expires_in", 300))
+            self._lifetime = expires_in
         except (ValueError, KeyError, TypeError) as exc:
             raise SourceError(
                 f"SS 12000 token endpoint {s.token_url} answered without an "
@@ -141,8 +143,11 @@ class SS12000Client:
         response = self.http.call(path, lambda: self._get_once(url, params))
         if response.status_code == 401:
             raise SourceError(
-                f"SS 12000 server {self.base_url} rejected a freshly issued token on "
-                f"{path} ({self._describe(response)}). Check that token_url belongs to this server."
+                f"SS 12000 server {self.base_url} answered 401 twice on {path}: to the token "
+                f"in use and to a new one fetched at once from {self.settings.token_url} "
+                f"({self._describe(response)}). Either this server does not accept that "
+                "endpoint's tokens (check token_url) or its tokens expire at once (expires_in "
+                f"{self._lifetime:.0f} s)."
             )
         if response.status_code == 403:
             raise SourceError(

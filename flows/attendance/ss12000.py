@@ -168,12 +168,16 @@ def land_delta(
         for dataset, (fetch, schema) in fetchers.items():
             after = asked_after(landing, dataset, overlap)
             frame = _not_landed(landing, dataset, _concat(fetch(client, after), schema))
-            log.info(
-                "ss12000 %s: %s modified after %s",
-                dataset,
-                f"{frame.height:,}",
-                after or "the start",
-            )
+            if after is None:  # nothing of it landed yet: the API gave everything
+                log.info("ss12000 %s: %s (first fetch: all of them)", dataset, f"{frame.height:,}")
+            else:
+                log.info(
+                    "ss12000 %s: %s new or changed since %s (asked with an overlap; what had "
+                    "landed already is left out)",
+                    dataset,
+                    f"{frame.height:,}",
+                    after,
+                )
             request = {"meta.modified.after": after, "described": f"modified after {after}"}
             if frame.height and dataset == ABSENCES:
                 land_last.append((dataset, frame, request))
@@ -204,7 +208,11 @@ def land_delta(
                 pl.col("absence_id").is_in(tombstones["id"].implode())
             )
             changed |= _days(gone)
-        log.info("ss12000 deletedEntities: %d new absence deletions", tombstones.height)
+        log.info(
+            "ss12000 deletedEntities: %d absence deletions not landed before%s",
+            tombstones.height,
+            f" (asked for those since {after})" if after else " (first fetch: all of them)",
+        )
 
         days = _days_to_fetch(settings, landing, school_days, run_date, changed, refetch)
         by_month: dict[str, list[date]] = {}

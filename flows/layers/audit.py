@@ -1,18 +1,26 @@
 """The audit: one row per load cleaned (`audit/loads.parquet`), one per run (`runs.parquet`),
 and the build lock that lets one run at a time write the layers.
+
+A load cleaned again (a backfill, a rerun after a failed gate) gets a new row; `is_current`
+marks the latest row of each load, so a sum over the current rows counts each load once.
+A run's row is written when it starts ('Running'), completed when it ends, and marked
+'Crashed' by a later run (or shown so by `lagesbild status`) once its process is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 from filelock import FileLock, Timeout
 
-from flows.layers.files import write_parquet_atomic
+from flows.layers.files import read_parquet_checked, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ AUDIT_SCHEMA = {
     "started_at": pl.Datetime("us", "UTC"),
     "finished_at": pl.Datetime("us", "UTC"),
     "seconds": pl.Float64,
+    # the latest row of its load: a load cleaned again has one current row, older ones false
+    "is_current": pl.Boolean,
 }
 
 # The columns a person reads first (run summary, `lagesbild status`).
@@ -53,7 +63,11 @@ def read_audit(audit_dir: Path) -> pl.DataFrame:
     path = audit_dir / "loads.parquet"
     if not path.exists():
         return pl.DataFrame(schema=AUDIT_SCHEMA)
-    return pl.read_parquet(path)
+    return read_parquet_checked(
+        path,
+        "Move it aside (e.g. to loads.parquet.damaged) and run `lagesbild run`: every landed "
+        "load is then cleaned and accounted again.",
+    )
 
 
 def cleaned_load_ids(audit_dir: Path) -> set[str]:
@@ -64,10 +78,13 @@ def cleaned_load_ids(audit_dir: Path) -> set[str]:
 def append_audit(audit_dir: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    new = pl.DataFrame(rows, schema=AUDIT_SCHEMA)
+    new = pl.DataFrame([{**row, "is_current": True} for row in rows], schema=AUDIT_SCHEMA)
     # diagonal: an audit written before a column was added keeps its rows (null there)
     merged = pl.concat([read_audit(audit_dir), new], how="diagonal_relaxed")
-    write_parquet_atomic(merged, audit_dir / "loads.parquet")
+    latest = pl.int_range(pl.len()).over("load_id") == pl.len().over("load_id") - 1
+    write_parquet_atomic(
+        merged.with_columns(is_current=latest), audit_dir / "loads.parquet", "audit-loads"
+    )
 
 
 RUNS_SCHEMA = {
@@ -77,21 +94,109 @@ RUNS_SCHEMA = {
     "run_date": pl.Date,
     "started_at": pl.Datetime("us", "UTC"),
     "finished_at": pl.Datetime("us", "UTC"),
-    "status": pl.String,  # Completed | Failed
+    "status": pl.String,  # Running | Completed | Failed | Crashed
     "error": pl.String,
     "loads": pl.Int64,
     "published": pl.Boolean,
+    "published_at": pl.Datetime("us", "UTC"),  # when the served marts were swapped
+    "pid": pl.Int64,  # the run's process, to tell a run still going from a killed one
+    "host": pl.String,
 }
 
 
 def read_runs(audit_dir: Path) -> pl.DataFrame:
     path = audit_dir / "runs.parquet"
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=RUNS_SCHEMA)
+    if not path.exists():
+        return pl.DataFrame(schema=RUNS_SCHEMA)
+    runs = read_parquet_checked(
+        path,
+        "Move it aside (e.g. to runs.parquet.damaged): the next run starts a new run history; "
+        "the data and the served marts are not affected.",
+    )
+    # runs recorded before a column was added have it null
+    return pl.concat([pl.DataFrame(schema=RUNS_SCHEMA), runs], how="diagonal_relaxed")
 
 
-def append_run(audit_dir: Path, row: dict) -> None:
-    new = pl.DataFrame([row], schema=RUNS_SCHEMA)
-    write_parquet_atomic(pl.concat([read_runs(audit_dir), new]), audit_dir / "runs.parquet")
+@contextmanager
+def _runs_file(audit_dir: Path) -> Iterator[pl.DataFrame]:
+    """runs.parquet is written by a run waiting for the build lock too: a short lock of
+    its own keeps two writers from losing each other's rows."""
+    audit_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(audit_dir / ".runs.lock", timeout=60):
+        yield read_runs(audit_dir)
+
+
+def _write_runs(audit_dir: Path, runs: pl.DataFrame) -> None:
+    write_parquet_atomic(runs.select(list(RUNS_SCHEMA)), audit_dir / "runs.parquet", "audit-runs")
+
+
+def process_alive(pid: int | None, host: str | None, since: datetime | None) -> bool:
+    """Whether the process that started a run still runs. On another host it cannot be
+    told: assume so. A pid reused by a process started after the run is not it."""
+    if pid is None or host != socket.gethostname():
+        return pid is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":  # killed, not yet reaped by its parent
+            return False
+        with open("/proc/stat") as stat:
+            boot = next(int(line.split()[1]) for line in stat if line.startswith("btime"))
+        started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True  # no /proc: trust the pid
+    return since is None or started <= since.timestamp() + 2
+
+
+def with_crashed(runs: pl.DataFrame) -> pl.DataFrame:
+    """Runs still 'Running' whose process is gone, shown as 'Crashed' with the reason."""
+    gone = [
+        row["run_id"]
+        for row in runs.filter(pl.col("status") == "Running").iter_rows(named=True)
+        if not process_alive(row["pid"], row["host"], row["started_at"])
+    ]
+    if not gone:
+        return runs
+    crashed = pl.col("run_id").is_in(gone)
+    return runs.with_columns(
+        status=pl.when(crashed).then(pl.lit("Crashed")).otherwise("status"),
+        error=pl.when(crashed)
+        .then(
+            pl.format(
+                "the run's process (pid {} on {}) ended without finishing: it was killed "
+                "(kill -9, out of memory) or the machine stopped. What it changed is "
+                "completed or cleaned up by the next run.",
+                "pid",
+                "host",
+            )
+        )
+        .otherwise("error"),
+    )
+
+
+def start_run(audit_dir: Path, row: dict) -> None:
+    """Record a run as it starts ('Running', this process), and any earlier run whose
+    process is gone as 'Crashed'."""
+    row = {**row, "status": "Running", "pid": os.getpid(), "host": socket.gethostname()}
+    with _runs_file(audit_dir) as runs:
+        runs = with_crashed(runs)
+        _write_runs(audit_dir, pl.concat([runs, pl.DataFrame([row], schema=RUNS_SCHEMA)]))
+
+
+def update_run(audit_dir: Path, run_id: str, **values) -> None:
+    """Change a recorded run's row (its end, its publish time)."""
+    with _runs_file(audit_dir) as runs:
+        mine = pl.col("run_id") == run_id
+        runs = runs.with_columns(
+            pl.when(mine).then(pl.lit(v, dtype=RUNS_SCHEMA[k])).otherwise(k).alias(k)
+            for k, v in values.items()
+        )
+        _write_runs(audit_dir, runs)
 
 
 class RunLocked(RuntimeError):

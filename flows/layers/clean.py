@@ -24,6 +24,7 @@ into clean partitions. This module owns everything else, the same for all datase
 
 from __future__ import annotations
 
+import calendar
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import polars as pl
 
 from flows.layers import gate
 from flows.layers.audit import append_audit, cleaned_load_ids
-from flows.layers.files import Staging, write_parquet_atomic
+from flows.layers.files import Staging, check_parquet, write_parquet_atomic
 from flows.layers.landing import Load
 from lagesbild.settings import Paths
 
@@ -337,7 +338,7 @@ def clean_dataset(
             folder = by_id[load_id].manifest.folder_period
             path = paths.quarantine / dataset.name / f"period={folder}" / f"load_id={load_id}"
             if result.quarantined:
-                write_parquet_atomic(result.quarantine, path / "quarantine.parquet")
+                write_parquet_atomic(result.quarantine, path / "quarantine.parquet", "quarantine")
             else:
                 (path / "quarantine.parquet").unlink(missing_ok=True)
     staging.discard()
@@ -375,3 +376,36 @@ def clean_dataset(
         )
     append_audit(paths.audit, outcome.loads)
     return outcome
+
+
+# The backfill source that rebuilds a clean dataset's partitions (flows/nightly.py).
+_REBUILT_BY = {"attendance": "attendance_export", "housing_work_orders": "housing_export"}
+
+
+def clean_repair(clean_dir: Path, file: Path) -> str:
+    """How a damaged clean file is built again from landing."""
+    relative = file.relative_to(clean_dir)
+    source = _REBUILT_BY.get(relative.parts[0])
+    period = next((p[len("period=") :] for p in relative.parts if p.startswith("period=")), None)
+    if source and period:
+        year, month = int(period[:4]), int(period[5:7]) if len(period) > 4 else None
+        first = f"{year}-{month or 1:02d}-01"
+        last = (
+            f"{year}-{month:02d}-{calendar.monthrange(year, month)[1]:02d}"
+            if month
+            else f"{year}-12-31"
+        )
+        return (
+            f"Delete it and run `lagesbild backfill --source {source} --from {first} --to "
+            f"{last}`: it is built again from landing."
+        )
+    return "Delete it and run `lagesbild run`: it is built again from landing."
+
+
+def check_clean_files(clean_dir: Path) -> int:
+    """The cheap check of every clean file before dbt reads them (parquet footer): a damaged
+    one is named with its repair, not reported by DuckDB half-way through the build."""
+    files = sorted(p for p in clean_dir.rglob("*.parquet") if not p.name.startswith("."))
+    for file in files:
+        check_parquet(file, repair=clean_repair(clean_dir, file))
+    return len(files)

@@ -7,8 +7,8 @@ renamed, so it appears complete or not at all. Nothing in landing is ever rewrit
 
 from __future__ import annotations
 
+import calendar
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from connectors.drop_files import Landed
+from flows.layers.files import CorruptFile, check_parquet, replace, sha256_of
 from flows.layers.manifest import Manifest, PartitionKind, partitions_of
 from flows.layers.parsing import parse_date
 from lagesbild.settings import Settings
@@ -40,8 +41,43 @@ class Load:
     def load_id(self) -> str:
         return self.manifest.load_id
 
+    @property
+    def data_file(self) -> Path:
+        return self.folder / DATA_FILE
+
+    def repair(self) -> str:
+        """What to do when this load's file is damaged: land it again."""
+        manifest = self.manifest
+        again = f"Move {self.folder} out of landing, then run"
+        if manifest.file is not None:
+            return f"{again} `lagesbild run`: {manifest.file} is landed again from the drop folder."
+        if manifest.source == "ss12000" and manifest.partitions:
+            first, last = manifest.partitions[0], manifest.partitions[-1]
+            days = calendar.monthrange(int(last[:4]), int(last[5:7]))[1]
+            return (
+                f"{again} `lagesbild backfill --source ss12000 --from {first}-01 --to "
+                f"{last}-{days:02d}`: those days are fetched again."
+            )
+        return f"{again} `lagesbild run`: {manifest.source} is asked for it again."
+
+    def check(self) -> None:
+        """The cheap check before reading: size (when recorded) and the parquet footer."""
+        check_parquet(self.data_file, self.manifest.data_size, self.repair())
+
+    def verify(self) -> None:
+        """The full check (`lagesbild verify`): the sha256 recorded when it was landed."""
+        self.check()
+        if self.manifest.data_sha256 and sha256_of(self.data_file) != self.manifest.data_sha256:
+            raise CorruptFile(
+                f"{self.data_file} differs from what was landed (sha256). {self.repair()}"
+            )
+
     def read(self, columns: list[str] | None = None) -> pl.DataFrame:
-        return pl.read_parquet(self.folder / DATA_FILE, columns=columns)
+        self.check()
+        try:
+            return pl.read_parquet(self.data_file, columns=columns)
+        except Exception as exc:  # a damaged file: name it and its repair
+            raise CorruptFile(f"{self.data_file} cannot be read ({exc}). {self.repair()}") from exc
 
 
 def new_load_id(sha256: str, now: datetime | None = None) -> str:
@@ -55,7 +91,8 @@ def now_iso() -> str:
 
 
 def land(root: Path, manifest: Manifest, rows: pl.DataFrame) -> Load:
-    """Write one landing load; the folder appears complete or not at all."""
+    """Write one landing load; the folder appears complete or not at all. The manifest gets
+    the size and sha256 of the rows' file (checked by every read and `lagesbild verify`)."""
     final = (
         root
         / manifest.source
@@ -66,9 +103,13 @@ def land(root: Path, manifest: Manifest, rows: pl.DataFrame) -> Load:
     staged = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
-    rows.write_parquet(staged / DATA_FILE)
+    data = staged / DATA_FILE
+    rows.write_parquet(data)
+    manifest = manifest.model_copy(
+        update={"data_sha256": sha256_of(data), "data_size": data.stat().st_size}
+    )
     (staged / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-    os.replace(staged, final)
+    replace(staged, final, "landing")
     return Load(manifest, final)
 
 
@@ -76,9 +117,24 @@ def landed_loads(root: Path, source: str, dataset: str | None = None) -> list[Lo
     """Every landed load of a source (of one dataset, if given), oldest first."""
     loads = []
     for path in (root / source).glob(f"{dataset or '*'}/period=*/load_id=*/{MANIFEST}"):
-        manifest = Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+        try:
+            manifest = Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+        except ValueError as exc:  # pydantic's ValidationError, bad UTF-8
+            raise CorruptFile(
+                f"{path} is not a readable manifest ({str(exc).splitlines()[0]}). Move "
+                f"{path.parent} out of landing and run `lagesbild run` to land it again."
+            ) from exc
         loads.append(Load(manifest, path.parent))
     return sorted(loads, key=lambda load: load.load_id)
+
+
+def every_load(root: Path) -> list[Load]:
+    """Every landed load of every source, oldest first."""
+    sources = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    return sorted(
+        (load for source in sources for load in landed_loads(root, source)),
+        key=lambda load: load.load_id,
+    )
 
 
 def land_exports(
@@ -153,7 +209,7 @@ def land_exports(
             size=size,
             mtime_ns=mtime_ns,
         )
-        land(root, manifest, batch.rows)
+        manifest = land(root, manifest, batch.rows).manifest
         manifests.append(manifest)
         covered = ", ".join(partitions) or "none (no usable date)"
         log.info("landed %s: %s rows, %ss %s", manifest.file, f"{manifest.rows:,}", kind, covered)
@@ -187,5 +243,4 @@ def land_request(
         columns=rows.columns,
         **fields,
     )
-    land(root, manifest, rows)
-    return manifest
+    return land(root, manifest, rows).manifest

@@ -42,6 +42,9 @@ class Manifest(BaseModel):
     release: dict[str, Any] = {}  # statistics: what the source said about this release
     size: int | None = None  # drop-folder files: size and mtime when found (the quick check)
     mtime_ns: int | None = None
+    # the landed rows' file (data.parquet): its size and sha256 (older manifests lack them)
+    data_size: int | None = None
+    data_sha256: str | None = None
 
     @model_validator(mode="before")
     @classmethod

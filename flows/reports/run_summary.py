@@ -97,7 +97,13 @@ def render(summary: RunSummary, paths: Paths) -> str:
         ]
     clean = summary.clean
     out += [
-        f"- files landed: {len(summary.landed)}",
+        f"- loads landed by this run: {len(summary.landed)} (drop-folder files and API answers)",
+        f"- loads cleaned and accounted by this run: {len(clean.loads)}"
+        + (
+            f" ({earlier} of them landed by an earlier run)"
+            if (earlier := len({r["file"] for r in clean.loads} - set(summary.landed)))
+            else ""
+        ),
         f"- clean partitions replaced: {', '.join(clean.partitions_replaced) or 'none'}",
         f"- dbt nodes built and tested: {summary.dbt_nodes}"
         + (f" ({summary.dbt_mode})" if summary.dbt_mode else ""),

@@ -387,6 +387,28 @@ def test_a_second_run_waits_for_the_build_or_ends_clearly(stages, webhook):
     message = received[-1]
     assert message["flow"] == "nightly" and "RunLocked" in message["reason"]
     assert message["text"].startswith("lagesbild: nightly run") and "failed" in message["text"]
+    # A run that never got the lock is still recorded, with its summary.
+    (failed,) = read_runs(data / "audit").filter(pl.col("status") == "Failed").iter_rows(named=True)
+    assert failed["error"].startswith("RunLocked: another lagesbild run held")
+    assert (data / "reports/runs" / f"{failed['run_id']}.md").exists()
+
+    # The summary cannot be written (a broken reports folder): the run's own error is kept,
+    # the run record completed.
+    runs_folder = data / "reports/runs"
+    shutil.move(runs_folder, data / "reports/runs-moved")
+    runs_folder.write_text("not a folder")
+    holder = hold_lock(data, 30)
+    try:
+        with pipeline_at(data, stages["drop"], run_lock_timeout="1"):
+            state = nightly(return_state=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert state.is_failed() and "another lagesbild run held" in state.message
+    last = read_runs(data / "audit").row(-1, named=True)
+    assert last["status"] == "Failed" and last["error"].startswith("RunLocked")
+    runs_folder.unlink()
+    shutil.move(data / "reports/runs-moved", runs_folder)
 
     holder = hold_lock(data, 3)  # a build that finishes soon: this run waits for it
     try:
@@ -400,75 +422,323 @@ def test_a_second_run_waits_for_the_build_or_ends_clearly(stages, webhook):
     )
 
 
-# -- kill -9 at each stage, then a rerun ------------------------------------------------------
+def test_a_reader_of_the_work_warehouse_makes_dbt_wait_then_fail_in_one_line(stages):
+    """An analyst's DuckDB session on work.duckdb (not marts.duckdb) blocks dbt's writes."""
+    data = copy_of(stages, "reader", "reference")
+    code = (
+        "import sys, duckdb; con = duckdb.connect(sys.argv[1], read_only=True); "
+        "print('open', flush=True); sys.stdin.read()"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", code, str(data / "warehouse/work.duckdb")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        with pipeline_at(data, stages["drop"], work_db_lock_timeout="3"):
+            state = nightly(return_state=True)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert state.is_failed()
+    (line,) = [m for m in state.message.splitlines() if "work.duckdb" in m]
+    assert f"is held open by PID {reader.pid} (" in line and "for more than 3 s" in line
+    assert "never work.duckdb" in line and "Traceback" not in state.message
+    with pipeline_at(data, stages["drop"]):  # the reader gone, the next run builds
+        assert nightly(return_state=True).is_completed()
+    assert_byte_identical(served_files(data), served_files(stages["reference"]))
 
-# Log lines the flow writes as it goes; the process is killed when one appears.
-STAGE_MARKERS = {
-    "extract": "stage extract: start",
-    "clean": "stage clean: start",
-    "gate": "gate attendance period=",
-    "dbt": "START sql table model",
-    "publish": "stage publish: start",
+
+def test_a_damaged_file_is_named_with_its_repair(stages):
+    """Truncated files: a landed load (found by `verify`, repaired by landing it again), a
+    clean partition (the run stops before dbt, naming it), the audit and the served file
+    (`status` names them instead of crashing)."""
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    data = copy_of(stages, "damaged", "reference")
+    runner = CliRunner()
+    with pipeline_at(data, stages["drop"]):
+        intact = runner.invoke(app, ["verify"], env={"COLUMNS": "200"})
+    assert intact.exit_code == 0 and "Every file is intact" in intact.output, intact.output
+    landed = sorted((data / "landing/attendance_export").rglob("data.parquet"))
+    loads = len(list((data / "landing").rglob("data.parquet")))
+    assert f"Checked {loads} landed loads ({loads} against their sha256; 0 landed before" in (
+        " ".join(intact.output.split())
+    )
+
+    # a landed file damaged in place (same size): only the sha256 tells
+    september = next(p for p in landed if "period=2025-09" in str(p))
+    content = bytearray(september.read_bytes())
+    content[100] ^= 0xFF
+    september.write_bytes(bytes(content))
+    with pipeline_at(data, stages["drop"]):
+        found = runner.invoke(app, ["verify"], env={"COLUMNS": "400"})
+    assert found.exit_code == 1
+    flat = " ".join(found.output.split())
+    assert f"{september} differs from what was landed (sha256)" in flat
+    assert f"Move {september.parent} out of landing, then run `lagesbild run`" in flat
+
+    # a clean partition truncated: the run names it before dbt, with the backfill that repairs
+    clean = data / "clean/attendance/period=2025-10"
+    part = next(clean.glob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:-10])
+    with pipeline_at(data, stages["drop"]):
+        state = nightly(return_state=True)
+    assert state.is_failed() and f"{part} is not a complete parquet file" in state.message
+    assert (
+        "lagesbild backfill --source attendance_export --from 2025-10-01 --to 2025-10-31"
+        in state.message
+    )
+
+    # the audit and the served file truncated: `status` names each, no traceback
+    for damaged in (data / "audit/loads.parquet", data / "warehouse/marts.duckdb"):
+        saved = damaged.read_bytes()
+        damaged.write_bytes(saved[: len(saved) // 2])
+        status = status_output(data, stages["drop"])
+        assert str(damaged) in " ".join(status.split()) and "Traceback" not in status, status
+        damaged.write_bytes(saved)
+
+    # repaired as the messages say: the landed load moved away (landed again from the drop
+    # folder), the clean partition deleted and rebuilt by the backfill
+    shutil.move(september.parent, stages["root"] / "damaged-load")
+    part.unlink()
+    with pipeline_at(data, stages["drop"]):
+        assert backfill(
+            source="attendance_export",
+            date_from="2025-10-01",
+            date_to="2025-10-31",
+            return_state=True,
+        ).is_completed()
+    assert leftovers(data) == []
+    assert_byte_identical(served_files(data), served_files(stages["reference"]))
+    with pipeline_at(data, stages["drop"]):
+        assert runner.invoke(app, ["verify"]).exit_code == 0
+
+
+# -- kill -9 at each stage and before each atomic rename, then a rerun ---------------------------
+
+# Where a run is killed: when a log line appears (a stage), or just before an atomic rename
+# (flows/layers/files.py `replace`, `<point>[:<n>]`: the n-th rename at that point).
+KILLS = {
+    "stage-extract": ("log", "stage extract: start"),
+    "stage-clean": ("log", "stage clean: start"),
+    "stage-gate": ("log", "gate attendance period="),
+    "stage-dbt": ("log", "START sql table model"),
+    "stage-publish": ("log", "stage publish: start"),
+    "rename-landing": ("rename", "landing"),  # a landed load's folder
+    "rename-clean": ("rename", "clean"),  # a clean partition swapped in
+    "rename-quarantine": ("rename", "quarantine"),
+    "rename-audit-loads": ("rename", "audit-loads"),
+    "rename-fingerprint": ("rename", "fingerprint"),  # dbt built, its fingerprint not yet kept
+    "rename-publish-marts": ("rename", "publish-marts"),
+    "rename-publish-parquet": ("rename", "publish-parquet"),  # marts.duckdb already swapped
+    "rename-run-record": ("rename", "audit-runs:3"),  # published; the run's end not recorded
 }
+PUBLISHED_BEFORE_KILL = {"rename-publish-parquet", "rename-run-record"}
+# What `status` says right after the kill: current when nothing cleaned is unpublished
+# (killed before the first landing, or after publishing). A kill at the extract log line
+# may land a file or not before the signal arrives: not asserted.
+CURRENT_AFTER_KILL = {"rename-landing": True, "rename-run-record": True, "stage-extract": None}
 
 
-@pytest.mark.parametrize("stage", list(STAGE_MARKERS))
-def test_a_run_killed_at_any_stage_leaves_the_marts_and_the_rerun_completes(stages, stage):
+def run_env(data: Path, drop: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `lagesbild run` process against the session's Prefect API."""
     from prefect.settings import PREFECT_API_URL
 
-    data = copy_of(stages, f"killed-{stage}")
-    baseline = marts_content(data / "warehouse/marts.duckdb")
-    env = {
+    return {
         **os.environ,
         "LAGESBILD_DATA_DIR": str(data),
-        "LAGESBILD_DROP_DIR": str(stages["drop"]),
+        "LAGESBILD_DROP_DIR": str(drop),
         "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
+        "LAGESBILD_DBT_DOCS": "false",
         "PREFECT_API_URL": PREFECT_API_URL.value(),
         "PYTHONUNBUFFERED": "1",
         "COLUMNS": "200",
+        **extra,
     }
+
+
+def leftovers(data: Path) -> list[str]:
+    """What a run must never leave: temporary files and folders, staging folders, stray links
+    and half-published files (a parquet folder newer than the served one), empty partition
+    folders. The folder served before the last publish is kept for its readers."""
+    served = (data / "warehouse/marts").resolve()
+    found = [
+        *data.glob("*/**/.*.tmp"),
+        *data.glob("clean/.*-staging-*"),
+        *data.glob("warehouse/.marts.*"),
+        *data.glob("warehouse/.work.fingerprint.*"),
+        *[p for p in data.glob("warehouse/marts-*") if p.stat().st_mtime > served.stat().st_mtime],
+        *[
+            p
+            for layer in ("landing", "clean", "quarantine")
+            for p in (data / layer).rglob("*")
+            if p.is_dir() and not any(p.iterdir())
+        ],
+    ]
+    return sorted(str(p.relative_to(data)) for p in found)
+
+
+def served_files(data: Path) -> dict[str, object]:
+    """Every table of marts.duckdb (rows in order) and the bytes of every served parquet file."""
+    con = duckdb.connect(str(data / "warehouse/marts.duckdb"), read_only=True)
+    try:
+        names = [r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()]
+        tables = {n: con.sql(f'from "{n}" order by all').pl() for n in sorted(names)}
+    finally:
+        con.close()
+    parquet = {p.name: p.read_bytes() for p in sorted((data / "warehouse/marts").glob("*.parquet"))}
+    return {"tables": tables, "parquet": parquet}
+
+
+def assert_byte_identical(a: dict, b: dict) -> None:
+    assert a["tables"].keys() == b["tables"].keys()
+    for name, frame in a["tables"].items():
+        assert frame.equals(b["tables"][name]), name
+    assert a["parquet"].keys() == b["parquet"].keys() == {f"{t}.parquet" for t in a["tables"]}
+    for name, content in a["parquet"].items():
+        assert content == b["parquet"][name], name
+
+
+def status_output(data: Path, drop: Path) -> str:
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    with pipeline_at(data, drop):
+        result = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.output
+
+
+def test_two_identical_runs_publish_byte_identical_marts(stages):
+    """The reference run again, on a copy of the same baseline: every table of marts.duckdb
+    and every parquet byte equal (comparison means are summed exactly, parquet is ordered)."""
+    data = copy_of(stages, "again")
+    with pipeline_at(data, stages["drop"]):
+        assert nightly(return_state=True).is_completed()
+    assert_byte_identical(served_files(data), served_files(stages["reference"]))
+    assert leftovers(data) == leftovers(stages["reference"]) == []
+
+
+@pytest.mark.parametrize("kill", list(KILLS))
+def test_a_run_killed_anywhere_heals_with_the_next_run(stages, kill):
+    how, where = KILLS[kill]
+    data = copy_of(stages, f"killed-{kill}")
+    baseline = served_files(data)
+    hook = {"LAGESBILD_TEST_KILL_BEFORE": where} if how == "rename" else {}
     run = subprocess.Popen(
         [sys.executable, "-m", "lagesbild.cli", "run"],
-        env=env,
+        env=run_env(data, stages["drop"], **hook),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline, seen = time.monotonic() + 240, []
+    deadline, seen = time.monotonic() + 300, []
     for line in run.stdout:
         seen.append(line)
-        if STAGE_MARKERS[stage] in line:
+        if how == "log" and where in line:
             os.kill(run.pid, signal.SIGKILL)
             break
         assert time.monotonic() < deadline, "".join(seen[-20:])
     run.wait()
     assert run.returncode == -signal.SIGKILL, "".join(seen[-20:])
 
+    # The served marts are the old ones or, once swapped, the new ones: never a mix.
+    complete = served_files(stages["reference"])
     served = marts_content(data / "warehouse/marts.duckdb")
-    complete = marts_content(stages["reference"] / "warehouse/marts.duckdb")
-    assert same_marts(served, baseline) or (stage == "publish" and same_marts(served, complete))
+    if kill in PUBLISHED_BEFORE_KILL:
+        assert same_marts(served, marts_content(stages["reference"] / "warehouse/marts.duckdb"))
+    else:
+        assert_byte_identical(served_files(data), baseline)
+    # `status` tells what happened: the run was killed; current only once its marts are served
+    status = status_output(data, stages["drop"])
+    assert "Crashed" in status and "The last run (nightly) was killed" in status, status
+    current = CURRENT_AFTER_KILL.get(kill, False)
+    if current is not None:
+        verdict = "current" if current else "behind"
+        assert f"Served marts {data / 'warehouse/marts.duckdb'}: {verdict}" in status, status
+    if how == "rename":
+        assert leftovers(data), "a kill before a rename leaves what it was about to rename"
 
     with pipeline_at(data, stages["drop"]):
         assert nightly(return_state=True).is_completed()
-    rerun = marts_content(data / "warehouse/marts.duckdb")
-    assert not differing_marts(rerun, complete)
+    assert leftovers(data) == []
+    assert_byte_identical(served_files(data), complete)
     assert clean_content(data).keys() == clean_content(stages["reference"]).keys()
     for period, frame in clean_content(stages["reference"]).items():
         assert clean_content(data)[period].equals(frame), period
-    # Nothing lost or doubled: every file landed once, and its accounting holds.
+    runs = read_runs(data / "audit")
+    assert runs["status"].to_list()[-2:] == ["Crashed", "Completed"]
+    assert runs["published_at"][-1] is not None
+    assert "current" in status_output(data, stages["drop"])
+    # Nothing lost or doubled: every file landed once, each load accounted once.
     landed = [json.loads(p.read_text())["file"] for p in (data / "landing").rglob("_manifest.json")]
     assert sorted(landed) == sorted(set(landed))
     exports = [*stages["drop"].glob("attendance/*/*"), *stages["drop"].glob("housing/*/*")]
     assert len(landed) == len(exports)
-    audit = read_audit(data / "audit").filter(pl.col("status") == "cleaned")
-    latest = audit.sort("finished_at").group_by("load_id").last()
-    assert latest.height == len(landed)
+    audit = read_audit(data / "audit")
+    current = audit.filter(pl.col("is_current"))
+    assert current["load_id"].is_unique().all() and set(current["status"]) == {"cleaned"}
+    assert current.height == len(list((data / "landing").rglob("_manifest.json")))
     assert (
-        latest["rows_received"]
-        == latest["rows_clean"] + latest["rows_quarantined"] + latest["rows_duplicate"]
+        current["rows_received"]
+        == current["rows_clean"] + current["rows_quarantined"] + current["rows_duplicate"]
     ).all()
-    reference = read_audit(stages["reference"] / "audit")
-    assert latest["rows_clean"].sum() == reference["rows_clean"].sum()
+    reference = read_audit(stages["reference"] / "audit").filter(pl.col("is_current"))
+    for column in ("rows_received", "rows_clean", "rows_quarantined", "rows_duplicate"):
+        assert current[column].sum() == reference[column].sum(), column
+
+
+def test_the_temporary_prefect_api_ends_with_a_killed_run(stages):
+    """Without PREFECT_API_URL, `lagesbild run` starts Prefect's temporary API server; killed
+    alone (as the OOM killer does), the run must not leave that server running."""
+    data = copy_of(stages, "orphans")
+    env = run_env(data, stages["drop"])
+    for name in ("PREFECT_API_URL", "PREFECT_HOME"):
+        env.pop(name)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lagesbild.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: what it started is found by it
+    )
+    deadline, seen = time.monotonic() + 300, []
+    for line in run.stdout:
+        seen.append(line)
+        if "stage extract: start" in line:
+            break
+        assert time.monotonic() < deadline, "".join(seen[-20:])
+
+    def group() -> list[int]:
+        members = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == run.pid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+        return members
+
+    try:
+        assert len(group()) >= 2, "".join(seen[-20:])  # the run and its temporary API server
+        os.kill(run.pid, signal.SIGKILL)  # the main process only
+        run.wait()
+        deadline = time.monotonic() + 20
+        while group() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert group() == []
+    finally:
+        if group():
+            os.killpg(run.pid, signal.SIGKILL)  # what this test started, if it failed
+    assert "Crashed" in status_output(data, stages["drop"])
 
 
 # -- status ------------------------------------------------------------------------------------

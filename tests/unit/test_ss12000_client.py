@@ -173,6 +173,19 @@ def test_token_expiring_mid_run_is_renewed_once(client, server):
     assert server.token_requests == 2
 
 
+def test_a_token_expiring_twice_in_a_row_says_so(client, server):
+    """The token in use and the one fetched at once after it are both refused: the message
+    names both possibilities, not only a wrong token_url."""
+    server.faults.add("expire_token", times=2)
+    with pytest.raises(SourceError) as raised:
+        list(client.pages("/organisations"))
+    message = str(raised.value)
+    assert "answered 401 twice on /organisations" in message
+    assert "to the token in use and to a new one fetched at once from" in message
+    assert "(check token_url) or its tokens expire at once (expires_in " in message
+    server.faults.clear()
+
+
 @pytest.mark.parametrize("fault", ["429", "500", "503_overload", "slow"])
 def test_transient_faults_are_retried(client, server, fault):
     server.faults.add(fault)

@@ -86,7 +86,12 @@ comparisons as (
         v.population_group,
         max(case when r.role = 'county' then v.value end) as county_value,
         max(case when r.role = 'country' then v.value end) as national_value,
-        avg(case when r.role = 'comparison' then v.value end) as comparison_group_value,
+        -- an exact (decimal) sum: a double sum depends on the order rows arrive in, and a
+        -- mean such as 7.025 then rounds to 7.02 one night and 7.03 the next
+        cast(
+            sum(case when r.role = 'comparison' then cast(v.value as decimal(38, 10)) end)
+            / count(case when r.role = 'comparison' then v.value end) as double
+        ) as comparison_group_value,
         count(case when r.role = 'comparison' then v.value end) as comparison_group_members
     from current_values as v
     inner join roles as r on r.area_code = v.area_code
