@@ -282,8 +282,8 @@ class Bench:
                     "flow(name='bench-noop')(noop)()"
                 ),
                 "Python + dbt (start, parse the project, build nothing)": (
-                    "from flows import warehouse; from lagesbild.settings import Settings\n"
-                    "code, lines = warehouse._run_dbt(Settings(), "
+                    "from flows.warehouse import dbt; from lagesbild.settings import Settings\n"
+                    "code, lines = dbt._run_dbt(Settings(), "
                     "['build', '--select', 'tag:bench-selects-nothing'], lambda line: None, None)\n"
                     "assert code == 0, lines"
                 ),

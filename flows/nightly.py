@@ -27,7 +27,6 @@ from pydantic import Field
 
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
-from flows import warehouse
 from flows.attendance import exports as attendance_exports
 from flows.attendance import ss12000
 from flows.attendance.dataset import Attendance
@@ -43,6 +42,7 @@ from flows.reports import run_summary
 from flows.reports.notify import label_run, notify_failure
 from flows.statistics import landing as statistics_landing
 from flows.statistics.dataset import IndicatorValues, Population
+from flows.warehouse import dbt, publish
 from lagesbild import runtime
 from lagesbild.settings import ConfigError, Settings
 
@@ -138,13 +138,13 @@ def clean_and_gate(
 
 
 @task(cache_policy=NO_CACHE, timeout_seconds=DBT_TIMEOUT_SECONDS)
-def build_warehouse(settings: Settings, as_of: date, full_refresh: bool) -> warehouse.DbtBuild:
-    return warehouse.dbt_build(settings, as_of=as_of, full_refresh=full_refresh)
+def build_warehouse(settings: Settings, as_of: date, full_refresh: bool) -> dbt.DbtBuild:
+    return dbt.dbt_build(settings, as_of=as_of, full_refresh=full_refresh)
 
 
 @task(cache_policy=NO_CACHE)
 def publish_marts(settings: Settings) -> list[str]:
-    tables = warehouse.publish(settings.paths, settings.served_storage_version, settings.postgres)
+    tables = publish.publish(settings.paths, settings.served_storage_version, settings.postgres)
     log.info("published %d marts to %s", len(tables), settings.paths.marts_db)
     if settings.postgres:
         log.info("and to PostgreSQL schema %s", settings.postgres.schema_name)
@@ -153,7 +153,7 @@ def publish_marts(settings: Settings) -> list[str]:
 
 @task(cache_policy=NO_CACHE)
 def write_dbt_docs(settings: Settings, as_of: date):
-    return warehouse.dbt_docs(settings, as_of=as_of)
+    return dbt.dbt_docs(settings, as_of=as_of)
 
 
 @task(cache_policy=NO_CACHE)
@@ -248,7 +248,7 @@ def _pipeline(
             stage("dbt")
             build = build_warehouse(settings, summary.run_date, full_refresh)
             summary.dbt_nodes, summary.dbt_mode = build.nodes, build.reason
-            summary.dbt_execution_seconds = warehouse.execution_seconds(settings.paths)
+            summary.dbt_execution_seconds = dbt.execution_seconds(settings.paths)
             stage("publish")
             summary.published = publish_marts(settings)
             # recorded at once: `status` compares it with the loads cleaned

@@ -22,8 +22,9 @@ import polars as pl
 import psycopg
 import pytest
 
-from flows import publish_postgres, warehouse
 from flows.nightly import nightly
+from flows.warehouse import postgres as publish_postgres
+from flows.warehouse import publish as warehouse
 from lagesbild.settings import PostgresTarget, Settings
 from tests.flows.test_nightly import file_bytes, marts
 from tests.postgres_server import postgres_server
