@@ -242,7 +242,7 @@ def test_the_scheduled_nightly_fires_and_a_cli_backfill_waits_for_it(server):
             "after its scheduled time"
         )
         assert run.expected_start_time == server["first"]
-        assert 0 <= delay < 30
+        assert -5 <= delay < 30  # the scheduler may hand a run out a moment early
 
         backfill = prefect_cli(
             server,
