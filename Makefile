@@ -26,13 +26,13 @@ bench: $(VENV)  ## benchmarks against the limit and pandas (scales: BENCH_ARGS="
 	$(UV) run --frozen lagesbild bench $(BENCH_ARGS)
 
 test: $(VENV) system-packages  ## the whole test suite (unit, dbt, flows end to end), 2 workers
-	$(UV) run --frozen pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(VENV)  ## everything but the end-to-end flow tests (no Prefect), under a minute
 	$(UV) run --frozen pytest -m "not flow" $(PYTEST_ARGS)
 
 test-flow: $(VENV) system-packages  ## only the end-to-end flow tests (they start Prefect)
-	$(UV) run --frozen pytest -n 2 --dist loadgroup -m flow $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n 2 --dist loadfile -m flow $(PYTEST_ARGS)
 
 lint: $(VENV)
 	$(UV) run --frozen ruff check .

@@ -3,10 +3,9 @@
 Every test under tests/flows starts Prefect or runs a flow: it is marked `flow`, so
 `pytest -m "not flow"` (`make test-fast`) runs the rest in under a minute.
 
-`make test` runs two pytest-xdist workers (`-n 2 --dist loadgroup`). A module whose tests
-build on each other's runs is one xdist group (one worker, file order); the tests of
-test_operations each work in their own copy and are spread singly. The workers run the
-end-to-end groups first, longest first, and the fast tests last, to fill the gaps.
+`make test` runs two pytest-xdist workers (`-n 2 --dist loadfile`: a module's tests run on
+one worker, in file order, since many build on each other's runs). The workers take the
+end-to-end modules first, longest first, and the fast tests last, to fill the gaps.
 """
 
 from __future__ import annotations
@@ -23,22 +22,27 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.pop(name, None)
 
 FLOWS = Path(__file__).parent / "flows"
-# Modules whose tests share one data folder in order; the longest first.
-GROUPED = ["test_ss12000", "test_bi_access", "test_statistics", "test_housing", "test_nightly"]
+# The end-to-end modules, longest first.
+ORDER = [
+    "test_operations",
+    "test_ss12000",
+    "test_bi_access",
+    "test_statistics",
+    "test_housing",
+    "test_nightly",
+]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups and `-m` deselects
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if FLOWS in item.path.parents:
             item.add_marker(pytest.mark.flow)
-            if item.path.stem in GROUPED:
-                item.add_marker(pytest.mark.xdist_group(item.path.stem))
     if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects: the order must be stable
 
         def rank(item: pytest.Item) -> int:
-            if item.path.stem in GROUPED and FLOWS in item.path.parents:
-                return GROUPED.index(item.path.stem)
-            return len(GROUPED) + (0 if FLOWS in item.path.parents else 1)
+            if FLOWS in item.path.parents and item.path.stem in ORDER:
+                return ORDER.index(item.path.stem)
+            return len(ORDER) + (0 if FLOWS in item.path.parents else 1)
 
         items.sort(key=rank)  # stable: file order within each rank
