@@ -118,7 +118,12 @@ def build_warehouse(settings: Settings, as_of: date, full_refresh: bool) -> ware
 
 @task(cache_policy=NO_CACHE)
 def publish_marts(settings: Settings) -> list[str]:
-    tables = warehouse.publish(settings.paths, settings.served_storage_version, settings.postgres)
+    tables = warehouse.publish(
+        settings.paths,
+        settings.served_storage_version,
+        settings.postgres,
+        settings.suppression.min_persons,
+    )
     log.info("published %d marts to %s", len(tables), settings.paths.marts_db)
     if settings.postgres:
         log.info("and to PostgreSQL schema %s", settings.postgres.schema_name)

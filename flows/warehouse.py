@@ -35,7 +35,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows import publish_postgres
+from flows import disclosure, publish_postgres
 from lagesbild.settings import Paths, PostgresTarget, Settings
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,10 @@ def _parquet_metadata(table_comment: str | None, column_comments: dict[str, str]
 
 
 def publish(
-    paths: Paths, storage_version: str, postgres: PostgresTarget | None = None
+    paths: Paths,
+    storage_version: str,
+    postgres: PostgresTarget | None = None,
+    min_persons: int = 5,
 ) -> list[str]:
     """Copy schema `marts` to a new served file and parquet folder, then swap both in.
 
@@ -296,8 +299,13 @@ def publish(
         (served,) = con.execute("SELECT current_database()").fetchone()
         comments = _comments(con)
         for table in tables:
+            con.execute(
+                f'CREATE TABLE "{served}".main."{table}" AS SELECT * FROM work.marts."{table}"'
+            )
+        # Linked suppression across the marts, in the new file only (flows/disclosure.py).
+        disclosure.protect(con, served, min_persons)
+        for table in tables:
             name = f'"{served}".main."{table}"'
-            con.execute(f'CREATE TABLE {name} AS SELECT * FROM work.marts."{table}"')
             table_comment, column_comments = comments.get(table, (None, {}))
             if table_comment:
                 con.execute(f"COMMENT ON TABLE {name} IS {_literal(table_comment)}")
