@@ -645,6 +645,7 @@ def protect(
         con.execute(
             f"update {_qualified(table, catalog)} set {', '.join(sets)} where {where}", list(key)
         )
+    _follow_in_goal_progress(con, catalog)
     if added:
         log.info(
             "disclosure control: %d more cells withheld so that no withheld value can be "
@@ -653,6 +654,46 @@ def protect(
             len(result.quantities),
         )
     return added, result
+
+
+def _follow_in_goal_progress(con: duckdb.DuckDBPyConnection, catalog: str | None) -> None:
+    """The goal follow-up repeats an area's vandalism cost per apartment (value, and as the
+    previous and baseline value of later years): withheld wherever the area × year row is.
+    (Cost per apartment × the published apartments is the cost.)"""
+    present = _tables(con, catalog)
+    goals, years = "mart_goal_progress", "mart_vandalism_area_year"
+    if goals not in present or years not in present:
+        return
+    withheld = (
+        f"select area_code, cast(year as varchar) as period from {_qualified(years, catalog)} "
+        "where scope = 'area' and vandalism_cost_sek is null and is_suppressed"
+    )
+    match = (
+        "g.indicator_id in ('vandalism_cost_per_apartment_sek', 'vandalism_cost_sek') "
+        "and g.area_level = 'area' and g.area_code = w.area_code"
+    )
+    table = _qualified(goals, catalog)
+    for period, nulled in (
+        (
+            "period",
+            "value = null, value_status = 'withheld', is_suppressed = true, status = 'no_data', "
+            "change_since_baseline = null, change_since_baseline_pct = null, "
+            "change_since_previous_pct = null, trend = null",
+        ),
+        (
+            "previous_period",
+            "previous_value = null, change_since_previous_pct = null, trend = null",
+        ),
+        (
+            "baseline_period",
+            "baseline_value = null, change_since_baseline = null, change_since_baseline_pct = null",
+        ),
+    ):
+        basis = "" if period == "period" else "and g.comparison_basis = 'whole_period' "
+        con.execute(
+            f"update {table} as g set {nulled} from ({withheld}) as w "
+            f"where {match} and g.{period} = w.period {basis}"
+        )
 
 
 # --- the report -------------------------------------------------------------------------
