@@ -28,6 +28,7 @@ from flows.attendance import ss12000
 from flows.attendance.dataset import Attendance
 from flows.housing import exports as housing_exports
 from flows.housing.dataset import HousingWorkOrders
+from flows.layers import keys
 from flows.layers.audit import append_run, run_lock
 from flows.layers.clean import CleanOutcome, Dataset, clean_dataset
 from flows.layers.gate import GateFailed
@@ -167,7 +168,8 @@ def _pipeline(
     `refetch` (the days fetched again)."""
     runtime.route_logs_to_prefect()
     settings = Settings()  # once per run; everything below is handed these settings
-    settings.require_pseudonym_key()  # fail before any work if the key is missing
+    # fail before any work if the key is missing or is not the landed data's
+    keys.check_landed_key(settings.paths.landing, settings.require_pseudonym_key())
     rebuild = rebuild or {}
     summary = run_summary.RunSummary(_run_id(), run_date or date.today(), status="Running")
     started = datetime.now(UTC)
