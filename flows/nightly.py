@@ -28,7 +28,7 @@ from flows.attendance import ss12000
 from flows.attendance.dataset import Attendance
 from flows.housing import exports as housing_exports
 from flows.housing.dataset import HousingWorkOrders
-from flows.layers import keys
+from flows.layers import files, keys
 from flows.layers.audit import append_run, run_lock
 from flows.layers.clean import CleanOutcome, Dataset, clean_dataset
 from flows.layers.gate import GateFailed
@@ -167,6 +167,7 @@ def _pipeline(
     rebuilds), `backfill` (its label in the runs table: source and window) and, for SS 12000,
     `refetch` (the days fetched again)."""
     runtime.route_logs_to_prefect()
+    files.private_files()  # pupil-level layers owner-only; the publish opens the marts
     settings = Settings()  # once per run; everything below is handed these settings
     # fail before any work if the key is missing or is not the landed data's
     keys.check_landed_key(settings.paths.landing, settings.require_pseudonym_key())

@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 
 from flows import disclosure, publish_postgres
+from flows.layers import files
 from lagesbild.settings import Paths, PostgresTarget, Settings
 
 log = logging.getLogger(__name__)
@@ -324,6 +325,8 @@ def publish(
             next_db.unlink(missing_ok=True)
             shutil.rmtree(next_parquet, ignore_errors=True)
             raise
+    files.world_readable(next_db)  # the pupil-level layers beside it are owner-only
+    files.world_readable(next_parquet)
     os.replace(next_db, paths.marts_db)
     _swap_symlink(paths.marts_parquet, next_parquet)
     return tables

@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 import duckdb
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -209,3 +210,45 @@ def test_audit_disclosure_reports_on_the_served_file(tmp_path, monkeypatch):
     assert passed.exit_code == 0, passed.output
     assert "**Verdict: PASS**" in report.read_text()
     assert f"| {FEBRUARY} | count | 0.00 | 14.00 | yes |" in report.read_text()
+
+
+def test_the_publish_protects_links_and_opens_only_the_served_marts(tmp_path):
+    """work.duckdb (dbt's result) keeps its cells and stays owner-only; the served file gets
+    the linked suppression and is world-readable."""
+    import os
+    import stat
+
+    from flows import warehouse
+    from flows.layers import files
+    from lagesbild.settings import Paths
+
+    previous = files.private_files()
+    try:
+        paths = Paths(tmp_path / "data", tmp_path / "drop")
+        paths.warehouse.mkdir(parents=True)
+        work = duckdb.connect(str(paths.work_db))
+        work.execute("create schema marts; use marts")
+        _vandalism_year(work)
+        work.close()
+        tables = warehouse.publish(paths, "v1.4.0")
+    finally:
+        os.umask(previous)
+    assert tables == ["mart_vandalism_area_month", "mart_vandalism_area_year"]
+    mode = {p: stat.S_IMODE(p.stat().st_mode) for p in (paths.work_db, paths.marts_db)}
+    assert mode == {paths.work_db: 0o600, paths.marts_db: 0o644}
+    parquet = sorted(paths.marts_parquet.resolve().glob("*.parquet"))
+    assert [stat.S_IMODE(p.stat().st_mode) for p in parquet] == [0o644, 0o644]
+    served = duckdb.connect(str(paths.marts_db), read_only=True)
+    assert served.execute(
+        "select vandalism_orders from mart_vandalism_area_month order by month"
+    ).fetchall() == [(None,), (None,), (12,)]
+    assert disclosure.audit(served).passed
+    served.close()
+    work = duckdb.connect(str(paths.work_db), read_only=True)
+    assert work.execute(
+        "select vandalism_orders from marts.mart_vandalism_area_month order by month"
+    ).fetchall() == [(10,), (None,), (12,)]
+    work.close()
+    assert pl.read_parquet(paths.marts_parquet / "mart_vandalism_area_month.parquet")[
+        "vandalism_orders"
+    ].to_list() == [None, None, 12]
