@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -89,10 +90,13 @@ def test_a_headerless_housing_export_fails_without_echoing_a_cell(first_run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    run_logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
     with get_client(sync_client=True) as client:
-        logs = client.read_logs(
-            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
-        )
+        for _ in range(40):  # the run's logs reach the API in batches, a few seconds later
+            logs = client.read_logs(run_logs)
+            if logs:
+                break
+            time.sleep(0.5)
     assert logs
     assert len(received) == 1
     places = {

@@ -320,6 +320,14 @@ def test_the_scheduled_nightly_fires_and_a_cli_backfill_waits_for_it(server):
         assert len(runs) == 1  # neither refused run was created
 
 
+def deploy_yaml(server) -> None:
+    """The deployments of deployments/prefect.yaml on the server (again: it is idempotent)."""
+    prefect_cli(server, "work-pool", "create", "lagesbild", "--type", "process")  # may exist
+    deploy = ["deploy", "--all", "--prefect-file", "deployments/prefect.yaml"]
+    result = prefect_cli(server, *deploy)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def failing_backfill(server) -> object:
     """A backfill whose window is empty: it fails at start, in a second."""
     result = prefect_cli(
@@ -396,6 +404,7 @@ def test_automations_alert_on_a_failed_run_and_a_late_nightly(server):
             f"lagesbild: backfill run '{run.name}' failed in stage start. What to do:"
         )
 
+        deploy_yaml(server)  # this test's own precondition, whatever ran before it
         with client() as c:
             yaml_nightly = c.read_deployment_by_name("nightly/nightly")
             late = c.create_flow_run_from_deployment(
