@@ -52,7 +52,7 @@ from demo.servers import retry_after
 from demo.ss12000_spec import Spec
 from demo.ss12000_store import CREATED, Store, _utc, entity_id
 
-SLOW_SECONDS = 2.0
+SLOW_SECONDS = 3.0
 FAULTS = ("429", "500", "503_overload", "slow", "malformed", "expire_token")
 # /deletedEntities list keys per entity type (the spec misspells activities as 'activitites')
 DELETED_KEYS = {

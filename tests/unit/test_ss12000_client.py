@@ -115,7 +115,7 @@ def client(server):
     server.request_times.clear()
     server.token_requests = 0
     config = settings(
-        server.url, page_size=PAGE, timeout=1.0, max_attempts=3, backoff=0.05, max_backoff=3.0
+        server.url, page_size=PAGE, timeout=2.0, max_attempts=3, backoff=0.05, max_backoff=3.0
     )
     with SS12000Client(config, server.client_secret) as client:
         yield client

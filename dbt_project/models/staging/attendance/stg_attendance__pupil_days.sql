@@ -22,11 +22,13 @@ renamed as (
         cast(load_id as varchar) as load_id,
 
         ---------- numerics (minutes)
-        cast(offered_minutes as double) as offered_minutes,
-        cast(attended_minutes as double) as attended_minutes,
-        cast(valid_absence_minutes as double) as valid_absence_minutes,
-        cast(invalid_absence_minutes as double) as invalid_absence_minutes,
-        cast(other_absence_minutes as double) as other_absence_minutes,
+        -- exact decimals: a sum of doubles depends on the order rows arrive in, and a rate
+        -- rounded from it can differ from one run to the next
+        cast(offered_minutes as decimal(18, 2)) as offered_minutes,
+        cast(attended_minutes as decimal(18, 2)) as attended_minutes,
+        cast(valid_absence_minutes as decimal(18, 2)) as valid_absence_minutes,
+        cast(invalid_absence_minutes as decimal(18, 2)) as invalid_absence_minutes,
+        cast(other_absence_minutes as decimal(18, 2)) as other_absence_minutes,
         cast(lessons as integer) as lessons
 
     from source

@@ -43,7 +43,9 @@ renamed as (
         cast(load_id as varchar) as load_id,
 
         ---------- numerics
-        cast(cost_excl_vat_ore as decimal(18, 0)) / 100 as cost_excl_vat_sek,
+        -- exact decimals (a division would give a double, whose sums depend on the order
+        -- rows arrive in and round differently from one run to the next)
+        cast(cost_excl_vat_ore * 0.01 as decimal(18, 2)) as cost_excl_vat_sek,
         cast(credit_notes as integer) as credit_notes,
         cast(versions as integer) as versions
 
