@@ -49,7 +49,8 @@ def marts_content(db: Path) -> dict[str, pl.DataFrame]:
 
 
 def same_marts(a: dict, b: dict) -> bool:
-    return not differing_marts(a, b)
+    assert not differing_marts(a, b), difference(a, b)
+    return True
 
 
 def differing_marts(a: dict, b: dict) -> list[str]:
@@ -57,6 +58,24 @@ def differing_marts(a: dict, b: dict) -> list[str]:
     return sorted(
         k for k in a.keys() | b.keys() if k not in a or k not in b or not a[k].equals(b[k])
     )
+
+
+def difference(a: dict, b: dict) -> str:
+    """Which marts differ and, for the first few, the rows only one side has."""
+    lines = []
+    for name in differing_marts(a, b):
+        if name not in a or name not in b:
+            lines.append(f"{name}: only on one side")
+            continue
+        x, y = a[name], b[name]
+        if x.schema != y.schema:
+            lines.append(f"{name}: types {dict(x.schema)} != {dict(y.schema)}")
+            continue
+        only_a = x.join(y, on=x.columns, how="anti", nulls_equal=True)
+        only_b = y.join(x, on=x.columns, how="anti", nulls_equal=True)
+        with pl.Config(tbl_cols=-1, tbl_rows=6, fmt_str_lengths=30, tbl_width_chars=400):
+            lines.append(f"{name}: first side only\n{only_a}\nsecond side only\n{only_b}")
+    return "\n".join(lines)
 
 
 def clean_content(data: Path) -> dict[str, pl.DataFrame]:
@@ -600,8 +619,7 @@ def served_files(data: Path) -> dict[str, object]:
 
 def assert_byte_identical(a: dict, b: dict) -> None:
     assert a["tables"].keys() == b["tables"].keys()
-    for name, frame in a["tables"].items():
-        assert frame.equals(b["tables"][name]), name
+    assert not differing_marts(a["tables"], b["tables"]), difference(a["tables"], b["tables"])
     assert a["parquet"].keys() == b["parquet"].keys() == {f"{t}.parquet" for t in a["tables"]}
     for name, content in a["parquet"].items():
         assert content == b["parquet"][name], name
