@@ -258,6 +258,42 @@ def backfill(
     _run_flow(lambda: backfill_flow(source=source, date_from=first, date_to=last))
 
 
+@app.command()
+def retract(
+    load: Annotated[
+        str, typer.Argument(help="the load id, or the file's name or path in the drop folder")
+    ],
+    reason: Annotated[str, typer.Option(help="why it is taken out (kept in the audit)")],
+) -> None:
+    """Take a landed load out: its landing, its clean rows (its periods rebuilt without it)
+    and its quarantine. The audit keeps who, when and why; the next run publishes."""
+    import logging
+
+    from flows.layers.audit import RunLocked
+    from flows.layers.clean import CleanFailed
+    from flows.layers.files import CorruptFile
+    from flows.retract import RetractError, current_user
+    from flows.retract import retract as retract_load
+
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        done = retract_load(settings, load, reason, by=current_user())
+    except (RetractError, CleanFailed, CorruptFile, RunLocked, *_user_errors()) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    if not done.dataset:
+        console.print(f"Load {done.load_id} ({done.file}) is retracted already; nothing changed.")
+        return
+    periods = ", ".join(done.periods) or "none"
+    console.print(
+        f"Retracted load {done.load_id} ({done.file}) by {current_user()}: {done.dataset} "
+        f"rebuilt without it (periods {periods}).",
+        highlight=False,
+    )
+    console.print("The served marts change with the next run (`lagesbild run` or the nightly).")
+
+
 @app.command("check-layout")
 def check_layout(
     file: Annotated[Path, typer.Argument(help="an export file, e.g. one just received")],
