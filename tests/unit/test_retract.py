@@ -36,7 +36,9 @@ def _state(paths) -> dict:
             str(p.relative_to(paths.clean)): sorted(pl.read_parquet(p).rows())
             for p in sorted(paths.clean.rglob("*.parquet"))
         },
-        "quarantine": sorted(str(p.relative_to(paths.quarantine)) for p in paths.quarantine.rglob("*.parquet")),
+        "quarantine": sorted(
+            str(p.relative_to(paths.quarantine)) for p in paths.quarantine.rglob("*.parquet")
+        ),
         "landing": sorted(_loads(paths)),
         "audit": audit.select("load_id", "status", "reason", "by").rows(),
         "hidden": sorted(str(p) for p in paths.data.rglob(".*")),
@@ -115,12 +117,12 @@ def test_a_load_whose_rules_fail_is_audited_failed_until_it_is_retracted(layer):
 
 
 def test_find_load_by_id_file_path_or_name_and_refuse_an_ambiguous_name(layer):  # noqa: F811
-    paths, run = layer
+    paths, _ = layer
     _land(paths.landing, "L1", "export", [("a", 1, "2025-09")])
     loads = list(_loads(paths).values())
     assert find_load(loads, "L1").load_id == "L1"
     assert find_load(loads, "L1.csv").load_id == "L1"
-    with pytest.raises(RetractError, match="no landed load has the id or file 'x.csv'"):
+    with pytest.raises(RetractError, match=r"no landed load has the id or file 'x\.csv'"):
         find_load(loads, "x.csv")
     twice = [loads[0], Load(loads[0].manifest.model_copy(update={"load_id": "L9"}), None)]
     with pytest.raises(RetractError, match=r"'L1.csv' names 2 landed loads: L1 \(L1.csv\), L9"):
