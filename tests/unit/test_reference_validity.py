@@ -1,0 +1,151 @@
+"""Per-school calendar exceptions and reference validity (flows/layers/reference.py) and the
+quarantine reasons they give attendance rows (flows/attendance/rules.py)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from connectors.attendance_export.resources import read_export
+from flows.attendance.rules import split_load
+from flows.layers.reference import ReferenceError, load_reference
+from tests.unit.test_attendance_export import KEY, LAYOUTS, PUPIL, export_file, write_csv
+
+AREAS = (
+    "area_code,area_name,area_type,municipality_code,municipality_name,valid_from,valid_to\n"
+    "1299C0010,Centrum,DeSO,1299,Ekdala,,2025-12-31\n"
+    "1299C0011,Centrum norra,DeSO,1299,Ekdala,2026-01-01,\n"
+)
+SCHOOLS = (
+    "school_unit_code,school_name,school_type,grades,area_code,municipality_code,"
+    "attendance_system,valid_to\n"
+    "12345678,Ängsskolan,GR,F-9,1299C0010,1299,skola24,\n"
+    "87654321,Björkskolan,GR,F-9,1299C0010,1299,skola24,2025-09-02\n"
+)
+CALENDAR = "date,school_year,term,is_school_day,day_type,note\n" + "".join(
+    f"2025-09-0{d},2025/26,HT2025,{'true' if d < 6 else 'false'},"
+    f"{'school_day' if d < 6 else 'weekend'},\n"
+    for d in range(1, 8)
+)
+EXCEPTIONS = (
+    "school_unit_code,date,day_type,note\n"
+    "12345678,2025-09-03,study_day,Studiedag\n"
+    "12345678,2025-09-06,make_up_day,Lördagsskola\n"
+)
+
+
+def reference_at(tmp_path: Path, **files: str):
+    folder = tmp_path / "drop/reference"
+    folder.mkdir(parents=True, exist_ok=True)
+    defaults = {"areas": AREAS, "schools": SCHOOLS, "school_calendar": CALENDAR}
+    for name, text in {**defaults, **files}.items():
+        (folder / f"{name}.csv").write_text(text, encoding="utf-8")
+    return load_reference(tmp_path / "drop", tmp_path / "clean")
+
+
+def test_exceptions_and_validity_are_read_and_written_beside_the_reference(tmp_path):
+    reference = reference_at(tmp_path, school_calendar_exceptions=EXCEPTIONS)
+    assert reference.exceptions.rows() == [
+        ("12345678", date(2025, 9, 3), "study_day", False, "Studiedag"),
+        ("12345678", date(2025, 9, 6), "make_up_day", True, "Lördagsskola"),
+    ]
+    # the gate's school days: the municipality's five, and the make-up Saturday
+    assert sorted(reference.school_days) == [date(2025, 9, d) for d in (1, 2, 3, 4, 5, 6)]
+    assert reference.school_validity.rows() == [("87654321", None, date(2025, 9, 2))]
+    assert reference.areas.select("area_code", "valid_from", "valid_to").rows() == [
+        ("1299C0010", None, date(2025, 12, 31)),
+        ("1299C0011", date(2026, 1, 1), None),
+    ]
+    written = pl.read_parquet(tmp_path / "clean/reference/school_calendar_exceptions.parquet")
+    assert written.equals(reference.exceptions)
+
+
+def test_without_the_optional_file_and_columns_nothing_changes(tmp_path):
+    plain_schools = "\n".join(line.rsplit(",", 1)[0] for line in SCHOOLS.splitlines()) + "\n"
+    reference = reference_at(tmp_path, schools=plain_schools)
+    assert reference.exceptions.is_empty() and reference.school_validity.is_empty()
+    assert len(reference.school_days) == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "school_calendar_exceptions",
+            "school_unit_code,date,day_type,note\n12345678,2025-09-03,studiedag,\n",
+            "school_calendar_exceptions.csv: bad day_type on lines [2]; expected study_day, "
+            "closed or make_up_day",
+        ),
+        (
+            "school_calendar_exceptions",
+            "school_unit_code,date,day_type,note\n11111111,2025-09-03,closed,\n",
+            "school_calendar_exceptions.csv: school_unit_code on lines [2] is not in schools.csv",
+        ),
+        (
+            "school_calendar_exceptions",
+            "school_unit_code,date,day_type,note\n12345678,2025-09-31,closed,\n",
+            "school_calendar_exceptions.csv: bad date on lines [2]; no such day",
+        ),
+        (
+            "school_calendar_exceptions",
+            "school_unit_code,date,day_type,note\n12345678,2025-09-03,closed,\n"
+            "12345678,2025-09-03,study_day,\n",
+            "school_calendar_exceptions.csv: a school and date repeated (2 lines)",
+        ),
+        (
+            "schools",
+            SCHOOLS.replace("2025-09-02", "2.9.2025"),
+            "schools.csv: bad valid_to on lines [3]; expected YYYY-MM-DD or empty",
+        ),
+        (
+            "areas",
+            AREAS.replace("2026-01-01", "2027-01-01").replace(
+                ",,2025-12-31", ",2026-06-01,2025-12-31"
+            ),
+            "areas.csv: valid_to before valid_from on lines [2]",
+        ),
+    ],
+)
+def test_a_bad_exception_or_validity_is_one_clear_error(tmp_path, name, text, message):
+    with pytest.raises(ReferenceError) as error:
+        reference_at(tmp_path, **{name: text})
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_a_lesson_on_a_schools_day_off_or_after_it_closed_is_quarantined(tmp_path):
+    reference = reference_at(tmp_path, school_calendar_exceptions=EXCEPTIONS)
+    lines = [
+        f"{PUPIL};N;{school};S;4;4A;2025-09-0{day};08:10;45;0;"
+        for school, day in [
+            ("12345678", 1),  # a school day
+            ("12345678", 3),  # its study day
+            ("12345678", 6),  # its make-up Saturday: a school day for it
+            ("87654321", 2),  # the closed school's last day: history stays clean
+            ("87654321", 3),  # after it closed
+            ("87654321", 4),
+        ]
+    ]
+    write_csv(tmp_path / "attendance/skola24/a.csv", lines)
+    batch = read_export(export_file(tmp_path, "a.csv", "skola24_csv"), KEY)
+    result = split_load(
+        batch.rows,
+        LAYOUTS["skola24_csv"],
+        reference.school_codes,
+        "L1",
+        date(2025, 9, 30),
+        reference.days_off,
+        reference.school_validity,
+    )
+    assert (result.received, result.clean, result.quarantined) == (6, 3, 3)
+    assert result.rows.select("school_unit_code", "date").rows() == [
+        ("12345678", date(2025, 9, 1)),
+        ("12345678", date(2025, 9, 6)),
+        ("87654321", date(2025, 9, 2)),
+    ]
+    assert result.quarantine.group_by("reason").len().sort("reason").rows() == [
+        ("not_a_school_day_for_school", 1),
+        ("school_not_open_on_date", 2),
+    ]
