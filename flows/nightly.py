@@ -88,7 +88,7 @@ DBT_TIMEOUT_SECONDS = 2 * 3600
 
 @task(cache_policy=NO_CACHE)
 def load_reference_data(settings: Settings) -> Reference:
-    reference = load_reference(settings.paths.drop, settings.paths.clean)
+    reference = load_reference(settings.paths.drop, settings.paths.clean, settings.remap_areas)
     log.info(
         "reference: %d schools, %d areas, %d school days",
         reference.schools.height,

@@ -116,7 +116,7 @@ def retract(
         run_id = f"retract-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         if load.load_id not in set(done.get_column("load_id").to_list()):
             begin(paths.audit, load, reason, by or current_user(), run_id)
-        reference = load_reference(paths.drop, paths.clean)
+        reference = load_reference(paths.drop, paths.clean, settings.remap_areas)
         owners = [
             dataset
             for dataset in clean_datasets(settings, reference, run_date or date.today())

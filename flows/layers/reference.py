@@ -36,6 +36,11 @@ REFERENCE_FILES = {
         "municipality_code": r"^\d{4}$",
         "attendance_system": r"",
     },
+    "area_revisions": {
+        "old_area_code": r"^\d{4}[A-Z0-9]{1,6}$",
+        "new_area_code": r"^\d{4}[A-Z0-9]{1,6}$",
+        "revision": r".",
+    },
     "school_calendar_exceptions": {
         "school_unit_code": r"^\d{8}$",
         "date": r"^\d{4}-\d{2}-\d{2}$",
@@ -56,6 +61,9 @@ REFERENCE_FILES = {
 # What a value must look like, in words, for the error message.
 EXPECTED = {
     "area_code": "the 4-digit municipality code and 1-6 letters or digits (e.g. 1299C0010)",
+    "old_area_code": "an area code (e.g. 1299C0010)",
+    "new_area_code": "an area code (e.g. 1299C0011)",
+    "revision": "a name for the revision (e.g. DeSO 2025)",
     "municipality_code": "4 digits (e.g. 1299)",
     "school_unit_code": "8 digits (skolenhetskod)",
     "date": "YYYY-MM-DD",
@@ -78,6 +86,8 @@ class ReferenceError(ValueError):
     """A reference file is missing or malformed."""
 
 
+REVISIONS_SCHEMA = {"old_area_code": pl.String, "new_area_code": pl.String, "revision": pl.String}
+
 EXCEPTIONS_SCHEMA = {
     "school_unit_code": pl.String,
     "date": pl.Date,
@@ -93,6 +103,7 @@ class Reference:
     areas: pl.DataFrame
     calendar: pl.DataFrame
     exceptions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=EXCEPTIONS_SCHEMA))
+    revisions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REVISIONS_SCHEMA))
 
     @cached_property
     def school_codes(self) -> set[str]:
@@ -234,7 +245,56 @@ def read_exceptions(path: Path, schools: pl.DataFrame) -> pl.DataFrame:
     ).sort("school_unit_code", "date")
 
 
-def load_reference(drop_dir: Path, clean_dir: Path) -> Reference:
+def read_revisions(path: Path, areas: pl.DataFrame) -> pl.DataFrame:
+    """The optional area revisions: which retired area became which (a mapping table)."""
+    if not path.exists():
+        return pl.DataFrame(schema=REVISIONS_SCHEMA)
+    frame = _read(path, REFERENCE_FILES["area_revisions"])
+    known = areas.get_column("area_code").implode()
+    for column in ("old_area_code", "new_area_code"):
+        unknown = frame.with_row_index("line", offset=2).filter(~pl.col(column).is_in(known))
+        if unknown.height:
+            lines = unknown.get_column("line").head(5).to_list()
+            raise ReferenceError(
+                f"{path.name}: {column} on lines {lines} is not in areas.csv (keep a retired "
+                "area there, with its valid_to)"
+            )
+    same = frame.with_row_index("line", offset=2).filter(
+        (pl.col("old_area_code") == pl.col("new_area_code"))
+        | pl.struct("old_area_code", "new_area_code").is_duplicated()
+    )
+    if same.height:
+        lines = same.get_column("line").head(5).to_list()
+        raise ReferenceError(f"{path.name}: an area mapped to itself or twice on lines {lines}")
+    return frame
+
+
+def remapped(schools: pl.DataFrame, revisions: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """Schools placed in the newest area their area became (`remap_areas`): every figure,
+    past ones too, then follows today's geography. A split area (one old code, several new)
+    cannot be remapped for a school: its new area must be given in schools.csv."""
+    split = revisions.filter(pl.col("old_area_code").is_duplicated())
+    if split.height:
+        codes = sorted(set(split.get_column("old_area_code").to_list()))
+        raise ReferenceError(
+            f"{path.name}: areas {codes} were split in several new areas; remap_areas cannot "
+            "choose for a school: give each of their schools its new area_code in schools.csv"
+        )
+    mapping = dict(revisions.select("old_area_code", "new_area_code").iter_rows())
+    moved = {}
+    for code in schools.get_column("area_code").unique().to_list():
+        seen, target = {code}, code
+        while target in mapping:  # a chain of revisions: 2018 → 2025 → …
+            target = mapping[target]
+            if target in seen:
+                raise ReferenceError(f"{path.name}: the revisions of {code} go round in a circle")
+            seen.add(target)
+        if target != code:
+            moved[code] = target
+    return schools.with_columns(pl.col("area_code").replace(moved))
+
+
+def load_reference(drop_dir: Path, clean_dir: Path, remap_areas: bool = False) -> Reference:
     if not drop_dir.is_dir():  # a wrong setting or an unmounted share: say so in one line
         raise ReferenceError(
             f"drop folder {drop_dir} does not exist: set `drop_dir` in lagesbild.toml (or "
@@ -272,15 +332,20 @@ def load_reference(drop_dir: Path, clean_dir: Path) -> Reference:
             f"schools.csv: schools {orphans.to_list()} point to area codes missing in areas.csv"
         )
     exceptions = read_exceptions(folder / "school_calendar_exceptions.csv", schools)
+    revisions = read_revisions(folder / "area_revisions.csv", areas)
+    if remap_areas and revisions.height:
+        schools = remapped(schools, revisions, folder / "area_revisions.csv")
     reference = Reference(
         schools.sort("school_unit_code"),
         areas.sort("area_code"),
         calendar.sort("date"),
         exceptions,
+        revisions,
     )
     out = clean_dir / "reference"
     for name in ("schools", "areas"):
         write_parquet_atomic(getattr(reference, name), out / f"{name}.parquet")
     write_parquet_atomic(reference.calendar, out / "school_calendar.parquet")
     write_parquet_atomic(exceptions, out / "school_calendar_exceptions.parquet")
+    write_parquet_atomic(revisions, out / "area_revisions.parquet")
     return reference

@@ -149,3 +149,57 @@ def test_a_lesson_on_a_schools_day_off_or_after_it_closed_is_quarantined(tmp_pat
         ("not_a_school_day_for_school", 1),
         ("school_not_open_on_date", 2),
     ]
+
+
+REVISIONS = "old_area_code,new_area_code,revision\n1299C0010,1299C0011,DeSO 2025\n"
+
+
+def test_an_area_revision_keeps_past_geography_unless_remapping_is_asked(tmp_path):
+    kept = reference_at(tmp_path, area_revisions=REVISIONS)
+    assert kept.revisions.rows() == [("1299C0010", "1299C0011", "DeSO 2025")]
+    assert kept.schools.select("school_unit_code", "area_code").rows() == [
+        ("12345678", "1299C0010"),
+        ("87654321", "1299C0010"),
+    ]
+    folder = tmp_path / "drop/reference"
+    moved = load_reference(folder.parent, tmp_path / "clean", remap_areas=True)
+    assert moved.schools.get_column("area_code").to_list() == ["1299C0011", "1299C0011"]
+    written = pl.read_parquet(tmp_path / "clean/reference/schools.parquet")
+    assert written.get_column("area_code").to_list() == ["1299C0011", "1299C0011"]
+
+
+def test_a_chain_of_revisions_is_followed_and_a_split_is_not_remapped(tmp_path):
+    areas = AREAS + "1299C0012,Centrum öst,DeSO,1299,Ekdala,2030-01-01,\n"
+    chain = REVISIONS + "1299C0011,1299C0012,DeSO 2030\n"
+    reference_at(tmp_path, areas=areas, area_revisions=chain)
+    drop = tmp_path / "drop"
+    moved = load_reference(drop, tmp_path / "clean", remap_areas=True)
+    assert set(moved.schools.get_column("area_code")) == {"1299C0012"}
+    split = REVISIONS + "1299C0010,1299C0012,DeSO 2025\n"
+    (drop / "reference/area_revisions.csv").write_text(split, encoding="utf-8")
+    assert load_reference(drop, tmp_path / "clean").revisions.height == 2  # kept: fine
+    with pytest.raises(ReferenceError, match=r"areas \['1299C0010'\] were split in several"):
+        load_reference(drop, tmp_path / "clean", remap_areas=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "old_area_code,new_area_code,revision\n1299C0099,1299C0011,DeSO 2025\n",
+            "area_revisions.csv: old_area_code on lines [2] is not in areas.csv",
+        ),
+        (
+            "old_area_code,new_area_code,revision\n1299C0010,1299C0010,DeSO 2025\n",
+            "area_revisions.csv: an area mapped to itself or twice on lines [2]",
+        ),
+        (
+            "old_area_code,new_area_code,revision\n1299C0010,C0011,DeSO 2025\n",
+            "area_revisions.csv: bad new_area_code on lines [2]; expected an area code",
+        ),
+    ],
+)
+def test_a_bad_area_revision_is_one_clear_error(tmp_path, text, message):
+    with pytest.raises(ReferenceError) as error:
+        reference_at(tmp_path, area_revisions=text)
+    assert str(error.value).startswith(message), str(error.value)
