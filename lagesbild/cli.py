@@ -578,7 +578,15 @@ def _verdict(paths, runs, loads) -> tuple[bool, list[str]]:
             f"{unpublished['load_id'].n_unique()} loads cleaned after the last publish "
             f"({published:%Y-%m-%d %H:%M} UTC) are not in them"
         )
-    waiting = {load.load_id for load in every_load(paths.landing)} - set(cleaned["load_id"])
+    out = loads.filter(pl.col("is_current") & (pl.col("status") == "retracted"))
+    if published is not None and (out["finished_at"] > published).any():
+        later = out.filter(pl.col("finished_at") > published)
+        reasons.append(
+            f"{later.height} loads retracted after the last publish are still in them (the "
+            "next run publishes without them)"
+        )
+    gone = set(loads.filter(pl.col("status").is_in(["retracting", "retracted"]))["load_id"])
+    waiting = {load.load_id for load in every_load(paths.landing)} - set(cleaned["load_id"]) - gone
     if waiting:
         reasons.append(
             f"{len(waiting)} landed loads are not cleaned yet (the next run cleans them; "
@@ -691,7 +699,22 @@ def _status(settings: Settings) -> None:
         if summary.exists():
             console.print(f"Its summary: {summary}")
 
-    cleaned = loads.filter(pl.col("status") == "cleaned")
+    current = loads.filter(pl.col("is_current"))
+    for row in current.filter(pl.col("status") == "failed").iter_rows(named=True):
+        console.print(
+            f"[red]Load {row['load_id']} ({escape(row['file'] or '')}) failed:[/red] "
+            f"{escape(row['reason'] or '')}",
+            highlight=False,
+        )
+    for row in current.filter(pl.col("status") == "retracting").iter_rows(named=True):
+        console.print(
+            f"The retraction of load {row['load_id']} ({escape(row['file'] or '')}) is not "
+            f"finished: run `lagesbild retract {row['load_id']} --reason ...` again, or the "
+            "next run finishes it.",
+            highlight=False,
+        )
+    gone = current.filter(pl.col("status").is_in(["retracting", "retracted"]))["load_id"]
+    cleaned = loads.filter((pl.col("status") == "cleaned") & ~pl.col("load_id").is_in(gone))
     last = cleaned.sort("finished_at").group_by("dataset").last().sort("dataset")
     _print_table(
         "Last successful load per source",

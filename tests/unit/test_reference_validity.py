@@ -203,3 +203,23 @@ def test_a_bad_area_revision_is_one_clear_error(tmp_path, text, message):
     with pytest.raises(ReferenceError) as error:
         reference_at(tmp_path, area_revisions=text)
     assert str(error.value).startswith(message), str(error.value)
+
+
+def test_every_reference_column_is_documented_with_its_allowed_values():
+    """docs/sources/reference-data.md has a row per column of every reference file."""
+    import re
+
+    from flows.layers.reference import REFERENCE_FILES, VALIDITY
+    from lagesbild.settings import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "docs/sources/reference-data.md").read_text(encoding="utf-8")
+    sections = dict(re.findall(r"\*\*`(\w+)\.csv`\*\*[^\n]*\n\n((?:\|[^\n]*\n)+)", text))
+    expected = {name: list(columns) for name, columns in REFERENCE_FILES.items()}
+    for name in ("areas", "schools"):
+        expected[name] += list(VALIDITY)
+    expected["properties"] = ["company", "property_id", "property_name", "area_code", "apartments"]
+    documented = {
+        name: re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
+        for name, table in sections.items()
+    }
+    assert documented == expected
