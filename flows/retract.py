@@ -113,15 +113,21 @@ def retract(
                 log.info("load %s (%s) is retracted already", row["load_id"], row["file"])
                 return Retracted(row["load_id"], row["file"], "", [], [])
             raise
-        run_id = f"retract-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-        if load.load_id not in set(done.get_column("load_id").to_list()):
-            begin(paths.audit, load, reason, by or current_user(), run_id)
         reference = load_reference(paths.drop, paths.clean, settings.remap_areas)
         owners = [
             dataset
             for dataset in clean_datasets(settings, reference, run_date or date.today())
             if any(mine.load_id == load.load_id for mine in dataset.loads())
         ]
+        if not owners:  # e.g. SS 12000 persons: a lookup, no clean rows of its own
+            raise RetractError(
+                f"load {load.load_id} ({load.manifest.origin}) has no clean rows of its own "
+                "(no dataset cleans it), so it cannot be retracted; a damaged one is moved out "
+                "of landing and fetched again (`lagesbild verify` names the command)"
+            )
+        run_id = f"retract-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        if load.load_id not in set(done.get_column("load_id").to_list()):
+            begin(paths.audit, load, reason, by or current_user(), run_id)
         outcome = CleanOutcome()
         for dataset in owners:  # one, unless a load were read by two datasets
             outcome += clean_dataset(

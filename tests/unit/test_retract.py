@@ -173,3 +173,22 @@ def test_a_retraction_killed_before_any_rename_is_finished_by_the_next_run(layer
         ("L2", "retracted", "wrong school year", "anna"),
     ]
     assert state["hidden"] == []
+
+
+def test_the_command_names_an_unknown_load_in_one_line(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAGESBILD_DROP_DIR", str(tmp_path / "drop"))
+    monkeypatch.setenv("LAGESBILD_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["retract", "export.csv", "--reason", "wrong month"])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (
+        "no landed load has the id or file 'export.csv'. Load ids and files are in "
+        "audit/loads.parquet and the run summaries (`lagesbild status` shows the last ones)."
+    )
+    result = runner.invoke(app, ["retract", "export.csv", "--reason", " "])
+    assert result.exit_code == 2 and "say why the load is retracted" in result.output
