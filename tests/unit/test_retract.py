@@ -192,3 +192,21 @@ def test_the_command_names_an_unknown_load_in_one_line(monkeypatch, tmp_path):
     )
     result = runner.invoke(app, ["retract", "export.csv", "--reason", " "])
     assert result.exit_code == 2 and "say why the load is retracted" in result.output
+
+
+@pytest.mark.parametrize("layout", ["skola24_csv", "ist_xlsx"])
+def test_an_empty_load_landed_by_an_older_version_cleans_to_nothing(layout):
+    """Header-only exports land nothing now; one landed before (0 rows, text columns) must
+    not crash cleaning: it is accounted 0 = 0 + 0 + 0 and touches no period."""
+    from datetime import date
+
+    from connectors.attendance_export.layouts import load_layouts
+    from flows.attendance.rules import split_load
+
+    chosen = load_layouts(PROJECT_ROOT / "connectors/attendance_export/layouts.yml")[layout]
+    landed = [c for c in chosen.columns if c != chosen.source_column("personal_id")]
+    schema = {**dict.fromkeys(landed, pl.String), "_source_row": pl.Int64}
+    empty = pl.DataFrame(schema={**schema, "pupil_key": pl.String, "pupil_id_kind": pl.String})
+    result = split_load(empty, chosen, {"12345678"}, "L1", date(2025, 10, 31))
+    assert (result.received, result.clean, result.quarantined, result.duplicates) == (0, 0, 0, 0)
+    assert result.periods == [] and result.rows.is_empty()
