@@ -285,10 +285,14 @@ def retract(
     if not done.dataset:
         console.print(f"Load {done.load_id} ({done.file}) is retracted already; nothing changed.")
         return
-    periods = ", ".join(done.periods) or "none"
+    periods = (
+        f"periods {', '.join(done.periods)}"
+        if done.periods
+        else "it had rows in no clean period (no usable date)"
+    )
     console.print(
         f"Retracted load {done.load_id} ({done.file}) by {current_user()}: {done.dataset} "
-        f"rebuilt without it (periods {periods}).",
+        f"rebuilt without it; {periods}.",
         highlight=False,
     )
     console.print("The served marts change with the next run (`lagesbild run` or the nightly).")

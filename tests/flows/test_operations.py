@@ -833,14 +833,21 @@ def test_a_header_only_file_and_a_retracted_bad_load_never_block_a_later_night(s
     # the files without rows landed nothing; the bad one landed (and failed the gate)
     assert len(list((data / "landing").rglob("_manifest.json"))) == landed_before + 1
 
-    # killed just before its rebuilt August is swapped in, then run again
+    # killed just before the audit says `retracted` (its rows had no usable date: no clean
+    # period held them), then run again
+    kill = {"LAGESBILD_TEST_KILL_BEFORE": "audit-loads:2", "LAGESBILD_USER": "anna"}
     killed = subprocess.run(
         [sys.executable, "-m", "lagesbild.cli", "retract", bad.name, "--reason", "day-first"],
-        env=run_env(data, drop, LAGESBILD_TEST_KILL_BEFORE="clean", LAGESBILD_USER="anna"),
+        env=run_env(data, drop, **kill),
         capture_output=True,
         text=True,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    unfinished = read_audit(data / "audit").filter(pl.col("is_current"))
+    assert unfinished.filter(pl.col("file").str.ends_with(bad.name))["status"].to_list() == [
+        "retracting"
+    ]
+    assert "The retraction of load" in " ".join(status_output(data, drop).split())
     with pipeline_at(data, drop, user="anna"):
         result = CliRunner().invoke(
             app, ["retract", bad.name, "--reason", "day-first"], env={"COLUMNS": "200"}
@@ -848,7 +855,7 @@ def test_a_header_only_file_and_a_retracted_bad_load_never_block_a_later_night(s
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
     assert "Retracted load" in flat and f"(attendance/skola24/{bad.name}) by anna" in flat
-    assert "attendance rebuilt without it (periods 2025-08)" in flat
+    assert "attendance rebuilt without it; it had rows in no clean period" in flat
     assert len(list((data / "landing").rglob("_manifest.json"))) == landed_before
 
     for _ in range(2):  # the next nights complete; the bad file is not landed again
