@@ -45,7 +45,7 @@ import polars as pl
 
 from connectors.drop_files import LayoutError
 from flows.layers import gate
-from flows.layers.audit import append_audit, cleaned_load_ids, retractions
+from flows.layers.audit import append_audit, cleaned_load_ids, failed_loads, retractions
 from flows.layers.files import CorruptFile, Staging, check_parquet, write_parquet_atomic
 from flows.layers.landing import Load, remove_load
 from lagesbild.settings import Paths
@@ -268,7 +268,9 @@ def clean_dataset(
             remove_load(load, paths.landing)
     leaving = [load for load in every if status_of.get(load.load_id) == "retracting"]
     loads = [load for load in every if load.load_id not in status_of]
-    cleaned = cleaned_load_ids(paths.audit)
+    # a load whose last attempt failed is pending again, even if it was cleaned before
+    failed_before = set(failed_loads(paths.audit).get_column("load_id").to_list())
+    cleaned = cleaned_load_ids(paths.audit) - failed_before
     pending = [load for load in loads if load.load_id not in cleaned or touches(load, rebuild)]
     emptied: list[str] = []  # periods a retraction leaves without any load
     if dataset.whole:

@@ -210,3 +210,20 @@ def test_an_empty_load_landed_by_an_older_version_cleans_to_nothing(layout):
     result = split_load(empty, chosen, {"12345678"}, "L1", date(2025, 10, 31))
     assert (result.received, result.clean, result.quarantined, result.duplicates) == (0, 0, 0, 0)
     assert result.periods == [] and result.rows.is_empty()
+
+
+def test_a_cleaned_load_that_fails_later_is_cleaned_and_accounted_again_once_fixed(layer):  # noqa: F811
+    """A load cleaned before can fail when its period is rebuilt (its landed file damaged);
+    repaired, it is accounted again, so the audit's current row says `cleaned`."""
+    paths, run = layer
+    _land(paths.landing, "L1", "export", [("a", 1, "2025-09")])
+    run("r1")
+    data = _loads(paths)["L1"].data_file
+    saved = data.read_bytes()
+    data.write_bytes(saved[:-10])  # truncated
+    _land(paths.landing, "L2", "export", [("b", 2, "2025-09")])  # rebuilds September
+    with pytest.raises(LoadFailed, match=r"L1\.csv \(load L1\): .*is .*(damaged|not a complete)"):
+        run("r2")
+    data.write_bytes(saved)
+    assert sorted(row["load_id"] for row in run("r3").loads) == ["L1", "L2"]
+    assert _state(paths)["audit"] == [("L1", "cleaned", None, None), ("L2", "cleaned", None, None)]
