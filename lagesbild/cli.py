@@ -717,7 +717,7 @@ def _status(settings: Settings) -> None:
             "next run finishes it.",
             highlight=False,
         )
-    gone = current.filter(pl.col("status").is_in(["retracting", "retracted"]))["load_id"]
+    gone = current.filter(pl.col("status").is_in(["retracting", "retracted"]))["load_id"].to_list()
     cleaned = loads.filter((pl.col("status") == "cleaned") & ~pl.col("load_id").is_in(gone))
     last = cleaned.sort("finished_at").group_by("dataset").last().sort("dataset")
     _print_table(
