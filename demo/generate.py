@@ -984,7 +984,25 @@ def _write_reference(
         ],
     )
     report(f"wrote {len(AREAS)} areas, {len(SCHOOLS)} schools and the school calendar")
-    return [areas, schools, calendar]
+    return [areas, schools, calendar, _write_exceptions_example(reference, calendars)]
+
+
+def _write_exceptions_example(reference: Path, calendars: dict[int, list[CalendarDay]]) -> Path:
+    """An example `school_calendar_exceptions.csv` (a study day and a make-up Saturday of the
+    first school), under `examples/`, where the pipeline does not read it: the demo's lessons
+    know no such days. Copied up to `reference/`, it quarantines that study day's lessons."""
+    days = [day for _, year in sorted(calendars.items()) for day in year]
+    october = [d for d in days if d.date.month == 10]
+    study = next(d for d in october if d.is_school_day and d.date.weekday() == 4)
+    saturday = next(d for d in october if d.date > study.date and d.date.weekday() == 5)
+    return _write_csv(
+        reference / "examples" / "school_calendar_exceptions.csv",
+        ("school_unit_code", "date", "day_type", "note"),
+        [
+            (SCHOOLS[0].code, study.date.isoformat(), "study_day", "Studiedag"),
+            (SCHOOLS[0].code, saturday.date.isoformat(), "make_up_day", "Lördagsskola"),
+        ],
+    )
 
 
 class _TruthWriter:

@@ -88,7 +88,7 @@ DBT_TIMEOUT_SECONDS = 2 * 3600
 
 @task(cache_policy=NO_CACHE)
 def load_reference_data(settings: Settings) -> Reference:
-    reference = load_reference(settings.paths.drop, settings.paths.clean)
+    reference = load_reference(settings.paths.drop, settings.paths.clean, settings.remap_areas)
     log.info(
         "reference: %d schools, %d areas, %d school days",
         reference.schools.height,
@@ -163,6 +163,16 @@ def write_lagesbild_report(settings: Settings, run_date: date):
     return path
 
 
+def clean_datasets(settings: Settings, reference: Reference, run_date: date) -> list[Dataset]:
+    """The clean datasets, in the order a run cleans them (also `lagesbild retract`)."""
+    return [
+        Attendance(settings, reference, run_date),
+        HousingWorkOrders(settings, reference, run_date),
+        IndicatorValues(settings),
+        Population(settings),
+    ]
+
+
 def _run_id() -> str:
     context = FlowRunContext.get()
     suffix = str(context.flow_run.id)[:8] if context and context.flow_run else "local"
@@ -229,13 +239,7 @@ def _pipeline(
             summary.landed += land_housing_exports(settings)
             summary.landed += land_statistics(settings)
             stage("clean")
-            datasets: list[Dataset] = [
-                Attendance(settings, reference, summary.run_date),
-                HousingWorkOrders(settings, reference, summary.run_date),
-                IndicatorValues(settings),
-                Population(settings),
-            ]
-            for dataset in datasets:
+            for dataset in clean_datasets(settings, reference, summary.run_date):
                 months = rebuild.get(dataset.name, frozenset())
                 summary.clean += clean_and_gate(settings, dataset, summary.run_id, months)
             if summary.clean.gate_failed:

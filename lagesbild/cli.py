@@ -258,6 +258,46 @@ def backfill(
     _run_flow(lambda: backfill_flow(source=source, date_from=first, date_to=last))
 
 
+@app.command()
+def retract(
+    load: Annotated[
+        str, typer.Argument(help="the load id, or the file's name or path in the drop folder")
+    ],
+    reason: Annotated[str, typer.Option(help="why it is taken out (kept in the audit)")],
+) -> None:
+    """Take a landed load out: its landing, its clean rows (its periods rebuilt without it)
+    and its quarantine. The audit keeps who, when and why; the next run publishes."""
+    import logging
+
+    from flows.layers.audit import RunLocked
+    from flows.layers.clean import CleanFailed
+    from flows.layers.files import CorruptFile
+    from flows.retract import RetractError, current_user
+    from flows.retract import retract as retract_load
+
+    settings = _settings()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        done = retract_load(settings, load, reason, by=current_user())
+    except (RetractError, CleanFailed, CorruptFile, RunLocked, *_user_errors()) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    if not done.dataset:
+        console.print(f"Load {done.load_id} ({done.file}) is retracted already; nothing changed.")
+        return
+    periods = (
+        f"periods {', '.join(done.periods)}"
+        if done.periods
+        else "it had rows in no clean period (no usable date)"
+    )
+    console.print(
+        f"Retracted load {done.load_id} ({done.file}) by {current_user()}: {done.dataset} "
+        f"rebuilt without it; {periods}.",
+        highlight=False,
+    )
+    console.print("The served marts change with the next run (`lagesbild run` or the nightly).")
+
+
 @app.command("check-layout")
 def check_layout(
     file: Annotated[Path, typer.Argument(help="an export file, e.g. one just received")],
@@ -542,7 +582,15 @@ def _verdict(paths, runs, loads) -> tuple[bool, list[str]]:
             f"{unpublished['load_id'].n_unique()} loads cleaned after the last publish "
             f"({published:%Y-%m-%d %H:%M} UTC) are not in them"
         )
-    waiting = {load.load_id for load in every_load(paths.landing)} - set(cleaned["load_id"])
+    out = loads.filter(pl.col("is_current") & (pl.col("status") == "retracted"))
+    if published is not None and (out["finished_at"] > published).any():
+        later = out.filter(pl.col("finished_at") > published)
+        reasons.append(
+            f"{later.height} loads retracted after the last publish are still in them (the "
+            "next run publishes without them)"
+        )
+    gone = set(loads.filter(pl.col("status").is_in(["retracting", "retracted"]))["load_id"])
+    waiting = {load.load_id for load in every_load(paths.landing)} - set(cleaned["load_id"]) - gone
     if waiting:
         reasons.append(
             f"{len(waiting)} landed loads are not cleaned yet (the next run cleans them; "
@@ -655,7 +703,22 @@ def _status(settings: Settings) -> None:
         if summary.exists():
             console.print(f"Its summary: {summary}")
 
-    cleaned = loads.filter(pl.col("status") == "cleaned")
+    current = loads.filter(pl.col("is_current"))
+    for row in current.filter(pl.col("status") == "failed").iter_rows(named=True):
+        console.print(
+            f"[red]Load {row['load_id']} ({escape(row['file'] or '')}) failed:[/red] "
+            f"{escape(row['reason'] or '')}",
+            highlight=False,
+        )
+    for row in current.filter(pl.col("status") == "retracting").iter_rows(named=True):
+        console.print(
+            f"The retraction of load {row['load_id']} ({escape(row['file'] or '')}) is not "
+            f"finished: run `lagesbild retract {row['load_id']} --reason ...` again, or the "
+            "next run finishes it.",
+            highlight=False,
+        )
+    gone = current.filter(pl.col("status").is_in(["retracting", "retracted"]))["load_id"].to_list()
+    cleaned = loads.filter((pl.col("status") == "cleaned") & ~pl.col("load_id").is_in(gone))
     last = cleaned.sort("finished_at").group_by("dataset").last().sort("dataset")
     _print_table(
         "Last successful load per source",

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     volume_tolerance: float = Field(
         0.5, gt=0, description="warn when a partition's rows differ more than this share"
     )
+    remap_areas: bool = Field(
+        False,
+        description="place schools in the area their retired area became (area_revisions.csv), "
+        "past figures too; off: past figures keep their own geography",
+    )
     max_quarantine_share: float = Field(
         0.2, ge=0, le=1, description="a load with a larger share of rejected rows blocks the run"
     )

@@ -52,7 +52,13 @@ class Attendance(Dataset):
                 self._api = ss12000.Lookups(self.landing), ss12000.day_owners(self.api_loads)
             lookups, owners = self._api
             return ss12000.split_load(
-                load.read(), lookups, self.reference.school_codes, load.load_id, owners
+                load.read(),
+                lookups,
+                self.reference.school_codes,
+                load.load_id,
+                owners,
+                self.reference.days_off,
+                self.reference.school_validity,
             )
         layout = self.layouts.get(manifest.dataset)
         if layout is None:
@@ -61,7 +67,15 @@ class Attendance(Dataset):
                 "longer in the layout file; restore it (landed data is never rewritten)"
             )
         schools = self.reference.school_codes
-        return split_load(load.read(), layout, schools, load.load_id, self.run_date)
+        return split_load(
+            load.read(),
+            layout,
+            schools,
+            load.load_id,
+            self.run_date,
+            self.reference.days_off,
+            self.reference.school_validity,
+        )
 
     def in_period(self, rows: pl.DataFrame, period: str) -> pl.DataFrame:
         first = datetime.strptime(period, "%Y-%m").date()

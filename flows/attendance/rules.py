@@ -47,6 +47,8 @@ REASONS = (
     "invalid_date",
     "date_after_run_date",
     "unknown_school_unit",
+    "school_not_open_on_date",
+    "not_a_school_day_for_school",
     "invalid_grade",
     "invalid_lesson_start",
     "invalid_number",
@@ -130,8 +132,37 @@ def _field_columns(rows: pl.DataFrame, layout: Layout) -> tuple[pl.DataFrame, di
     return (rows.with_columns(**helpers) if helpers else rows), src
 
 
+def school_day_checks(
+    days_off: pl.DataFrame | None, validity: pl.DataFrame | None
+) -> list[tuple[str, pl.Expr]]:
+    """The reference's per-school rules on `school_unit_code` × `date`, row order kept:
+    a date outside the school's `valid_from`..`valid_to` (opened later, closed earlier), and a
+    school's own day off (a study day or closure of school_calendar_exceptions.csv)."""
+    checks = []
+    code, day = pl.col("school_unit_code").fill_null(""), pl.col("date")
+    if validity is not None and validity.height:
+        codes = validity.get_column("school_unit_code")
+        opened = code.replace_strict(codes, validity.get_column("valid_from"), default=None)
+        closed = code.replace_strict(codes, validity.get_column("valid_to"), default=None)
+        checks.append(("school_not_open_on_date", (day < opened) | (day > closed)))
+    if days_off is not None and days_off.height:
+        keys = days_off.select(pl.concat_str("school_unit_code", pl.col("date").cast(pl.String)))
+        checks.append(
+            (
+                "not_a_school_day_for_school",
+                pl.concat_str(code, day.cast(pl.String)).is_in(keys.to_series().implode()),
+            )
+        )
+    return checks
+
+
 def type_lessons(
-    rows: pl.DataFrame, layout: Layout, known_schools: set[str], run_date: date | None = None
+    rows: pl.DataFrame,
+    layout: Layout,
+    known_schools: set[str],
+    run_date: date | None = None,
+    days_off: pl.DataFrame | None = None,
+    validity: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Add typed lesson fields and `reason` (null when the row is usable) to landed rows.
 
@@ -214,6 +245,7 @@ def type_lessons(
         ("invalid_date", pl.col("date").is_null()),
         ("date_after_run_date", after_run),
         ("unknown_school_unit", ~pl.col("school_unit_code").is_in(sorted(known_schools))),
+        *school_day_checks(days_off, validity),
         ("invalid_grade", ~pl.col("grade").is_in(GRADES)),
         ("invalid_lesson_start", pl.col("lesson_start").is_null()),
         ("invalid_number", pl.any_horizontal([pl.col(f).is_null() for f in number_fields])),
@@ -249,8 +281,11 @@ def split_load(
     known_schools: set[str],
     load_id: str,
     run_date: date | None = None,
+    days_off: pl.DataFrame | None = None,
+    validity: pl.DataFrame | None = None,
 ) -> LoadResult:
-    typed = type_lessons(rows, layout, known_schools, run_date)  # in source row order
+    # in source row order
+    typed = type_lessons(rows, layout, known_schools, run_date, days_off, validity)
     values = [*LESSON_KEY, "grade", *MINUTES]
     distinct, quarantine, repeats = separate(typed, rows.columns, values, LESSON_KEY, load_id)
     lessons = distinct.select(

@@ -45,7 +45,7 @@ import polars as pl
 
 from connectors.ss12000 import resources
 from connectors.ss12000.client import SOURCE, SS12000Client
-from flows.attendance.rules import MINUTES, periods_of
+from flows.attendance.rules import MINUTES, periods_of, school_day_checks
 from flows.layers.clean import LoadResult
 from flows.layers.landing import Load, land_request, landed_loads
 from flows.layers.manifest import Manifest
@@ -393,6 +393,8 @@ def split_load(
     known_schools: set[str],
     load_id: str,
     owners: dict[date, str],
+    days_off: pl.DataFrame | None = None,
+    validity: pl.DataFrame | None = None,
 ) -> LoadResult:
     """Landed aggregatedAttendance rows of one load → clean lesson rows, quarantine, counts.
 
@@ -487,6 +489,7 @@ def split_load(
             "unknown_school_unit",
             ~pl.col("school_unit_code").fill_null("").is_in(sorted(known_schools)),
         ),
+        *school_day_checks(days_off, validity),
         ("no_enrolment", pl.col("grade").is_null()),
         ("invalid_number", pl.any_horizontal([pl.col(c).is_null() for c in sums])),
         (

@@ -3,6 +3,10 @@ and the build lock that lets one run at a time write the layers.
 
 A load cleaned again (a backfill, a rerun after a failed gate) gets a new row; `is_current`
 marks the latest row of each load, so a sum over the current rows counts each load once.
+A load whose cleaning failed gets a row `failed` with its `reason`; a load taken out with
+`lagesbild retract` gets `retracting` (its removal started) and then `retracted`, with who
+(`by`), when (`finished_at`) and why (`reason`): such a load is never cleaned again, and its
+file (`sha256`) is not landed again.
 A run's row is written when it starts ('Running'), completed when it ends, and marked
 'Crashed' by a later run (or shown so by `lagesbild status`) once its process is gone.
 """
@@ -37,14 +41,20 @@ AUDIT_SCHEMA = {
     "rows_duplicate": pl.Int64,
     # clean rows not served: a stronger source (the dataset's precedence) has them
     "rows_superseded": pl.Int64,
-    "status": pl.String,  # cleaned | gate_failed
+    "status": pl.String,  # cleaned | gate_failed | failed | retracting | retracted
     "gate": pl.String,  # passed | passed_with_warnings | failed
     "started_at": pl.Datetime("us", "UTC"),
     "finished_at": pl.Datetime("us", "UTC"),
     "seconds": pl.Float64,
     # the latest row of its load: a load cleaned again has one current row, older ones false
     "is_current": pl.Boolean,
+    "reason": pl.String,  # failed: why cleaning failed; retracted: the reason given
+    "by": pl.String,  # retracted: the user who retracted it
+    "sha256": pl.String,  # retracted: the landed file's content, not to be landed again
 }
+
+# A load whose current audit row says one of these is out of the clean layer (or on its way).
+RETRACTED = ("retracting", "retracted")
 
 # The columns a person reads first (run summary, `lagesbild status`).
 AUDIT_OVERVIEW = [
@@ -63,16 +73,34 @@ def read_audit(audit_dir: Path) -> pl.DataFrame:
     path = audit_dir / "loads.parquet"
     if not path.exists():
         return pl.DataFrame(schema=AUDIT_SCHEMA)
-    return read_parquet_checked(
+    audit = read_parquet_checked(
         path,
         "Move it aside (e.g. to loads.parquet.damaged) and run `lagesbild run`: every landed "
         "load is then cleaned and accounted again.",
     )
+    # an audit written before a column was added has it null
+    return pl.concat([pl.DataFrame(schema=AUDIT_SCHEMA), audit], how="diagonal_relaxed")
 
 
 def cleaned_load_ids(audit_dir: Path) -> set[str]:
     audit = read_audit(audit_dir)
     return set(audit.filter(pl.col("status") == "cleaned").get_column("load_id").to_list())
+
+
+def failed_loads(audit_dir: Path) -> pl.DataFrame:
+    """The current rows of loads whose cleaning failed (they block every run until the
+    cause is fixed or the load is retracted)."""
+    return current_rows(read_audit(audit_dir)).filter(pl.col("status") == "failed")
+
+
+def current_rows(audit: pl.DataFrame) -> pl.DataFrame:
+    """The latest row of each load (a sum over them counts each load once)."""
+    return audit.filter(pl.col("is_current"))
+
+
+def retractions(audit_dir: Path) -> pl.DataFrame:
+    """The current rows of retracted loads (and of retractions not finished yet)."""
+    return current_rows(read_audit(audit_dir)).filter(pl.col("status").is_in(RETRACTED))
 
 
 def append_audit(audit_dir: Path, rows: list[dict]) -> None:

@@ -20,6 +20,15 @@ into clean partitions. This module owns everything else, the same for all datase
 6. one audit row per pending load, after checking `received = clean + quarantined +
    duplicates`, with the load's gate status: the worst of the partitions it has rows in and
    of its own quarantine share.
+
+A load whose rules fail (a layout removed, a damaged landed file, an error in the rules) is
+not a reason to lose the others' accounting: every load is split, the failed ones get an
+audit row `failed` with the reason, nothing is replaced and the run fails naming each file
+(`LoadFailed`), until the cause is fixed or the load is retracted. A retracted load
+(`lagesbild retract`, audit status `retracting`) is left out of every period it touched;
+those periods are rebuilt here without it (a period left with no load is removed), then its
+quarantine and landing folder go and the audit says `retracted`. A retraction interrupted at
+any point is finished by the next run of this path.
 """
 
 from __future__ import annotations
@@ -34,10 +43,11 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from connectors.drop_files import LayoutError
 from flows.layers import gate
-from flows.layers.audit import append_audit, cleaned_load_ids
-from flows.layers.files import Staging, check_parquet, write_parquet_atomic
-from flows.layers.landing import Load
+from flows.layers.audit import append_audit, cleaned_load_ids, failed_loads, retractions
+from flows.layers.files import CorruptFile, Staging, check_parquet, write_parquet_atomic
+from flows.layers.landing import Load, remove_load
 from lagesbild.settings import Paths
 
 ROW_NUMBER = "_source_row"  # 1-based row of a drop-folder export, kept through landing
@@ -91,6 +101,24 @@ class Combined:
 
 class CleanFailed(RuntimeError):
     """A load cannot be cleaned as landed; nothing was replaced."""
+
+
+class LoadFailed(CleanFailed):
+    """Loads whose cleaning failed; each is in the audit as `failed` with its reason."""
+
+
+# Errors whose message is ours (file, fix, no cell value): the failed load's reason quotes it.
+_DESCRIBED = (CleanFailed, CorruptFile, LayoutError)
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why a load failed, without a cell value (a library's message may quote one)."""
+    if isinstance(exc, _DESCRIBED):
+        return str(exc)
+    return (
+        f"the cleaning rules failed on it ({type(exc).__name__}); no row was cleaned. See how "
+        "its file parses with `lagesbild check-layout FILE`"
+    )
 
 
 class Dataset:
@@ -231,16 +259,29 @@ def clean_dataset(
     """Clean the pending loads of one dataset (see the module docstring); `rebuild` holds the
     months of a backfill window: the loads touching them are cleaned and accounted again."""
     outcome = CleanOutcome()
-    loads = dataset.loads()
-    cleaned = cleaned_load_ids(paths.audit)
+    out = retractions(paths.audit)
+    status_of = dict(zip(out.get_column("load_id"), out.get_column("status"), strict=True))
+    every = dataset.loads()
+    # retracted, removal from landing not done: the rows are out already, the folder goes
+    for load in every:
+        if status_of.get(load.load_id) == "retracted":
+            remove_load(load, paths.landing)
+    leaving = [load for load in every if status_of.get(load.load_id) == "retracting"]
+    loads = [load for load in every if load.load_id not in status_of]
+    # a load whose last attempt failed is pending again, even if it was cleaned before
+    failed_before = set(failed_loads(paths.audit).get_column("load_id").to_list())
+    cleaned = cleaned_load_ids(paths.audit) - failed_before
     pending = [load for load in loads if load.load_id not in cleaned or touches(load, rebuild)]
+    emptied: list[str] = []  # periods a retraction leaves without any load
     if dataset.whole:
-        periods = [ALL] if pending or dataset.stale() else []
+        periods = [ALL] if pending or leaving or dataset.stale() else []
     else:
         landed = {p for load in loads for p in load.manifest.partitions}
-        asked = {p for load in pending for p in load.manifest.partitions} | rebuild
+        left = {p for load in leaving for p in load.manifest.partitions}
+        asked = {p for load in pending for p in load.manifest.partitions} | rebuild | left
         periods = sorted(asked & landed)
-    if not periods and not pending:
+        emptied = sorted(left - landed)
+    if not periods and not pending and not leaving:
         log.info("%s: no new loads to clean", dataset.name)
         return outcome
     started, clock = datetime.now(UTC), time.perf_counter()
@@ -250,11 +291,27 @@ def clean_dataset(
     gates_of: dict[str, list[str]] = {}  # period → statuses of its partitions' gates
     built: list[str] = []  # names of the partitions staged
     staging = Staging(paths.clean, dataset.folder, dataset.name, run_id)
+    for period in emptied:
+        staging.remove_period(period)
+    failures: dict[str, str] = {}  # load id → why its rules failed
+
+    def split(load: Load) -> LoadResult | None:
+        if load.load_id in failures:
+            return None
+        try:
+            return dataset.split(load)
+        except Exception as exc:  # recorded in the audit; the run fails below
+            failures[load.load_id] = failure_reason(exc)
+            log.error("%s could not be cleaned: %s", load.manifest.origin, failures[load.load_id])
+            return None
+
     for period in periods:
         parts = []
         for load in loads:
             if period == ALL or period in load.manifest.partitions:
-                result = dataset.split(load)
+                result = split(load)
+                if result is None:
+                    continue
                 parts.append(dataset.in_period(result.rows, period))
                 result.rows = result.rows.clear()  # the period's rows are in `parts` now
                 results.setdefault(load.load_id, result)
@@ -302,7 +359,9 @@ def clean_dataset(
             )
     for load in pending:  # loads with no usable date still need their accounting
         if load.load_id not in results:
-            result = dataset.split(load)
+            result = split(load)
+            if result is None:
+                continue
             result.rows = result.rows.clear()
             results[load.load_id] = result
         if not dataset.whole:
@@ -320,6 +379,9 @@ def clean_dataset(
                 f"{result.clean} + quarantined {result.quarantined} + duplicates "
                 f"{result.duplicates}"
             )
+    if failures:
+        staging.discard()
+        _fail(dataset, loads, failures, paths, run_id, started)
     loads_gate = None
     if pending:
         loads_gate = gate.validate_loads(
@@ -341,6 +403,8 @@ def clean_dataset(
                 write_parquet_atomic(result.quarantine, path / "quarantine.parquet", "quarantine")
             else:
                 (path / "quarantine.parquet").unlink(missing_ok=True)
+        if leaving:
+            _finish_retractions(dataset, leaving, out, paths, run_id)
     staging.discard()
 
     finished, seconds = datetime.now(UTC), round(time.perf_counter() - clock, 3)
@@ -376,6 +440,77 @@ def clean_dataset(
         )
     append_audit(paths.audit, outcome.loads)
     return outcome
+
+
+def _fail(
+    dataset: Dataset,
+    loads: list[Load],
+    failures: dict[str, str],
+    paths: Paths,
+    run_id: str,
+    started: datetime,
+) -> None:
+    """Record each failed load in the audit (`failed`, its reason) and stop the run naming
+    them; nothing of the dataset was replaced."""
+    finished = datetime.now(UTC)
+    failed = [load for load in loads if load.load_id in failures]
+    append_audit(
+        paths.audit,
+        [
+            {
+                "run_id": run_id,
+                "source": load.manifest.source,
+                "dataset": load.manifest.dataset,
+                "load_id": load.load_id,
+                "file": load.manifest.origin,
+                "periods": ",".join(load.manifest.partitions),
+                "status": "failed",
+                "reason": failures[load.load_id],
+                "started_at": started,
+                "finished_at": finished,
+            }
+            for load in failed
+        ],
+    )
+    named = "; ".join(
+        f"{load.manifest.origin} (load {load.load_id}): {failures[load.load_id]}" for load in failed
+    )
+    raise LoadFailed(
+        f"{dataset.name}: {len(failed)} landed load(s) could not be cleaned and nothing was "
+        f"replaced: {named}. Fix the cause and run again, or take the load out with "
+        "`lagesbild retract LOAD_ID --reason ...`."
+    )
+
+
+def _finish_retractions(
+    dataset: Dataset, leaving: list[Load], out: pl.DataFrame, paths: Paths, run_id: str
+) -> None:
+    """The periods are rebuilt without the retracted loads: drop their quarantine, record
+    them `retracted` (who, when, why: from the `retracting` row), then remove their landing
+    folders. Each step can be repeated after a crash."""
+    for load in leaving:
+        folder = load.manifest.folder_period
+        quarantine = paths.quarantine / dataset.name / f"period={folder}"
+        quarantine = quarantine / f"load_id={load.load_id}"
+        (quarantine / "quarantine.parquet").unlink(missing_ok=True)
+        for empty in (quarantine, quarantine.parent):
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+    asked = out.filter(pl.col("load_id").is_in([load.load_id for load in leaving]))
+    finished = datetime.now(UTC)
+    append_audit(
+        paths.audit,
+        [
+            {**row, "run_id": run_id, "status": "retracted", "finished_at": finished}
+            for row in asked.drop("is_current").iter_rows(named=True)
+        ],
+    )
+    for load in leaving:
+        remove_load(load, paths.landing)
+        log.warning(
+            "retracted %s (load %s): its rows are out of %s", load.manifest.origin,
+            load.load_id, dataset.name,
+        )  # fmt: skip
 
 
 # The backfill source that rebuilds a clean dataset's partitions (flows/nightly.py).

@@ -115,6 +115,14 @@ class Staging:
             shutil.rmtree(leftover, ignore_errors=True)
         self.folder = clean_dir / f".{name}-staging-{run_id}"
         self.staged: list[str] = []  # paths relative to the dataset's clean folder
+        self.removed: list[Path] = []  # served paths the swap takes out (a period emptied)
+
+    def remove_period(self, period: str) -> None:
+        """Take a period out at the swap: its partition folder and any `period=<p>.parquet`
+        summary beside it (e.g. when a retraction leaves it without any load)."""
+        if self.root.exists():
+            names = {f"period={period}", f"period={period}.parquet"}
+            self.removed += sorted(p for p in self.root.rglob("period=*") if p.name in names)
 
     def stage(self, relative: str, frame: pl.DataFrame) -> None:
         write_parquet_atomic(frame, self.folder / relative, point="stage")
@@ -135,6 +143,10 @@ class Staging:
                     replace(self.folder / part, self.root / part, "clean")
                     moved.add(part)
                     break
+        for number, gone in enumerate(self.removed):
+            if gone.exists():
+                self.folder.mkdir(parents=True, exist_ok=True)
+                replace(gone, self.folder / f"removed-{number}-{gone.name}", "clean-remove")
         if remove_others:  # e.g. a year that no longer holds any order
             keep = {Path(r).parts[0] for r in self.staged}
             for gone in sorted(self.root.glob("period=*")):

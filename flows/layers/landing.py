@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from connectors.drop_files import Landed
+from flows.layers.audit import retractions
 from flows.layers.files import CorruptFile, check_parquet, replace, sha256_of
 from flows.layers.manifest import Manifest, PartitionKind, partitions_of
 from flows.layers.parsing import parse_date
@@ -128,6 +129,19 @@ def landed_loads(root: Path, source: str, dataset: str | None = None) -> list[Lo
     return sorted(loads, key=lambda load: load.load_id)
 
 
+def remove_load(load: Load, root: Path) -> None:
+    """Take a load out of landing (a retraction): renamed to a temporary name first, so a
+    crash leaves it whole or as a leftover the next run sweeps away, never half of it."""
+    if not load.folder.exists():
+        return
+    hidden = load.folder.with_name(f".{load.folder.name}.retracted.tmp")
+    replace(load.folder, hidden, "retract-landing")
+    shutil.rmtree(hidden, ignore_errors=True)
+    for parent in (load.folder.parent, load.folder.parent.parent):  # period=…, <dataset>
+        if parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
 def every_load(root: Path) -> list[Load]:
     """Every landed load of every source, oldest first."""
     sources = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
@@ -170,6 +184,7 @@ def land_exports(
                 )
     root = paths.landing
     landed = Landed.of(load.manifest for load in landed_loads(root, source))
+    landed = _without_retracted(landed, settings, source)
     manifests = []
 
     def skipped(path: Path, why: str) -> None:
@@ -214,6 +229,23 @@ def land_exports(
         covered = ", ".join(partitions) or "none (no usable date)"
         log.info("landed %s: %s rows, %ss %s", manifest.file, f"{manifest.rows:,}", kind, covered)
     return manifests
+
+
+def _without_retracted(landed: Landed, settings: Settings, source: str) -> Landed:
+    """A retracted file is not landed again while it stays in the drop folder (a corrected
+    file, other content, is): said in a warning every run, as a skipped file is."""
+    gone = retractions(settings.paths.audit).filter(pl.col("source") == source)
+    hashes = frozenset(gone.get_column("sha256").drop_nulls().to_list())
+    for row in gone.iter_rows(named=True):
+        path = settings.paths.drop / (row["file"] or "")
+        if row["file"] and path.is_file() and sha256_of(path) == row["sha256"]:
+            log.warning(
+                "%s was retracted (load %s, %s by %s: %s) and is not landed again; remove it "
+                "from the drop folder, or replace it with a corrected file",
+                row["file"], row["load_id"], f"{row['finished_at']:%Y-%m-%d}", row["by"],
+                row["reason"],
+            )  # fmt: skip
+    return Landed(landed.sha256 | hashes, landed.files)
 
 
 def land_request(

@@ -165,6 +165,23 @@ def test_reference_files(run):
     assert systems == {"skola24": 5, "ist": 5}
 
 
+def test_the_calendar_exceptions_example_is_valid_reference_data(run, tmp_path):
+    """The example lies beside the reference files, unread; copied up, it is read."""
+    import shutil
+
+    from flows.layers.reference import load_reference
+
+    drop = tmp_path / "drop"
+    shutil.copytree(run[0] / "drop" / "reference", drop / "reference")
+    shutil.copy(drop / "reference/examples/school_calendar_exceptions.csv", drop / "reference")
+    reference = load_reference(drop, tmp_path / "clean")
+    assert reference.exceptions.select("school_unit_code", "date", "day_type").rows() == [
+        ("34817265", date(2025, 10, 3), "study_day"),
+        ("34817265", date(2025, 10, 4), "make_up_day"),
+    ]
+    assert date(2025, 10, 4) in reference.school_days  # a Saturday, a school day for it
+
+
 def test_calendar(run):
     path = run[0] / "drop" / "reference" / "school_calendar.csv"
     days = {row["date"]: row for row in csv.DictReader(path.open(encoding="utf-8"))}

@@ -820,3 +820,73 @@ def test_a_file_whose_rows_are_mostly_rejected_blocks_the_run(stages):
     failed = read_audit(data / "audit").filter(pl.col("file").str.contains("_ny"))
     assert failed["status"].to_list() == ["gate_failed"] and failed["gate"].to_list() == ["failed"]
     assert failed["rows_quarantined"].to_list() == failed["rows_received"].to_list()
+
+
+def test_a_header_only_file_and_a_retracted_bad_load_never_block_a_later_night(stages):
+    """Files without rows land nothing and say so; a bad load fails a night, is retracted
+    (the retraction killed once, then run again), and the next nights complete with exactly
+    the marts of the files without it. The bad file stays in the drop folder, not landed again."""
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    data = copy_of(stages, "retract", "reference")
+    drop = stages["root"] / "drop-retract"
+    shutil.copytree(stages["drop"], drop)
+    folder = drop / "attendance/skola24"
+    august = sorted(folder.glob("*2025-08.csv"))[0]
+    lines = august.read_bytes().decode("cp1252").split("\r\n")
+    (folder / "skola24_franvaro_tom.csv").write_bytes((lines[0] + "\r\n").encode("cp1252"))
+    (folder / "skola24_franvaro_noll.csv").write_bytes(b"")
+    day_first = [re.sub(r";(\d{4})-(\d{2})-(\d{2});", r";\3/\2/\1;", line) for line in lines]
+    bad = folder / "skola24_franvaro_2025-08_ny.csv"
+    bad.write_bytes("\r\n".join(day_first).encode("cp1252"))
+    landed_before = len(list((data / "landing").rglob("_manifest.json")))
+    served = files_of(data / "warehouse")
+
+    with pipeline_at(data, drop):
+        state = nightly(return_state=True)
+    assert state.is_failed() and "quarantine_share" in state.message
+    assert files_of(data / "warehouse") == served
+    # the files without rows landed nothing; the bad one landed (and failed the gate)
+    assert len(list((data / "landing").rglob("_manifest.json"))) == landed_before + 1
+
+    # killed just before the audit says `retracted` (its rows had no usable date: no clean
+    # period held them), then run again
+    kill = {"LAGESBILD_TEST_KILL_BEFORE": "audit-loads:2", "LAGESBILD_USER": "anna"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "lagesbild.cli", "retract", bad.name, "--reason", "day-first"],
+        env=run_env(data, drop, **kill),
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    unfinished = read_audit(data / "audit").filter(pl.col("is_current"))
+    assert unfinished.filter(pl.col("file").str.ends_with(bad.name))["status"].to_list() == [
+        "retracting"
+    ]
+    assert "The retraction of load" in " ".join(status_output(data, drop).split())
+    with pipeline_at(data, drop, user="anna"):
+        result = CliRunner().invoke(
+            app, ["retract", bad.name, "--reason", "day-first"], env={"COLUMNS": "200"}
+        )
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "Retracted load" in flat and f"(attendance/skola24/{bad.name}) by anna" in flat
+    assert "attendance rebuilt without it; it had rows in no clean period" in flat
+    assert len(list((data / "landing").rglob("_manifest.json"))) == landed_before
+
+    for _ in range(2):  # the next nights complete; the bad file is not landed again
+        with pipeline_at(data, drop):
+            assert nightly(return_state=True).is_completed()
+    assert same_marts(
+        marts_content(data / "warehouse/marts.duckdb"),
+        marts_content(stages["reference"] / "warehouse/marts.duckdb"),
+    )
+    assert leftovers(data) == []
+    assert len(list((data / "landing").rglob("_manifest.json"))) == landed_before
+    current = read_audit(data / "audit").filter(pl.col("is_current"))
+    mine = current.filter(pl.col("file").str.ends_with(bad.name))
+    assert mine.select("status", "reason", "by").rows() == [("retracted", "day-first", "anna")]
+    assert set(current.filter(~pl.col("file").str.ends_with(bad.name))["status"]) == {"cleaned"}
+    assert "Served marts" in status_output(data, drop)

@@ -908,6 +908,49 @@ CASES = [
         error(r"school_calendar\.csv: bad date on lines \[3\]"),
         run_reference,
     ),
+    case(
+        "reference-exception-swedish-day-type",
+        lambda t: reference(
+            t,
+            school_calendar_exceptions=b"school_unit_code,date,day_type,note\n"
+            b"12345678,2025-09-01,studiedag,\n",
+        ),
+        error(
+            r"school_calendar_exceptions\.csv: bad day_type on lines \[2\]; expected "
+            r"study_day, closed or make_up_day"
+        ),
+        run_reference,
+    ),
+    case(
+        "reference-exception-unknown-school",
+        lambda t: reference(
+            t,
+            school_calendar_exceptions=b"school_unit_code,date,day_type,note\n"
+            b"87654321,2025-09-01,closed,\n",
+        ),
+        error(r"school_calendar_exceptions\.csv: school_unit_code on lines \[2\] is not in"),
+        run_reference,
+    ),
+    case(
+        "reference-valid-to-day-first",
+        lambda t: reference(
+            t,
+            schools=SCHOOLS_CSV.replace("attendance_system\n", "attendance_system,valid_to\n")
+            .replace("skola24\n", "skola24,13/06/2025\n")
+            .encode(),
+        ),
+        error(r"schools\.csv: bad valid_to on lines \[2\]; expected YYYY-MM-DD or empty"),
+        run_reference,
+    ),
+    case(
+        "reference-revision-unknown-area",
+        lambda t: reference(
+            t,
+            area_revisions=b"old_area_code,new_area_code,revision\n1299C0010,1299C0099,DeSO 2025\n",
+        ),
+        error(r"area_revisions\.csv: new_area_code on lines \[2\] is not in areas\.csv"),
+        run_reference,
+    ),
 ]
 
 

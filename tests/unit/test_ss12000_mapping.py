@@ -213,3 +213,23 @@ def test_what_the_spec_leaves_optional_maps_by_its_meaning(tmp_path):
         (SCHOOL, "10", 45.0, 40.0, 0.0, 0.0, 5.0),
         ("22222222", "F", 50.0, 30.0, 0.0, 10.0, 10.0),  # offered = reportedSum
     ]
+
+
+def test_a_day_off_of_the_school_or_a_day_after_it_closed_is_quarantined(tmp_path):
+    """The reference's per-school rules apply to API rows as to exports."""
+    from datetime import timedelta
+
+    rows = resources.aggregated_frame([_row("p1", "a1"), _row("p1", "a2")])
+    lookups = _lookups(tmp_path)
+    days_off = pl.DataFrame({"school_unit_code": [SCHOOL], "date": [DAY]})
+    result = ss12000.split_load(rows, lookups, {SCHOOL}, "L1", {}, days_off=days_off)
+    assert result.quarantine["reason"].to_list() == ["not_a_school_day_for_school"] * 2
+    closed = pl.DataFrame(
+        {"school_unit_code": [SCHOOL], "valid_from": [None], "valid_to": [DAY - timedelta(1)]},
+        schema={"school_unit_code": pl.String, "valid_from": pl.Date, "valid_to": pl.Date},
+    )
+    result = ss12000.split_load(rows, lookups, {SCHOOL}, "L1", {}, validity=closed)
+    assert result.quarantine["reason"].to_list() == ["school_not_open_on_date"] * 2
+    open_then = closed.with_columns(valid_to=pl.lit(DAY))
+    result = ss12000.split_load(rows, lookups, {SCHOOL}, "L1", {}, validity=open_then)
+    assert (result.clean, result.quarantined) == (2, 0)
