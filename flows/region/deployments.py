@@ -80,9 +80,16 @@ def region_spec(region: Region) -> dict:
     }
 
 
+class _Plain(yaml.SafeDumper):
+    """Every deployment written out in full (no &anchors): the file is read by people."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def write_region_yaml(region: Region, source: Path, out: Path) -> Path:
-    text = HEADER.format(source=source) + yaml.safe_dump(
-        region_spec(region), sort_keys=False, allow_unicode=True, width=100
+    text = HEADER.format(source=source) + yaml.dump(
+        region_spec(region), Dumper=_Plain, sort_keys=False, allow_unicode=True, width=100
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
