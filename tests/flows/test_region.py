@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 
@@ -307,7 +308,16 @@ def test_the_region_builds_from_the_served_marts_alone(installation, concurrent_
             assert row[9:13] == (None, None, "withheld", "member_withheld")
         else:
             assert row[9] == sum(m[9] for m in members) and row[11] == "ok"
-    print("region rows:", [r for r in absence if r[0] == "region"])
+    # the figures of these three municipalities (seeds 11, 12, 13): 1296 withheld its 20 % cell
+    assert [r[8:13] for r in absence if r[0] == "region"] == [
+        (270, 54, Decimal("20.00"), "ok", None),
+        (270, 25, Decimal("9.26"), "ok", None),
+        (270, None, None, "withheld", "member_withheld"),
+    ]
+    assert [r[8:12] for r in region["region_vandalism_year"] if r[0] == "region"] == [
+        (1941, Decimal("10773098.44"), 6420, Decimal("1678.05")),
+        (1625, Decimal("8526721.04"), 6420, Decimal("1328.15")),
+    ]
 
     # nothing pupil-level: no pseudonym of any municipality's clean data in any cell
     pseudonyms = set()
