@@ -6,7 +6,10 @@ work pool under other names (`nightly`, `backfill`); the served ones are `nightl
 `backfill-served`, so both kinds can live on one server without overwriting each other (a
 test keeps them in step). Every lagesbild deployment shares one global concurrency limit,
 `lagesbild-build`: one build at a time, and a run waiting for it shows as
-AwaitingConcurrencySlot in Prefect instead of Running.
+AwaitingConcurrencySlot in Prefect instead of Running. On an installation with several
+municipalities (docs/region.md) each municipality's deployments carry the tag
+`build-limit:lagesbild-build-<code>` and share that limit instead: one build at a time per
+municipality, the municipalities side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 TIMEZONE = "Europe/Stockholm"
 SERVED_SUFFIX = "-served"
 BUILD_LIMIT = "lagesbild-build"
+BUILD_LIMIT_TAG = "build-limit:"
 FLOW_NAMES = ("nightly", "backfill")
 
 
@@ -90,16 +94,30 @@ def refuse_overwriting(client, deployments: list) -> None:
             )
 
 
+def build_limit_of(deployment) -> str:
+    """The global concurrency limit a deployment's runs share: its `build-limit:` tag, else
+    the installation's one `lagesbild-build`."""
+    for tag in deployment.tags or []:
+        if tag.startswith(BUILD_LIMIT_TAG):
+            return tag.removeprefix(BUILD_LIMIT_TAG)
+    return BUILD_LIMIT
+
+
 def share_build_limit(client) -> list[str]:
-    """Put every nightly and backfill deployment on the server under the one global
-    concurrency limit `lagesbild-build` (limit 1); returns the deployments linked now."""
+    """Put every nightly and backfill deployment on the server under its build limit (limit
+    1): `lagesbild-build`, or its municipality's (`build_limit_of`); returns the deployments
+    linked now."""
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
-    client.upsert_global_concurrency_limit_by_name(BUILD_LIMIT, 1)
-    shared = client.read_global_concurrency_limit_by_name(BUILD_LIMIT)
+    limits = {}
     linked = []
     flows = FlowFilter(name=FlowFilterName(any_=list(FLOW_NAMES)))
     for deployment in client.read_deployments(flow_filter=flows):
+        name = build_limit_of(deployment)
+        if name not in limits:
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+            limits[name] = client.read_global_concurrency_limit_by_name(name)
+        shared = limits[name]
         own = deployment.global_concurrency_limit
         if own and own.id == shared.id:
             continue

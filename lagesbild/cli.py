@@ -837,6 +837,15 @@ def verify() -> None:
     console.print("[green]Every file is intact.[/green]")
 
 
+def _add_region() -> None:
+    from lagesbild.region_cli import region
+
+    app.add_typer(region, name="region")
+
+
+_add_region()
+
+
 def main() -> None:  # pragma: no cover - console script entry
     sys.exit(app())
 

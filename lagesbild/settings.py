@@ -86,7 +86,6 @@ class Settings(BaseSettings):
         env_prefix="LAGESBILD_",
         env_nested_delimiter="__",
         env_file=".env",
-        toml_file=os.environ.get("LAGESBILD_CONFIG", "lagesbild.toml"),
         extra="forbid",
     )
 
@@ -94,6 +93,11 @@ class Settings(BaseSettings):
     drop_dir: Path | None = Field(None, description="where exports arrive; default data/drop")
     pseudonym_key: SecretStr | None = Field(
         None, description="HMAC key for personal ids; required for real data"
+    )
+    pseudonym_key_file: Path | None = Field(
+        None,
+        description="a file holding the key instead (one per municipality on a shared "
+        "installation); pseudonym_key wins when both are set",
     )
     attendance_layouts: Path = Field(
         PROJECT_ROOT / "connectors" / "attendance_export" / "layouts.yml",
@@ -165,18 +169,50 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            dotenv_settings,
-            TomlConfigSettingsSource(settings_cls),
+        # Read when the settings are made, not imported: one process may read several
+        # municipalities' files (`Settings.from_file`, docs/region.md).
+        toml_file = settings_cls.model_config.get("toml_file") or os.environ.get(
+            "LAGESBILD_CONFIG", "lagesbild.toml"
         )
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+        if settings_cls.model_config.get("toml_only"):
+            return (init_settings, toml)
+        return (init_settings, env_settings, dotenv_settings, toml)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Settings:
+        """A municipality's settings from its own file only: no environment, no .env (the
+        environment of the process reading several municipalities belongs to none of them)."""
+        if not Path(path).is_file():
+            raise ConfigError(f"settings file {path} does not exist")
+
+        class FromFile(cls):
+            model_config = SettingsConfigDict(toml_file=str(path), toml_only=True)
+
+        return FromFile()
 
     @cached_property
     def paths(self) -> Paths:
         return Paths(self.data_dir.resolve(), (self.drop_dir or self.data_dir / "drop").resolve())
 
     def require_pseudonym_key(self) -> bytes:
+        if (self.pseudonym_key is None or not self.pseudonym_key.get_secret_value()) and (
+            self.pseudonym_key_file is not None
+        ):
+            try:
+                key = self.pseudonym_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"pseudonym_key_file {self.pseudonym_key_file} cannot be read "
+                    f"({exc.strerror}); create it (one line, the key; readable by the owner "
+                    "only) or set LAGESBILD_PSEUDONYM_KEY"
+                ) from None
+            if not key:
+                raise ConfigError(
+                    f"pseudonym_key_file {self.pseudonym_key_file} is empty; write the "
+                    "municipality's key in it (one line)"
+                )
+            return key.encode()
         if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
             raise ConfigError(
                 "LAGESBILD_PSEUDONYM_KEY is not set. Personal ids are replaced by "

@@ -25,6 +25,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 FLOWS = Path(__file__).parent / "flows"
 # Modules whose tests share one data folder in order; the longest first.
 GROUPED = [
+    "test_region",  # its own Prefect server, two workers and six nightly runs
     "test_ss12000",
     "test_prefect_server",
     "test_bi_access",
