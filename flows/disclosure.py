@@ -5,7 +5,7 @@ secondary rule against one total). Cells are linked across marts, though: school
 month pupils add up to area × term pupils, area × month orders to area × year orders, areas to
 the municipality, and the area profile repeats the area × year vandalism figures. This module
 writes those linear relations down, the way an attacker who reads only the served marts
-would, and computes by linear programming (scipy's HiGHS) the feasible interval of every
+would, and computes by linear programming (HiGHS, `highspy`) the feasible interval of every
 withheld value (docs/marts.md, *Small cells*):
 
 * `audit(con)` reads the marts through a DuckDB connection and returns an `Audit`: every
@@ -14,10 +14,17 @@ withheld value (docs/marts.md, *Small cells*):
   audit finds an unprotected cell, it withholds one more published cell of a relation that
   pins it (the smallest), and writes the result into the new served file before the swap.
 
+The result is a pure function of the published cell values: cells are read as exact integers
+and decimals and kept in one total order (mart, row key, measure), the solver's floating
+bounds are rounded to what the attacker knows they are (whole persons and orders, öre and
+minutes) before any threshold is compared, and every choice between cells is made by value,
+then by that order. Row order, hash order and solver tie-breaks cannot change what is withheld.
+
 Why an LP of our own and not Tau-Argus (`pytauargus`): the package drives the Tau-Argus
 Windows/Java binary through batch files, which is not installed here and not packaged for
-Linux servers; the relations between our marts are few families of sums, so HiGHS (already a
-dependency through scipy) solves each connected group of withheld cells in milliseconds.
+Linux servers; the relations between our marts are few families of sums, so HiGHS (its own
+Python package, the open-source solver Tau-Argus uses too) solves each connected group of
+withheld cells in milliseconds.
 Rates are not in the LP (they are ratios of withheld sums); they are withheld with their
 counts, and left to the rules of the marts.
 """
@@ -29,16 +36,20 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
 import duckdb
 
 log = logging.getLogger(__name__)
 
 # The protection each withheld magnitude (minutes, kronor) must keep: the attacker's interval
-# is at least this share of its upper end wide.
-MAGNITUDE_PROTECTION = 0.25
+# is at least this share of its upper end wide (exact: compared as decimals).
+MAGNITUDE_PROTECTION = Decimal("0.25")
+CENT = Decimal("0.01")  # magnitudes are published to the öre / hundredth of a minute
+UNBOUNDED = Decimal("Infinity")
 
 Cell = tuple[str, tuple, str]  # (mart, row key, measure)
+Value = int | Decimal  # counts are integers, magnitudes decimals: never floats
 
 # Per mart: the row key, its count and magnitude measures, and which columns go NULL (and
 # which `_status` columns become 'withheld') when a measure of the row is withheld.
@@ -159,19 +170,20 @@ class Relation:
     knows about the cells, published or not."""
 
     family: str
-    terms: list[tuple[Cell, float]]
+    terms: list[tuple[Cell, int]]
     equal: bool = True
 
 
 @dataclass
 class Quantity:
-    """What must stay protected: a withheld cell, or a nested band (a difference of cells)."""
+    """What must stay protected: a withheld cell, or a nested band (a difference of cells).
+    Its interval is exact: whole numbers for counts, öre for magnitudes (UNBOUNDED above)."""
 
     label: str
     kind: str  # "count" or "magnitude"
-    terms: list[tuple[Cell, float]]
-    lower: float = 0.0
-    upper: float = math.inf
+    terms: list[tuple[Cell, int]]
+    lower: Decimal = Decimal(0)
+    upper: Decimal = UNBOUNDED
     protected: bool = True
 
 
@@ -193,7 +205,7 @@ class Audit:
 
     def narrowest(self) -> Quantity | None:
         counts = [q for q in self.quantities if q.kind == "count"]
-        return min(counts, key=lambda q: q.upper - q.lower, default=None)
+        return min(counts, key=lambda q: (q.upper - q.lower, q.label), default=None)
 
 
 # --- reading the marts ------------------------------------------------------------------
@@ -221,13 +233,38 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str, catalog: str | None) ->
     return {r[0] for r in rows}
 
 
+def _is_count(cell: Cell) -> bool:
+    return cell[2] in MARTS[cell[0]]["counts"]
+
+
+def _exact(value: object, count: bool) -> Value:
+    """A published number as the attacker reads it: an integer count or a decimal to the öre
+    (a DOUBLE column is read through its shortest decimal text, never its binary noise)."""
+    if count:
+        return int(value)
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(str(value)).quantize(CENT)
+
+
+def _key_order(part: object) -> tuple:
+    # NULL keys first; a key column holds one type, so values compare among themselves
+    return (0, "") if part is None else (1, part)
+
+
+def cell_order(cell: Cell) -> tuple:
+    """The one total order of cells: mart, then its row key column by column, then measure."""
+    table, key, measure = cell
+    return (table, tuple(_key_order(k) for k in key), measure)
+
+
 def read_values(
     con: duckdb.DuckDBPyConnection, catalog: str | None = None
-) -> dict[Cell, float | None]:
-    """Every count and magnitude cell of the marts this module knows: None when withheld.
-    A NULL that means no data (`<measure>_status` 'missing', or a row not suppressed) is no
-    cell at all."""
-    values: dict[Cell, float | None] = {}
+) -> dict[Cell, Value | None]:
+    """Every count and magnitude cell of the marts this module knows, in `cell_order`: None
+    when withheld. A NULL that means no data (`<measure>_status` 'missing', or a row not
+    suppressed) is no cell at all."""
+    values: dict[Cell, Value | None] = {}
     present = _tables(con, catalog)
     for table, spec in MARTS.items():
         if table not in present:
@@ -248,17 +285,18 @@ def read_values(
             for i, measure in enumerate(measures):
                 value, is_withheld = row[width + i], row[width + len(measures) + i]
                 if value is not None:
-                    values[(table, key, measure)] = float(value)
+                    values[(table, key, measure)] = _exact(value, measure in spec["counts"])
                 elif is_withheld:
                     values[(table, key, measure)] = None
-    return values
+    # the order every later step iterates in: not the order the rows came in
+    return {cell: values[cell] for cell in sorted(values, key=cell_order)}
 
 
 def _term_of(month: date) -> str:
     return f"HT{month.year}" if month.month >= 7 else f"VT{month.year}"
 
 
-def relations(values: dict[Cell, float | None], school_areas: dict[str, str]) -> list[Relation]:
+def relations(values: dict[Cell, Value | None], school_areas: dict[str, str]) -> list[Relation]:
     """The linear relations between the marts' cells, as the marts' grains imply them."""
     result: list[Relation] = []
     by_table: dict[str, list[Cell]] = defaultdict(list)
@@ -270,11 +308,11 @@ def relations(values: dict[Cell, float | None], school_areas: dict[str, str]) ->
 
     def total_of(family: str, total: Cell, parts: list[Cell]) -> None:
         if total in values and parts:
-            result.append(Relation(family, [(total, -1.0)] + [(p, 1.0) for p in parts]))
+            result.append(Relation(family, [(total, -1)] + [(p, 1) for p in parts]))
 
     def same(family: str, a: Cell, b: Cell) -> None:
         if a in values and b in values:
-            result.append(Relation(family, [(a, 1.0), (b, -1.0)]))
+            result.append(Relation(family, [(a, 1), (b, -1)]))
 
     sgm, at, pa = (
         "mart_attendance_school_grade_month",
@@ -303,7 +341,7 @@ def relations(values: dict[Cell, float | None], school_areas: dict[str, str]) ->
     # Problematic absence: the area's pupils are the area × term pupils; areas add up to the
     # municipality; the thresholds are nested (pupils >= at 10 % >= at 15 % ...).
     thresholds: dict[tuple, list] = defaultdict(list)
-    municipality_parts: dict[tuple[str, float, str], list[Cell]] = defaultdict(list)
+    municipality_parts: dict[tuple[str, Decimal, str], list[Cell]] = defaultdict(list)
     for cell in cells(pa, "pupils"):
         scope, area, term, threshold = cell[1]
         thresholds[(scope, area, term)].append(threshold)
@@ -335,7 +373,7 @@ def relations(values: dict[Cell, float | None], school_areas: dict[str, str]) ->
         for threshold in levels:
             current = (pa, (scope, area, term, threshold), "pupils_at_or_above")
             result.append(
-                Relation("nested thresholds", [(current, 1.0), (previous, -1.0)], equal=False)
+                Relation("nested thresholds", [(current, 1), (previous, -1)], equal=False)
             )
             previous = current
 
@@ -403,37 +441,43 @@ def relations(values: dict[Cell, float | None], school_areas: dict[str, str]) ->
 
 
 def read_school_areas(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> dict:
-    """school unit → area, as the school mart publishes it."""
+    """school unit → area, as the school mart publishes it (one area per school: the first
+    by code, should a school ever be published under two)."""
     if "mart_attendance_school_grade_month" not in _tables(con, catalog):
         return {}
     table = _qualified("mart_attendance_school_grade_month", catalog)
-    return dict(con.execute(f"select distinct school_unit_code, area_code from {table}").fetchall())
+    return dict(
+        con.execute(
+            f"select school_unit_code, min(area_code) from {table} group by 1 order by 1"
+        ).fetchall()
+    )
 
 
 # --- the attacker's linear programs -----------------------------------------------------
 
-_TOLERANCE = 0.011  # published decimals are rounded to the öre / minute
 
-
-def _consistent_families(rels: list[Relation], values: dict[Cell, float | None]) -> set[str]:
-    """Families whose fully published relations do not hold (pupils who changed school
-    within a term, say) are no knowledge the attacker can rely on: they are left out."""
+def _consistent_families(rels: list[Relation], values: dict[Cell, Value | None]) -> set[str]:
+    """Families whose fully published relations do not hold exactly (pupils who changed
+    school within a term, say) are no knowledge the attacker can rely on: they are left out."""
     broken = set()
     for rel in rels:
         if all(values.get(c) is not None for c, _ in rel.terms):
-            residual = sum(values[c] * k for c, k in rel.terms)
-            if (rel.equal and abs(residual) > _TOLERANCE) or residual > _TOLERANCE:
+            residual = sum((values[c] * k for c, k in rel.terms), Decimal(0))
+            if residual != 0 if rel.equal else residual > 0:
                 broken.add(rel.family)
     return broken
 
 
 def _protected(quantity: Quantity, min_persons: int) -> bool:
-    width = quantity.upper - quantity.lower
+    """Exact: the bounds are whole numbers or öre, the thresholds integers and decimals."""
+    lower, upper = quantity.lower, quantity.upper
+    if lower.is_nan() or upper.is_nan():
+        return False
     if quantity.kind == "count":
         # the attacker cannot tell a small cell (below min_persons) from a publishable one,
         # nor pin it closer than a small cell's own range
-        return quantity.upper >= min_persons - 1e-6 and width >= min_persons - 1 - 1e-6
-    return width >= MAGNITUDE_PROTECTION * quantity.upper - 1e-6
+        return upper >= min_persons and upper - lower >= min_persons - 1
+    return upper - lower >= MAGNITUDE_PROTECTION * upper
 
 
 def _label(cell: Cell) -> str:
@@ -442,18 +486,104 @@ def _label(cell: Cell) -> str:
     return f"{table}[{shown}].{measure}"
 
 
-def _quantities(rels: list[Relation], values: dict[Cell, float | None]) -> list[Quantity]:
+def _quantities(rels: list[Relation], values: dict[Cell, Value | None]) -> list[Quantity]:
+    """Every withheld cell (in cell order), then every nested band with a withheld end (in
+    the relations' order, which follows the cells')."""
     result = []
-    for cell, value in sorted(values.items(), key=lambda item: _label(item[0])):
+    for cell, value in values.items():
         if value is None:
-            kind = "count" if cell[2] in MARTS[cell[0]]["counts"] else "magnitude"
-            result.append(Quantity(_label(cell), kind, [(cell, 1.0)]))
+            kind = "count" if _is_count(cell) else "magnitude"
+            result.append(Quantity(_label(cell), kind, [(cell, 1)]))
     for rel in rels:
         # a nested band (pupils at 10 % minus pupils at 15 %) is a count of persons too
         if not rel.equal and any(values.get(c) is None for c, _ in rel.terms):
             (upper_cell, _), (lower_cell, _) = sorted(rel.terms, key=lambda t: t[1])
             label = f"band {_label(upper_cell)} - {lower_cell[2]}@{lower_cell[1][-1]}"
-            result.append(Quantity(label, "count", [(upper_cell, 1.0), (lower_cell, -1.0)]))
+            result.append(Quantity(label, "count", [(upper_cell, 1), (lower_cell, -1)]))
+    return result
+
+
+def _exact_bound(x: float, count: bool, lower: bool) -> Decimal:
+    """The solver's bound as the attacker knows it: a count is a whole number (so its bound
+    rounds inwards, past the solver's noise), a magnitude lies on the öre grid."""
+    if math.isinf(x):
+        return -UNBOUNDED if x < 0 else UNBOUNDED
+    if count:
+        return Decimal(math.ceil(x - 1e-6) if lower else math.floor(x + 1e-6))
+    return Decimal(repr(x)).quantize(CENT)
+
+
+def _solve_group(
+    cells: list[Cell],
+    rels: list[Relation],
+    quantities: list[Quantity],
+    values: dict[Cell, Value | None],
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """The interval of each quantity of one connected group of withheld cells: the group's
+    LP is passed to HiGHS once, then minimised and maximised for each quantity in turn."""
+    import highspy  # only the attacker needs it
+    import numpy as np
+
+    if not rels:  # nothing links these cells to anything published
+        return {q.label: (Decimal(0), UNBOUNDED) for q in quantities}
+    variables = {cell: i for i, cell in enumerate(cells)}
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = len(variables), len(rels)
+    lp.col_cost_ = np.zeros(len(variables))
+    lp.col_lower_ = np.zeros(len(variables))  # counts and magnitudes are never negative
+    lp.col_upper_ = np.full(len(variables), highspy.kHighsInf)
+    row_lower, row_upper, starts, indices, coefficients = [], [], [0], [], []
+    for rel in rels:
+        row: dict[int, int] = defaultdict(int)
+        known = Decimal(0)
+        for cell, k in rel.terms:
+            if values.get(cell) is None:
+                row[variables[cell]] += k
+            else:
+                known += k * values[cell]
+        row_upper.append(float(-known))
+        row_lower.append(float(-known) if rel.equal else -highspy.kHighsInf)
+        for column in sorted(row):
+            indices.append(column)
+            coefficients.append(float(row[column]))
+        starts.append(len(indices))
+    lp.row_lower_, lp.row_upper_ = np.array(row_lower), np.array(row_upper)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = len(variables), len(rels)
+    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+    lp.a_matrix_.index_ = np.array(indices, dtype=np.int32)
+    lp.a_matrix_.value_ = np.array(coefficients)
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    # without presolve, HiGHS tells unbounded from infeasible (the bounds need to know which)
+    solver.setOptionValue("presolve", "off")
+    solver.setOptionValue("threads", 1)
+    solver.passModel(lp)
+    status = highspy.HighsModelStatus
+    columns = np.arange(len(variables), dtype=np.int32)
+    result = {}
+    for quantity in quantities:
+        objective = np.zeros(len(variables))
+        for cell, k in quantity.terms:
+            if values.get(cell) is None:
+                objective[variables[cell]] += k
+        offset = sum(
+            (k * values[c] for c, k in quantity.terms if values.get(c) is not None), Decimal(0)
+        )
+        count = quantity.kind == "count"
+        bounds = []
+        for sign in (1, -1):  # the lowest value, then the highest
+            solver.changeColsCost(len(variables), columns, sign * objective)
+            solver.run()
+            outcome = solver.getModelStatus()
+            if outcome == status.kUnbounded:
+                bounds.append(-UNBOUNDED if sign > 0 else UNBOUNDED)
+            elif outcome == status.kOptimal:
+                value = sign * solver.getInfo().objective_function_value
+                bounds.append(_exact_bound(value, count, lower=sign > 0) + offset)
+            else:  # the published cells contradict each other: report it, unprotected
+                bounds.append(Decimal("NaN"))
+        result[quantity.label] = (bounds[0], bounds[1])
     return result
 
 
@@ -466,13 +596,15 @@ def audit(
 
 
 def audit_values(
-    values: dict[Cell, float | None],
+    values: dict[Cell, Value | None],
     school_areas: dict[str, str],
     min_persons: int = 5,
     solved: dict | None = None,
 ) -> Audit:
-    from scipy.optimize import linprog  # ~0.5 s to import; only the audit needs it
-
+    """The audit of `values` (in `cell_order`, as `read_values` gives them). `solved` keeps
+    the intervals of groups already solved, across the rounds of linked suppression: a group's
+    linear program depends only on its cells and on the families in use."""
+    values = {cell: values[cell] for cell in sorted(values, key=cell_order)}
     all_relations = relations(values, school_areas)
     dropped = _consistent_families(all_relations, values)
     rels = [
@@ -481,7 +613,8 @@ def audit_values(
         if r.family not in dropped and any(values.get(c) is None for c, _ in r.terms)
     ]
     quantities = _quantities(rels, values)
-    # Connected groups of withheld cells: each is one small LP.
+    # Connected groups of withheld cells: each is one small LP. Each group is named by its
+    # first cell in cell order, so neither the union order nor the roots matter.
     parent: dict[Cell, Cell] = {}
 
     def find(cell: Cell) -> Cell:
@@ -496,60 +629,29 @@ def audit_values(
         for other in unknown[1:]:
             parent[find(other)] = find(unknown[0])
     groups: dict[Cell, list[Cell]] = defaultdict(list)
-    for cell, value in values.items():
+    for cell, value in values.items():  # in cell order: each group's cells are sorted
         if value is None:
             groups[find(cell)].append(cell)
     group_relations: dict[Cell, list[Relation]] = defaultdict(list)
     for rel in rels:
         first = next(c for c, _ in rel.terms if values.get(c) is None)
         group_relations[find(first)].append(rel)
-    solved = {} if solved is None else solved  # intervals of unchanged groups, by group
+    group_quantities: dict[Cell, list[Quantity]] = defaultdict(list)
     for quantity in quantities:
-        root = find(next(c for c, _ in quantity.terms if values.get(c) is None))
-        memo = (frozenset(groups[root]), quantity.label)
-        if memo in solved:
-            quantity.lower, quantity.upper = solved[memo]
-            quantity.protected = not math.isnan(quantity.lower) and _protected(
-                quantity, min_persons
+        group_quantities[find(next(c for c, _ in quantity.terms if values.get(c) is None))].append(
+            quantity
+        )
+    solved = {} if solved is None else solved
+    families = tuple(sorted(dropped))
+    for root, members in groups.items():
+        memo = (tuple(members), families)
+        if memo not in solved:
+            solved[memo] = _solve_group(
+                members, group_relations[root], group_quantities[root], values
             )
-            continue
-        variables = {cell: i for i, cell in enumerate(groups[root])}
-        a_eq, b_eq, a_ub, b_ub = [], [], [], []
-        for rel in group_relations[root]:
-            row = [0.0] * len(variables)
-            known = 0.0
-            for cell, k in rel.terms:
-                if values.get(cell) is None:
-                    row[variables[cell]] += k
-                else:
-                    known += k * values[cell]
-            (a_eq if rel.equal else a_ub).append(row)
-            (b_eq if rel.equal else b_ub).append(-known)
-        objective = [0.0] * len(variables)
-        for cell, k in quantity.terms:
-            if values.get(cell) is None:
-                objective[variables[cell]] += k
-        offset = sum(k * values[c] for c, k in quantity.terms if values.get(c) is not None)
-        bounds = []
-        for sign in (1.0, -1.0):
-            solved = linprog(
-                [sign * x for x in objective],
-                A_ub=a_ub or None,
-                b_ub=b_ub or None,
-                A_eq=a_eq or None,
-                b_eq=b_eq or None,
-                bounds=(0, None),
-                method="highs",
-            )
-            if solved.status == 3:  # unbounded
-                bounds.append(sign * -math.inf)
-            elif solved.status == 0:
-                bounds.append(sign * solved.fun + offset)
-            else:  # the published cells contradict each other: report it, unprotected
-                bounds.append(math.nan)
-        quantity.lower, quantity.upper = round(bounds[0], 4), round(bounds[1], 4)
-        solved[memo] = (quantity.lower, quantity.upper)
-        quantity.protected = not math.isnan(quantity.lower) and _protected(quantity, min_persons)
+        for quantity in group_quantities[root]:
+            quantity.lower, quantity.upper = solved[memo][quantity.label]
+            quantity.protected = _protected(quantity, min_persons)
     withheld = sum(1 for v in values.values() if v is None)
     return Audit(len(values), withheld, quantities, sorted(dropped), min_persons)
 
@@ -565,12 +667,18 @@ def _row_cells(cell: Cell) -> list[Cell]:
     return [(table, key, m) for m in spec["counts"] + spec["magnitudes"] if m in nulled]
 
 
+def _complement_order(cell: Cell, values: dict[Cell, Value | None]) -> tuple:
+    """Which published cell to give up first: the smallest contribution, then cell order."""
+    return (values[cell], cell_order(cell))
+
+
 def _nearest_published(
-    quantity: Quantity, touching: dict[Cell, list[Relation]], values: dict[Cell, float | None]
+    quantity: Quantity, touching: dict[Cell, list[Relation]], values: dict[Cell, Value | None]
 ) -> Cell:
     """The published cell to withhold for an unprotected quantity: of the relations nearest
     to it (through withheld cells), the smallest published cell, of the same kind (count or
-    magnitude) when there is one."""
+    magnitude) when there is one. A pure function of the values: the candidates are a set
+    and the choice is the minimum in a total order."""
     frontier = {c for c, _ in quantity.terms}
     seen: set[Cell] = set(frontier)
     while frontier:
@@ -578,11 +686,9 @@ def _nearest_published(
         candidates = [c for c in reached if values.get(c) is not None]
         if candidates:
             same_kind = [
-                c
-                for c in candidates
-                if (c[2] in MARTS[c[0]]["counts"]) == (quantity.kind == "count")
+                c for c in candidates if _is_count(c) == (quantity.kind == "count")
             ] or candidates
-            return min(same_kind, key=lambda c: (values[c], _label(c)))
+            return min(same_kind, key=lambda c: _complement_order(c, values))
         frontier = reached - seen
         seen |= reached
     raise RuntimeError(
@@ -592,37 +698,33 @@ def _nearest_published(
 
 
 def linked_suppression(
-    values: dict[Cell, float | None], school_areas: dict[str, str], min_persons: int = 5
+    values: dict[Cell, Value | None], school_areas: dict[str, str], min_persons: int = 5
 ) -> tuple[list[Cell], Audit]:
     """Withhold published cells until the audit passes: for each unprotected quantity, the
     smallest published cell of a relation that holds it (counts before magnitudes). Returns
-    the cells withheld (first of each row) and the final audit."""
-    values = dict(values)
+    the cells withheld (first of each row, in the order withheld) and the final audit."""
+    values = {cell: values[cell] for cell in sorted(values, key=cell_order)}
     added: list[Cell] = []
     solved: dict = {}
     while True:
         result = audit_values(values, school_areas, min_persons, solved)
         if result.passed:
             return added, result
-        rels = [
-            r
-            for r in relations(values, school_areas)
-            if r.family not in set(result.dropped_families)
-        ]
+        dropped = set(result.dropped_families)
         touching: dict[Cell, list[Relation]] = defaultdict(list)
-        for rel in rels:
-            for cell, _ in rel.terms:
-                touching[cell].append(rel)
-        chosen: set[Cell] = set()
-        for quantity in result.failures:
-            chosen.add(_nearest_published(quantity, touching, values))
-        counts_first = sorted(chosen, key=lambda c: (c[2] not in MARTS[c[0]]["counts"], _label(c)))
-        for cell in counts_first:
+        for rel in relations(values, school_areas):
+            if rel.family not in dropped:
+                for cell, _ in rel.terms:
+                    touching[cell].append(rel)
+        chosen = {_nearest_published(q, touching, values) for q in result.failures}
+        # counts first, then cell order: a row withheld for one cell takes its others along
+        for cell in sorted(chosen, key=lambda c: (not _is_count(c), cell_order(c))):
             if values[cell] is None:  # its row was withheld for another cell
                 continue
             added.append(cell)
             for member in _row_cells(cell):
-                values[member] = None
+                if member in values:  # a measure without data is no cell to withhold
+                    values[member] = None
 
 
 def protect(
@@ -641,7 +743,7 @@ def protect(
         sets += [f"\"{c}\" = 'withheld'" for c in group["status"] if c in columns]
         if "is_suppressed" in columns:
             sets.append("is_suppressed = true")
-        where = " and ".join(f'"{k}" = ?' for k in spec["key"])
+        where = " and ".join(f'"{k}" is not distinct from ?' for k in spec["key"])
         con.execute(
             f"update {_qualified(table, catalog)} set {', '.join(sets)} where {where}", list(key)
         )
@@ -699,8 +801,8 @@ def _follow_in_goal_progress(con: duckdb.DuckDBPyConnection, catalog: str | None
 # --- the report -------------------------------------------------------------------------
 
 
-def _bound(x: float) -> str:
-    return "∞" if math.isinf(x) else f"{x:,.2f}".replace(",", " ")
+def _bound(x: Decimal) -> str:
+    return "∞" if x.is_infinite() else f"{x:,.2f}".replace(",", " ")
 
 
 def report_markdown(result: Audit) -> str:

@@ -144,7 +144,7 @@ def test_the_attacker_recovers_the_three_cells_of_the_issue(attacked):
     assert _interval(result, GRADE_9) == (3, 3)
     assert _interval(result, GRADE_9_MINUTES) == (3000, 3000)
     assert _interval(result, FEBRUARY) == (4, 4)
-    assert _interval(result, FEBRUARY_COST) == (41605.2, 41605.2)
+    assert _interval(result, FEBRUARY_COST) == (Decimal("41605.20"), Decimal("41605.20"))
     assert _interval(result, AREA_1) == (0, 4)
     assert _interval(result, AREA_2) == (0, 4)
     assert not result.passed
@@ -171,7 +171,7 @@ def test_linked_suppression_leaves_each_attack_a_wide_interval(attacked):
     assert _interval(result, GRADE_9) == (0, 33)
     assert _interval(result, GRADE_9_MINUTES) == (0, 33000)
     assert _interval(result, FEBRUARY) == (0, 14)
-    assert _interval(result, FEBRUARY_COST) == (0, 141605.2)
+    assert _interval(result, FEBRUARY_COST) == (0, Decimal("141605.20"))
     assert _interval(result, AREA_1) == (0, 24)
     assert _interval(result, AREA_2) == (0, 24)
     # the row is withheld as a whole: its rate and status too
