@@ -252,3 +252,180 @@ def test_the_publish_protects_links_and_opens_only_the_served_marts(tmp_path):
     assert pl.read_parquet(paths.marts_parquet / "mart_vandalism_area_month.parquet")[
         "vandalism_orders"
     ].to_list() == [None, None, 12]
+
+
+# --- determinism: the same marts give the same suppression, whatever the row order -------
+
+SCHOOLS = {"S1": "A", "S2": "B", "S3": "B", "S4": "C", "S5": "C", "S6": "C"}
+GRADES = ["7", "8", "9"]
+MONTHS = [date(2025, 9, 1), date(2025, 10, 1), date(2025, 11, 1)]
+AREAS = ["A", "B", "C"]
+
+
+def _pupils(school: str, grade: str) -> int:
+    """Fixed: a small grade in S2 and S5 (primary), and ties: S2 grade 8 and S3 grade 7 are
+    both the smallest complement (5 pupils), the cell order decides."""
+    return {"S1": 20, "S2": 4, "S3": 5, "S4": 12, "S5": 4, "S6": 12}[school] + int(grade) - 7
+
+
+def _orders(area: str, month: int) -> int:
+    return {"A": [2, 6, 6, 1, 9, 6], "B": [8, 8, 3, 8, 8, 8], "C": [5, 5, 5, 5, 4, 5]}[area][
+        month - 1
+    ]
+
+
+SCHOOL_COLUMNS = {
+    "school_unit_code": "varchar",
+    "area_code": "varchar",
+    "grade": "varchar",
+    "month": "date",
+    "pupils": "bigint",
+    "offered_minutes": "decimal(18, 2)",
+    "absence_pct_status": "varchar",
+    "is_suppressed": "boolean",
+}
+TERM_COLUMNS = {
+    "area_code": "varchar",
+    "term": "varchar",
+    "pupils": "bigint",
+    "offered_minutes": "decimal(18, 2)",
+    "is_suppressed": "boolean",
+}
+VANDALISM_COLUMNS = {
+    "scope": "varchar",
+    "area_code": "varchar",
+    "month": "date",
+    "vandalism_orders": "bigint",
+    "vandalism_cost_sek": "decimal(18, 2)",
+    "is_suppressed": "boolean",
+}
+
+
+def _town_rows() -> dict[str, tuple[dict[str, str], list[tuple]]]:
+    """A small municipality's marts after dbt's primary suppression (below 5 withheld): three
+    areas (A with one school), six months of vandalism with small months."""
+    school, pupils, minutes = [], dict.fromkeys(AREAS, 0), dict.fromkeys(AREAS, 0)
+    for code, area in SCHOOLS.items():
+        for grade in GRADES:
+            n = _pupils(code, grade)
+            pupils[area] += n
+            minutes[area] += n * 1000 * len(MONTHS)
+            small = n < 5
+            for month in MONTHS:
+                value = None if small else n
+                cost = None if small else Decimal(n * 1000)
+                status = "withheld" if small else "ok"
+                school.append((code, area, grade, month, value, cost, status, small))
+    term = [(a, "HT2025", pupils[a], Decimal(minutes[a]), False) for a in AREAS]
+    months, years = [], []
+    for area in AREAS:
+        for m in range(1, 7):
+            n = _orders(area, m)
+            small = n < 5
+            cost = None if small else Decimal(n) * Decimal("1234.56")
+            months.append(("area", area, date(2025, m, 1), None if small else n, cost, small))
+        n = sum(_orders(area, m) for m in range(1, 7))
+        years.append(("area", area, 2025, n, Decimal(n) * Decimal("1234.56"), False))
+    year_columns = {
+        "scope": "varchar",
+        "area_code": "varchar",
+        "year": "integer",
+        "vandalism_orders": "bigint",
+        "vandalism_cost_sek": "decimal(18, 2)",
+        "is_suppressed": "boolean",
+    }
+    return {
+        "mart_attendance_school_grade_month": (SCHOOL_COLUMNS, school),
+        "mart_attendance_area_term": (TERM_COLUMNS, term),
+        "mart_vandalism_area_month": (VANDALISM_COLUMNS, months),
+        "mart_vandalism_area_year": (year_columns, years),
+    }
+
+
+def _town(shuffle: int | None) -> duckdb.DuckDBPyConnection:
+    """The town's marts, their rows inserted in order or shuffled."""
+    import random
+
+    con = duckdb.connect()
+    for name, (columns, rows) in _town_rows().items():
+        rows = list(rows)
+        if shuffle is not None:
+            random.Random(shuffle).shuffle(rows)
+        _table(con, name, columns, rows)
+    return con
+
+
+def _served(con) -> dict[str, list[tuple]]:
+    return {
+        name: con.execute(f"select * from {name} order by all").fetchall() for name in _town_rows()
+    }
+
+
+def _protect_elsewhere(tmp_path, shuffle: int, hash_seed: str) -> list[str]:
+    """The protection in another Python process, with another string hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / f"town-{shuffle}.duckdb"
+    con = _town(shuffle)
+    con.execute(f"attach '{path}' as town")
+    for name in _town_rows():
+        con.execute(f"create table town.{name} as select * from {name}")
+    con.close()
+    script = (
+        "import duckdb; from flows import disclosure\n"
+        f"con = duckdb.connect({str(path)!r})\n"
+        "added, _ = disclosure.protect(con)\n"
+        "print('\\n'.join(disclosure._label(c) for c in added))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line for line in done.stdout.splitlines() if "[" in line and "HiGHS" not in line]
+
+
+# The cells linked suppression withholds in the town, in the order it withholds them: S2
+# grade 8 (5 pupils) ties with S3 grade 7 and wins by cell order; S5 grade 8 is area C's
+# smallest; February is the first of area A's three 6-order months, January of area C's
+# 5-order months; B's January the first of its 8-order months.
+TOWN_LINKED = [
+    *(
+        f"mart_attendance_school_grade_month[{s}, 8, 2025-{m}-01].pupils"
+        for s in ("S2", "S5")
+        for m in ("09", "10", "11")
+    ),
+    "mart_vandalism_area_month[area, A, 2025-02-01].vandalism_orders",
+    "mart_vandalism_area_month[area, B, 2025-01-01].vandalism_orders",
+    "mart_vandalism_area_month[area, C, 2025-01-01].vandalism_orders",
+]
+
+
+def test_the_same_marts_in_any_row_order_get_the_same_suppression(tmp_path):
+    """The protection twice on the same marts, rows shuffled, and once more in another
+    process with another hash seed: the same cells withheld, the same served rows."""
+    results = []
+    for shuffle in (None, 1):
+        con = _town(shuffle)
+        added, result = disclosure.protect(con)
+        results.append(([disclosure._label(c) for c in added], _served(con), result))
+        con.close()
+    (added, served, result), (other_added, other_served, _) = results
+    assert added == other_added == TOWN_LINKED
+    assert served == other_served
+    assert _protect_elsewhere(tmp_path, 2, "12345") == TOWN_LINKED
+    # nothing withheld can be narrowed below the protection: exact intervals
+    assert result.passed and len(result.quantities) == 38
+    intervals = {q.label: (q.lower, q.upper) for q in result.quantities}
+    school = "mart_attendance_school_grade_month[{}, {}, 2025-09-01].{}"
+    assert intervals[school.format("S2", 7, "pupils")] == (0, 9)
+    assert intervals[school.format("S5", 8, "offered_minutes")] == (0, Decimal("27000.00"))
+    assert intervals["mart_vandalism_area_month[area, A, 2025-04-01].vandalism_orders"] == (0, 9)
+    assert intervals["mart_vandalism_area_month[area, B, 2025-03-01].vandalism_cost_sek"] == (
+        0,
+        Decimal("13580.16"),
+    )
