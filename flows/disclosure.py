@@ -801,8 +801,10 @@ def _follow_in_goal_progress(con: duckdb.DuckDBPyConnection, catalog: str | None
 # --- the report -------------------------------------------------------------------------
 
 
-def _bound(x: Decimal) -> str:
-    return "∞" if x.is_infinite() else f"{x:,.2f}".replace(",", " ")
+def _bound(x: Decimal, kind: str = "magnitude") -> str:
+    if x.is_infinite():
+        return "∞"
+    return (f"{x:,.0f}" if kind == "count" else f"{x:,.2f}").replace(",", " ")
 
 
 def report_markdown(result: Audit) -> str:
@@ -824,7 +826,7 @@ def report_markdown(result: Audit) -> str:
     if narrowest:
         lines.append(
             f"- narrowest count interval: {narrowest.label} in "
-            f"[{_bound(narrowest.lower)}, {_bound(narrowest.upper)}]"
+            f"[{_bound(narrowest.lower, 'count')}, {_bound(narrowest.upper, 'count')}]"
         )
     if result.dropped_families:
         lines.append(
@@ -834,7 +836,7 @@ def report_markdown(result: Audit) -> str:
     lines += ["", "| value | kind | lowest | highest | protected |", "|---|---|---|---|---|"]
     for q in sorted(result.quantities, key=lambda q: (q.protected, q.label)):
         lines.append(
-            f"| {q.label} | {q.kind} | {_bound(q.lower)} | {_bound(q.upper)} | "
+            f"| {q.label} | {q.kind} | {_bound(q.lower, q.kind)} | {_bound(q.upper, q.kind)} | "
             f"{'yes' if q.protected else '**no**'} |"
         )
     return "\n".join(lines) + "\n"

@@ -38,9 +38,45 @@ def test_the_served_marts_withstand_the_attacker(first_run):
     finally:
         con.close()
     assert result.passed, disclosure.report_markdown(result)
-    assert result.withheld > 0 and len(result.quantities) >= result.withheld
+    figures = (result.cells, result.withheld, len(result.quantities))
+    assert figures == (0, 0, 0), figures
     narrowest = result.narrowest()
-    assert narrowest.upper - narrowest.lower >= 4
+    assert (narrowest.label, narrowest.lower, narrowest.upper) == ("", 0, 0), narrowest
+
+
+def _protected_copy(work_db, shuffle: float | None) -> tuple[list[str], dict[str, list]]:
+    """The publish's linked suppression on the run's own dbt marts, their rows read in
+    their order or shuffled: the cells it withholds and every row it serves."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach '{work_db}' as work (read_only)")
+        tables = [
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_catalog = 'work' and table_schema = 'marts' order by 1"
+            ).fetchall()
+        ]
+        if shuffle is not None:
+            con.execute(f"select setseed({shuffle})")
+        order = "" if shuffle is None else "order by random()"
+        for name in tables:
+            con.execute(f'create table main."{name}" as select * from work.marts."{name}" {order}')
+        con.execute("detach work")
+        added, _ = disclosure.protect(con)
+        served = {name: con.execute(f'from "{name}" order by all').fetchall() for name in tables}
+        return [disclosure._label(c) for c in added], served
+    finally:
+        con.close()
+
+
+def test_the_linked_suppression_does_not_depend_on_row_order(first_run):
+    """The same dbt marts, read in two row orders: the same cells withheld, the same rows."""
+    added, served = _protected_copy(first_run.work_db, None)
+    shuffled_added, shuffled_served = _protected_copy(first_run.work_db, 0.15)
+    assert shuffled_added == added
+    assert shuffled_served == served
+    assert len(added) == 0, added
 
 
 class Receiver(BaseHTTPRequestHandler):
