@@ -25,8 +25,10 @@ Windows/Java binary through batch files, which is not installed here and not pac
 Linux servers; the relations between our marts are few families of sums, so HiGHS (its own
 Python package, the open-source solver Tau-Argus uses too) solves each connected group of
 withheld cells in milliseconds.
-Rates are not in the LP (they are ratios of withheld sums); they are withheld with their
-counts, and left to the rules of the marts.
+Absence rates are audited too (`audit_rates`): a published rate gives its row's absent
+minutes to within its rounding, the rows' absent minutes add up to the area × term's, and a
+withheld rate whose minutes are published must keep an interval like a magnitude's; the rates
+of one more row are withheld until it does (`linked_rate_suppression`).
 """
 
 from __future__ import annotations
@@ -592,7 +594,12 @@ def audit(
 ) -> Audit:
     """The feasible interval of every withheld value, from the published cells alone."""
     values = read_values(con, catalog)
-    return audit_values(values, read_school_areas(con, catalog), min_persons)
+    school_areas = read_school_areas(con, catalog)
+    result = audit_values(values, school_areas, min_persons)
+    rates = read_rates(con, catalog)
+    result.quantities += audit_rates(rates, values, school_areas, result.dropped_families)
+    result.withheld += sum(1 for v in rates.values() if v is None)
+    return result
 
 
 def audit_values(
@@ -747,6 +754,23 @@ def protect(
         con.execute(
             f"update {_qualified(table, catalog)} set {', '.join(sets)} where {where}", list(key)
         )
+    # Rates last: a row whose minutes are now withheld has its rates withheld with them.
+    values = read_values(con, catalog)
+    rates = read_rates(con, catalog)
+    school_areas = read_school_areas(con, catalog)
+    rows, rate_quantities = linked_rate_suppression(
+        rates, values, school_areas, result.dropped_families
+    )
+    for table, key in rows:
+        columns = _columns(con, table, catalog)
+        sets = [f'"{c}" = null' for c in RATES if c in columns]
+        sets += ["absence_pct_status = 'withheld'", "is_suppressed = true"]
+        where = " and ".join(f'"{k}" is not distinct from ?' for k in MARTS[table]["key"])
+        con.execute(
+            f"update {_qualified(table, catalog)} set {', '.join(sets)} where {where}", list(key)
+        )
+    added += [(table, key, "total_absence_pct") for table, key in rows]
+    result.quantities += rate_quantities
     _follow_in_goal_progress(con, catalog)
     if added:
         log.info(
@@ -756,6 +780,207 @@ def protect(
             len(result.quantities),
         )
     return added, result
+
+
+# --- rates --------------------------------------------------------------------------------
+
+RATES = ["valid_absence_pct", "invalid_absence_pct", "other_absence_pct", "total_absence_pct"]
+RATE_MARTS = ("mart_attendance_school_grade_month", "mart_attendance_area_term")
+HALF_HUNDREDTH = Decimal("0.005")  # rates are published to two decimals
+_MINUTES_FAMILY = "school offered minutes = area × term offered minutes"
+
+
+def read_rates(
+    con: duckdb.DuckDBPyConnection, catalog: str | None = None
+) -> dict[Cell, Decimal | None]:
+    """Every absence rate of the attendance marts, in cell order: None when withheld (a rate
+    with no data, status 'missing', is no cell)."""
+    rates: dict[Cell, Decimal | None] = {}
+    present = _tables(con, catalog)
+    for table in RATE_MARTS:
+        if table not in present:
+            continue
+        spec = MARTS[table]
+        columns = _columns(con, table, catalog)
+        if not set(RATES) <= columns or "absence_pct_status" not in columns:
+            continue
+        selected = ", ".join(f'"{c}"' for c in [*spec["key"], *RATES, "absence_pct_status"])
+        width = len(spec["key"])
+        for row in con.execute(f"select {selected} from {_qualified(table, catalog)}").fetchall():
+            key, status = tuple(row[:width]), row[-1]
+            for i, rate in enumerate(RATES):
+                value = row[width + i]
+                if value is not None:
+                    rates[(table, key, rate)] = _exact(value, count=False)
+                elif status == "withheld":
+                    rates[(table, key, rate)] = None
+    return {cell: rates[cell] for cell in sorted(rates, key=cell_order)}
+
+
+def _rate_groups(
+    rates: dict[Cell, Decimal | None], school_areas: dict[str, str]
+) -> dict[tuple, list[tuple[str, tuple]]]:
+    """The rows of each area × term (in cell order): its school × grade × month rows (by the
+    term of their month) and the area row."""
+    groups: dict[tuple, set[tuple[str, tuple]]] = defaultdict(set)
+    for table, key, _ in rates:
+        if table == RATE_MARTS[0]:
+            school, _, month = key
+            groups[(school_areas.get(school), _term_of(month))].add((table, key))
+        else:
+            groups[tuple(key)].add((table, key))
+    return {
+        group: sorted(rows, key=lambda r: cell_order((*r, "")))
+        for group, rows in sorted(groups.items(), key=lambda g: cell_order(("", g[0], "")))
+    }
+
+
+def _rate_solver(lower: list[float], upper: list[float], coefficients: list[float] | None):
+    """HiGHS with one absent-minutes column per row, within its bounds, and the parts minus
+    the area summing to zero (`coefficients`, when the attacker may rely on it)."""
+    import highspy
+    import numpy as np
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(lower)
+    lp.col_cost_ = np.zeros(len(lower))
+    lp.col_lower_, lp.col_upper_ = np.array(lower), np.array(upper)
+    if coefficients:
+        lp.num_row_ = 1
+        lp.row_lower_, lp.row_upper_ = np.zeros(1), np.zeros(1)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = len(lower), 1
+        lp.a_matrix_.start_ = np.array([0, len(lower)], dtype=np.int32)
+        lp.a_matrix_.index_ = np.arange(len(lower), dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(coefficients)
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("presolve", "off")
+    solver.setOptionValue("threads", 1)
+    solver.passModel(lp)
+    solver.run()
+    return solver
+
+
+def audit_rates(
+    rates: dict[Cell, Decimal | None],
+    values: dict[Cell, Value | None],
+    school_areas: dict[str, str],
+    dropped_families: list[str],
+) -> list[Quantity]:
+    """The interval of every withheld absence rate whose offered minutes are published.
+
+    A rate is absent minutes over offered minutes. The attacker knows each published rate to
+    its two decimals, so each row's absent minutes to an interval; the rows' absent minutes
+    add up to the area × term's like their offered minutes do. The lowest and highest absent
+    minutes of a withheld row over that LP, divided by its published minutes, bound its rate.
+    (A rate whose minutes are withheld too is protected through its minutes: the count audit.)
+    Deterministic like the rest: the LP is built in cell order from exact decimals.
+    """
+    import highspy
+    import numpy as np
+
+    linked = _MINUTES_FAMILY not in dropped_families
+    result = []
+    for rows in _rate_groups(rates, school_areas).values():
+        total = [r for r in rows if r[0] == RATE_MARTS[1]]
+        for rate in RATES:
+            targets = [
+                r
+                for r in rows
+                if (*r, rate) in rates
+                and rates[(*r, rate)] is None
+                and values.get((*r, "offered_minutes"))
+            ]
+            if not targets:
+                continue
+            lower, upper = [], []
+            for table, key in rows:
+                minutes = values.get((table, key, "offered_minutes"))
+                published = rates.get((table, key, rate))
+                if minutes is None:
+                    lower.append(0.0)
+                    upper.append(highspy.kHighsInf)
+                elif published is None:
+                    lower.append(0.0)
+                    upper.append(float(minutes))
+                else:
+                    lower.append(float(max(0, (published - HALF_HUNDREDTH) * minutes / 100)))
+                    upper.append(float(min(minutes, (published + HALF_HUNDREDTH) * minutes / 100)))
+            relation = None
+            if linked and len(total) == 1 and len(rows) > 1:
+                relation = [-1.0 if r in total else 1.0 for r in rows]
+            solver = _rate_solver(lower, upper, relation)
+            if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                # the published rates contradict the sum here: no knowledge to rely on
+                solver = _rate_solver(lower, upper, None)
+            columns = np.arange(len(rows), dtype=np.int32)
+            for target in targets:
+                minutes = values[(*target, "offered_minutes")]
+                objective = np.zeros(len(rows))
+                objective[rows.index(target)] = 1.0
+                bounds = []
+                for sign in (1, -1):
+                    solver.changeColsCost(len(rows), columns, sign * objective)
+                    solver.run()
+                    if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                        bounds.append(Decimal("NaN"))
+                        continue
+                    absent = Decimal(repr(sign * solver.getInfo().objective_function_value))
+                    bounds.append((absent * 100 / minutes).quantize(CENT))
+                cell = (*target, rate)
+                quantity = Quantity(_label(cell), "rate", [(cell, 1)], bounds[0], bounds[1])
+                quantity.protected = _protected(quantity, 0)
+                result.append(quantity)
+    return result
+
+
+def linked_rate_suppression(
+    rates: dict[Cell, Decimal | None],
+    values: dict[Cell, Value | None],
+    school_areas: dict[str, str],
+    dropped_families: list[str],
+) -> tuple[list[tuple[str, tuple]], list[Quantity]]:
+    """Withhold the rates of more rows until every withheld rate keeps its protection: for
+    each rate that can be narrowed, the rates of the row with the fewest offered minutes (then
+    cell order) among its area × term's published ones. Returns the rows and the final
+    audit's rate quantities."""
+    rates = dict(rates)
+    withheld: list[tuple[str, tuple]] = []
+    groups = _rate_groups(rates, school_areas)
+    where = {row: group for group, rows in groups.items() for row in rows}
+    while True:
+        quantities = audit_rates(rates, values, school_areas, dropped_families)
+        failing = [q for q in quantities if not q.protected]
+        if not failing:
+            return withheld, quantities
+        chosen = set()
+        for quantity in failing:
+            (cell, _), rate = quantity.terms[0], quantity.terms[0][0][2]
+            row = (cell[0], cell[1])
+            candidates = [
+                r
+                for r in groups[where[row]]
+                if r != row
+                and rates.get((*r, rate)) is not None
+                and values.get((*r, "offered_minutes")) is not None
+            ]
+            if not candidates:
+                raise RuntimeError(
+                    f"disclosure control: {quantity.label} cannot be protected by withholding "
+                    "more rates; the marts are not published"
+                )
+            chosen.add(
+                min(
+                    candidates,
+                    key=lambda r: (values[(*r, "offered_minutes")], cell_order((*r, rate))),
+                )
+            )
+        for row in sorted(chosen, key=lambda r: cell_order((*r, ""))):
+            withheld.append(row)
+            for rate in RATES:
+                if (*row, rate) in rates:
+                    rates[(*row, rate)] = None
 
 
 def _follow_in_goal_progress(con: duckdb.DuckDBPyConnection, catalog: str | None) -> None:
@@ -820,7 +1045,7 @@ def report_markdown(result: Audit) -> str:
         f"- cells read: {result.cells} (withheld: {result.withheld})",
         f"- withheld values and nested bands audited: {len(result.quantities)}",
         f"- protection: a count's interval reaches {result.min_persons} and is at least "
-        f"{result.min_persons - 1} wide; a magnitude's interval is at least "
+        f"{result.min_persons - 1} wide; a magnitude's or a rate's interval is at least "
         f"{MAGNITUDE_PROTECTION:.0%} of its upper end wide",
     ]
     if narrowest:

@@ -429,3 +429,68 @@ def test_the_same_marts_in_any_row_order_get_the_same_suppression(tmp_path):
         0,
         Decimal("13580.16"),
     )
+
+
+# --- rates: a withheld rate of a published row, from the area's rate and the other rows --
+
+
+def _rates_area(con) -> None:
+    """Area A, one school, September: grades 7 and 8 published with their rates, grade 9 (7
+    pupils, fewer than min_denominator) with its count and minutes but not its rate (10.00 %);
+    the area × term rate published (4,600 of 77,000 minutes: 5.97 %)."""
+    rates = {c: "decimal(9, 2)" for c in disclosure.RATES}
+    _table(
+        con,
+        "mart_attendance_school_grade_month",
+        {
+            "school_unit_code": "varchar",
+            "area_code": "varchar",
+            "grade": "varchar",
+            "month": "date",
+            "pupils": "bigint",
+            "offered_minutes": "decimal(18, 2)",
+            **rates,
+            "absence_pct_status": "varchar",
+            "is_suppressed": "boolean",
+        },
+        [
+            ("S1", "A", "7", date(2025, 9, 1), 30, 30000, 5, 0, 0, 5, "ok", False),
+            ("S1", "A", "8", date(2025, 9, 1), 40, 40000, 6, 0, 0, 6, "ok", False),
+            ("S1", "A", "9", date(2025, 9, 1), 7, 7000, None, None, None, None, "withheld", True),
+        ],
+    )
+    _table(
+        con,
+        "mart_attendance_area_term",
+        {**TERM_COLUMNS, **rates, "absence_pct_status": "varchar"},
+        [("A", "HT2025", 77, 77000, False, Decimal("5.97"), 0, 0, Decimal("5.97"), "ok")],
+    )
+
+
+RATE_9 = "mart_attendance_school_grade_month[S1, 9, 2025-09-01].total_absence_pct"
+RATE_7 = "mart_attendance_school_grade_month[S1, 7, 2025-09-01].total_absence_pct"
+
+
+def test_a_withheld_rate_is_estimated_then_protected():
+    con = duckdb.connect()
+    _rates_area(con)
+    # the area's absent minutes (5.97 % ± 0.005 of 77,000) minus grades 7 and 8's: 689.55 to
+    # 704.25 of grade 9's 7,000 minutes
+    result = disclosure.audit(con)
+    assert _interval(result, RATE_9) == (Decimal("9.85"), Decimal("10.06"))
+    # valid absence too (all absence is valid here); invalid and other lie in 0 to 0.08 %:
+    # an interval from 0 is protected, like a magnitude's
+    assert [q.label for q in result.failures] == [RATE_9.replace("total", "valid"), RATE_9]
+    added, _ = disclosure.protect(con)
+    # grade 7 has the fewest minutes of the published rows: its rates go too, count kept
+    assert [disclosure._label(c) for c in added] == [RATE_7]
+    assert con.execute(
+        "select pupils, offered_minutes, total_absence_pct, absence_pct_status, is_suppressed "
+        "from mart_attendance_school_grade_month where grade = '7'"
+    ).fetchone() == (30, 30000, None, "withheld", True)
+    result = disclosure.audit(con)
+    assert result.passed
+    # grades 7 and 9 share 2,191.05 to 2,202.75 absent minutes
+    assert _interval(result, RATE_9) == (0, Decimal("31.47"))
+    assert _interval(result, RATE_7) == (0, Decimal("7.34"))
+    con.close()
