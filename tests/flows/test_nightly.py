@@ -117,7 +117,8 @@ RATES = ["valid_absence_pct", "invalid_absence_pct", "other_absence_pct", "total
 
 def assert_matches(actual: pl.DataFrame, expected: pl.DataFrame, key: list[str]) -> int:
     """Counts and minutes exactly; percentages to the published two decimals; suppression.
-    Returns how many rows linked suppression (flows/disclosure.py) withheld besides."""
+    Returns how many rows linked suppression (flows/disclosure.py) withheld besides (whole, or
+    their rates)."""
     assert actual.height == expected.height
     joined = expected.join(actual, on=key, how="left", suffix="_mart")
     linked = 0
@@ -127,6 +128,14 @@ def assert_matches(actual: pl.DataFrame, expected: pl.DataFrame, key: list[str])
         if row["pupils_mart"] is None and not small:  # withheld by linked suppression: whole
             assert row["is_suppressed"] and row["absence_pct_status"] == "withheld", row
             assert row["offered_minutes_mart"] is None, row
+            assert all(row[f"{c}_mart"] is None for c in RATES), row
+            linked += 1
+            continue
+        rates_withheld = row["pupils_mart"] is not None and row["absence_pct_status"] == "withheld"
+        if rates_withheld and not few:  # its rates withheld by linked rate suppression
+            assert row["is_suppressed"], row
+            assert row["pupils_mart"] == row["pupils"], row
+            assert row["offered_minutes_mart"] == row["offered_minutes"], row
             assert all(row[f"{c}_mart"] is None for c in RATES), row
             linked += 1
             continue
