@@ -191,8 +191,8 @@ class Quantity:
 
 @dataclass
 class Audit:
-    cells: int  # published cells that are in a relation or withheld
-    withheld: int
+    cells: int  # count and magnitude cells, published or withheld (rates not counted)
+    withheld: int  # withheld counts, magnitudes and (from `audit`) absence rates
     quantities: list[Quantity] = field(default_factory=list)
     dropped_families: list[str] = field(default_factory=list)
     min_persons: int = 5
@@ -1042,7 +1042,8 @@ def report_markdown(result: Audit) -> str:
         f"**Verdict: {verdict}** — {len(result.failures)} of {len(result.quantities)} withheld "
         "values can be narrowed below the protection (docs/marts.md, *Small cells*).",
         "",
-        f"- cells read: {result.cells} (withheld: {result.withheld})",
+        f"- count and magnitude cells read: {result.cells}; withheld values, absence rates "
+        f"included: {result.withheld}",
         f"- withheld values and nested bands audited: {len(result.quantities)}",
         f"- protection: a count's interval reaches {result.min_persons} and is at least "
         f"{result.min_persons - 1} wide; a magnitude's or a rate's interval is at least "
