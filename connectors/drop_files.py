@@ -808,6 +808,9 @@ def read_table(path: Path, layout: FileLayout, *, guard_ids: bool = False) -> Ta
     return read_xlsx_table(path, layout, guard_ids=guard_ids)
 
 
+_LOOKS_LIKE_DATA = re.compile(r"\d{3}|@")
+
+
 def check_header(
     path: Path,
     columns: Iterable[str],
@@ -839,7 +842,18 @@ def check_header(
         if missing:
             parts.append(f"missing columns {missing}")
         if unknown:
-            parts.append(f"unknown columns {unknown}")
+            # A name with a run of digits or an @ is a cell of a data row (a phone number,
+            # an e-mail address, a personnummer): counted, never echoed.
+            shown = [c for c in unknown if not _LOOKS_LIKE_DATA.search(c)]
+            hidden = len(unknown) - len(shown)
+            if not set(mapped) & set(present):
+                shown, hidden = [], len(unknown)  # no known column: the row may be data
+            parts.append(
+                f"unknown columns {shown}"
+                + (f" and {hidden} more that look like data (not shown)" if hidden else "")
+                if shown
+                else f"{hidden} unknown columns (not shown: the row may be data)"
+            )
         row = f" (header on row {header_row})" if header_row else ""
         fixes = []
         if unknown:

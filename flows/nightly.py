@@ -32,6 +32,7 @@ from flows.attendance import ss12000
 from flows.attendance.dataset import Attendance
 from flows.housing import exports as housing_exports
 from flows.housing.dataset import HousingWorkOrders
+from flows.layers import files, keys
 from flows.layers.audit import run_lock, start_run, update_run
 from flows.layers.clean import CleanOutcome, Dataset, clean_dataset
 from flows.layers.files import sweep_leftovers
@@ -144,7 +145,12 @@ def build_warehouse(settings: Settings, as_of: date, full_refresh: bool) -> dbt.
 
 @task(cache_policy=NO_CACHE)
 def publish_marts(settings: Settings) -> list[str]:
-    tables = publish.publish(settings.paths, settings.served_storage_version, settings.postgres)
+    tables = publish.publish(
+        settings.paths,
+        settings.served_storage_version,
+        settings.postgres,
+        settings.suppression.min_persons,
+    )
     log.info("published %d marts to %s", len(tables), settings.paths.marts_db)
     if settings.postgres:
         log.info("and to PostgreSQL schema %s", settings.postgres.schema_name)
@@ -197,8 +203,10 @@ def _pipeline(
     rebuilds), `backfill` (its label in the runs table: source and window) and, for SS 12000,
     `refetch` (the days fetched again)."""
     runtime.route_logs_to_prefect()
+    files.private_files()  # pupil-level layers owner-only; the publish opens the marts
     settings = Settings()  # once per run; everything below is handed these settings
-    settings.require_pseudonym_key()  # fail before any work if the key is missing
+    # fail before any work if the key is missing or is not the landed data's
+    keys.check_landed_key(settings.paths.landing, settings.require_pseudonym_key())
     rebuild = rebuild or {}
     summary = run_summary.RunSummary(_run_id(), run_date or date.today(), status="Running")
     started = datetime.now(UTC)

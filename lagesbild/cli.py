@@ -649,6 +649,50 @@ def report(
         console.print(f"PDF (A4): {target}")
 
 
+@app.command("audit-disclosure")
+def audit_disclosure(
+    marts: Annotated[
+        Path | None, typer.Option(help="served marts file (default: the configured one)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="report file (markdown)")] = None,
+) -> None:
+    """Attack the served marts: the feasible interval of every withheld value, and a verdict."""
+    import duckdb
+
+    from flows import disclosure
+
+    settings = _settings()
+    marts = marts or settings.paths.marts_db
+    if not marts.exists():
+        console.print(f"[red]{marts} does not exist: run `lagesbild run` first.[/red]")
+        raise typer.Exit(2)
+    con = duckdb.connect(str(marts), read_only=True)
+    try:
+        result = disclosure.audit(con, min_persons=settings.suppression.min_persons)
+    finally:
+        con.close()
+    out = out or settings.paths.reports / "disclosure-audit.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(disclosure.report_markdown(result))
+    narrowest = result.narrowest()
+    console.print(
+        f"{len(result.quantities)} withheld values audited over {result.cells} cells; "
+        + (
+            f"narrowest count interval {narrowest.upper - narrowest.lower:g} wide; "
+            if narrowest
+            else ""
+        )
+        + (
+            "[green]PASS[/green]"
+            if result.passed
+            else f"[red]FAIL: {len(result.failures)} can be narrowed[/red]"
+        )
+    )
+    console.print(f"Report: {out}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def status() -> None:
     """Last runs, last load per source, freshness, and whether the served marts are current."""

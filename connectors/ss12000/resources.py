@@ -7,9 +7,10 @@ anything can be written. `civicNo` is optional in the spec (some platforms sell 
 separate scope): a pupil without one is keyed by the HMAC of the platform's `person.id`
 (`pupil_id_kind` "person_id"), stable as long as the platform keeps its ids, but not the same
 key as the pupil's rows in the exports (see docs/sources/ss12000.md). Names, addresses,
-e-mails, phone numbers, birth dates, sex and responsibles are never read. A pupil with a
-`securityMarking` keeps only what the marts need (school unit and grade per enrolment), like
-every other pupil.
+e-mails, phone numbers, birth dates, sex, responsibles and `securityMarking` (skyddad
+folkbokföring, sekretessmarkering) are never read: the marts count a pupil with a marking like
+every other, from school unit and grade per enrolment, so nothing needs to know which pupils
+have one, and nothing at rest tells it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ PERSON_SCHEMA = {
     "person_id": pl.String,
     "pupil_key": pl.String,
     "pupil_id_kind": pl.String,
-    "security_marking": pl.String,
     "enrolments": pl.List(
         pl.Struct(
             {
@@ -117,7 +117,7 @@ def organisation_frame(objects: Iterable[dict]) -> pl.DataFrame:
 
 
 def person_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
-    """Pupils: id, pseudonymised civicNo, security marking, enrolments. Nothing else."""
+    """Pupils: id, pseudonymised civicNo, enrolments. Nothing else."""
     rows = []
     for p in objects:
         civic = p.get("civicNo")
@@ -125,7 +125,6 @@ def person_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
             {
                 "person_id": p.get("id"),
                 "civic_no": civic.get("value") if isinstance(civic, dict) else None,
-                "security_marking": p.get("securityMarking"),
                 "enrolments": [
                     {
                         "organisation_id": _ref(e, "enroledAt"),

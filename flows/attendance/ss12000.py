@@ -81,7 +81,8 @@ def _landed(landing: Path, dataset: str, columns: list[str] | None = None) -> pl
     loads = _loads(landing, dataset)
     if not loads:
         return pl.DataFrame()
-    return pl.concat([load.read(columns) for load in loads], how="vertical")
+    # loads landed before and after a column was added or dropped read together
+    return pl.concat([load.read(columns) for load in loads], how="diagonal_relaxed")
 
 
 def _instant(column: str) -> pl.Expr:
@@ -383,7 +384,8 @@ def _latest(landing: Path, dataset: str, schema: dict, key: str) -> pl.DataFrame
     for name, dtype in schema.items():  # landed before a column was added: it is null
         if name not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype).alias(name))
-    frame = frame.with_columns(_at=_instant("meta_modified"))
+    # landed before a column was dropped (persons' security_marking): not read on
+    frame = frame.select(list(schema)).with_columns(_at=_instant("meta_modified"))
     return frame.sort("_at", maintain_order=True).unique(key, keep="last").drop("_at")
 
 

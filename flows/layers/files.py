@@ -20,6 +20,28 @@ import polars as pl
 if TYPE_CHECKING:
     from lagesbild.settings import Paths
 
+# Pupil-level layers (landing, clean, quarantine, work.duckdb, validation results, run
+# summaries) are the service account's only: files 0600, folders 0700. The served marts
+# are made readable for BI users when they are published (`world_readable`).
+PRIVATE_UMASK = 0o077
+
+
+def private_files() -> int:
+    """From now on, this process (and dbt, its child) creates owner-only files; returns the
+    previous umask."""
+    return os.umask(PRIVATE_UMASK)
+
+
+def world_readable(path: Path) -> None:
+    """A published file (0644) or folder with its files (0755 / 0644)."""
+    if path.is_dir():
+        path.chmod(0o755)
+        for child in path.rglob("*"):
+            child.chmod(0o755 if child.is_dir() else 0o644)
+    else:
+        path.chmod(0o644)
+
+
 log = logging.getLogger(__name__)
 
 # Test hook: `<point>` or `<point>:<n>` kills this process (SIGKILL, as the OOM killer

@@ -73,6 +73,41 @@ def _context():
 
 _source_numbers = itertools.count()
 
+# What GX keeps of the cells it found unexpected. A column's values are kept only when its
+# suite lists it in meta `values_shown` (codes, dates; "*" for public statistics): a pupil key
+# that holds a raw personnummer, a tenant's name or phone number must reach no report, page,
+# log or JSON file; the count of unexpected values stays.
+_VALUE_KEYS = (
+    "partial_unexpected_list",
+    "partial_unexpected_counts",
+    "partial_unexpected_index_list",
+    "unexpected_list",
+    "unexpected_index_list",
+    "unexpected_index_query",
+    "unexpected_rows",
+    "details",
+)
+MASKED = "(not shown: personal or free-text column)"
+
+
+def _shows_values(column: str | None, shown: list[str]) -> bool:
+    return "*" in shown or (column is not None and column in shown)
+
+
+def _masked_json(result: dict, shown: list[str]) -> dict:
+    """The GX result as JSON, without the values of columns whose values are not shown."""
+    for item in result.get("results", []):
+        kwargs = item.get("expectation_config", {}).get("kwargs", {})
+        column = kwargs.get("column") or str(kwargs.get("column_list", ""))
+        details = item.get("result") or {}
+        if _shows_values(column, shown):
+            continue
+        for key in _VALUE_KEYS:
+            details.pop(key, None)
+        if isinstance(details.get("observed_value"), str | list | dict):
+            details["observed_value"] = MASKED
+    return result
+
 
 def validate_frame(
     frame: pl.DataFrame,
@@ -92,6 +127,7 @@ def validate_frame(
         name=spec["name"], expectations=spec["expectations"], meta=spec.get("meta")
     )
     name = spec["name"]
+    shown = (spec.get("meta") or {}).get("values_shown", [])
     # A data source per frame, deleted afterwards: its execution engine caches the frame and
     # its metrics, which would otherwise stay alive for the whole run (GBs at 100,000 pupils).
     source = context.data_sources.add_pandas(f"lagesbild-{next(_source_numbers)}")
@@ -110,14 +146,16 @@ def validate_frame(
     outcomes = []
     for item in result.results:
         config = item.expectation_config
+        column = config.kwargs.get("column") or str(config.kwargs.get("column_list", ""))
+        values = item.result.get("partial_unexpected_list") or []
         outcomes.append(
             ExpectationOutcome(
                 expectation=config.type,
-                column=config.kwargs.get("column") or str(config.kwargs.get("column_list", "")),
+                column=column,
                 severity=getattr(config.severity, "value", str(config.severity)),
                 success=bool(item.success),
                 unexpected_count=item.result.get("unexpected_count"),
-                sample=[str(v) for v in (item.result.get("partial_unexpected_list") or [])[:5]],
+                sample=[str(v) for v in values[:5]] if _shows_values(column, shown) else [],
             )
         )
     gate = GateResult(name, partition, frame.height, outcomes)
@@ -126,7 +164,8 @@ def validate_frame(
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         gate.report_path = report_dir / f"{name}__{partition}.json"
-        gate.report_path.write_text(json.dumps(result.to_json_dict(), indent=2, default=str))
+        masked = _masked_json(result.to_json_dict(), shown)
+        gate.report_path.write_text(json.dumps(masked, indent=2, default=str))
     return gate
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from connectors.drop_files import Landed
+from flows.layers import keys
 from flows.layers.audit import retractions
 from flows.layers.files import CorruptFile, check_parquet, replace, sha256_of
 from flows.layers.manifest import Manifest, PartitionKind, partitions_of
@@ -221,6 +222,9 @@ def land_exports(
             dropped_columns=batch.dropped_columns,
             header_row=batch.header_row,
             pseudonymised={column: "pupil_key"} if column else {},
+            key_fingerprint=(
+                keys.fingerprint(settings.require_pseudonym_key()) if column else None
+            ),
             size=size,
             mtime_ns=mtime_ns,
         )

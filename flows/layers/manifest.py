@@ -39,6 +39,7 @@ class Manifest(BaseModel):
     header_row: int | None = None  # drop-folder files: the header's row; a row's `_source_row`
     # counts from below it (file row = header_row + _source_row)
     pseudonymised: dict[str, str] = {}  # source column → the column holding its pseudonym
+    key_fingerprint: str | None = None  # of the key that made the pseudonyms (never the key)
     release: dict[str, Any] = {}  # statistics: what the source said about this release
     size: int | None = None  # drop-folder files: size and mtime when found (the quick check)
     mtime_ns: int | None = None

@@ -132,7 +132,8 @@ def render(summary: RunSummary, paths: Paths) -> str:
         for failed in result.critical_failures + result.warnings:
             out.append(
                 f"  - {failed.severity}: {failed.expectation} on {failed.column}: "
-                f"{failed.unexpected_count} unexpected, e.g. {failed.sample}"
+                f"{failed.unexpected_count} unexpected"
+                + (f", e.g. {failed.sample}" if failed.sample else "")
             )
     if clean.gates:
         out.append(f"\nReadable page: `{paths.validation / summary.run_id / 'index.html'}`")

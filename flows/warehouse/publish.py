@@ -17,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 
+from flows import disclosure
+from flows.layers import files
 from flows.layers.files import replace
 from flows.warehouse import postgres as postgres_target
 from lagesbild.settings import Paths, PostgresTarget
@@ -74,9 +76,14 @@ def _parquet_metadata(table_comment: str | None, column_comments: dict[str, str]
 
 
 def publish(
-    paths: Paths, storage_version: str, postgres: PostgresTarget | None = None
+    paths: Paths,
+    storage_version: str,
+    postgres: PostgresTarget | None = None,
+    min_persons: int = 5,
 ) -> list[str]:
-    """Copy schema `marts` to a new served file and parquet folder, then swap both in.
+    """Copy schema `marts` to a new served file, withhold what linked suppression decides
+    over all marts together (flows/disclosure.py, in the new file only: the work warehouse
+    stays dbt's), write the parquet folder, then swap both in.
 
     With a PostgreSQL target, that is written from the new file first: if it fails, nothing
     is swapped, so every target keeps serving the same previous marts.
@@ -102,8 +109,12 @@ def publish(
         (served,) = con.execute("SELECT current_database()").fetchone()
         comments = _comments(con)
         for table in tables:
+            con.execute(
+                f'CREATE TABLE "{served}".main."{table}" AS SELECT * FROM work.marts."{table}"'
+            )
+        disclosure.protect(con, served, min_persons)
+        for table in tables:
             name = f'"{served}".main."{table}"'
-            con.execute(f'CREATE TABLE {name} AS SELECT * FROM work.marts."{table}"')
             table_comment, column_comments = comments.get(table, (None, {}))
             if table_comment:
                 con.execute(f"COMMENT ON TABLE {name} IS {_literal(table_comment)}")
@@ -125,6 +136,8 @@ def publish(
             next_db.unlink(missing_ok=True)
             shutil.rmtree(next_parquet, ignore_errors=True)
             raise
+    files.world_readable(next_db)  # the pupil-level layers beside it are owner-only
+    files.world_readable(next_parquet)
     replace(next_db, paths.marts_db, "publish-marts")
     _swap_symlink(paths.marts_parquet, next_parquet)
     return tables

@@ -26,8 +26,10 @@ MIN_ORDERS = 5
 VANDALISM = ["graffiti", "broken_glass", "fire", "doors_and_locks", "other_vandalism"]
 
 
-def marts(paths) -> dict[str, pl.DataFrame]:
-    con = duckdb.connect(str(paths.marts_db), read_only=True)
+def marts(paths, served: bool = True) -> dict[str, pl.DataFrame]:
+    """The served vandalism marts, or (served=False) dbt's in the work warehouse: the marts'
+    own rules before the publish's linked suppression (flows/disclosure.py)."""
+    con = duckdb.connect(str(paths.marts_db if served else paths.work_db), read_only=True)
     try:
         return {
             name: con.sql(f"select * from marts.{name}").pl()
@@ -213,8 +215,34 @@ def expected_categories(orders: pl.DataFrame) -> dict[tuple, tuple]:
     return rows
 
 
+def assert_served_is_dbt_with_linked_suppression(paths) -> None:
+    """Every served cell is dbt's, or withheld (with `is_suppressed`); the attacker finds
+    nothing."""
+    from flows import disclosure
+
+    built, served = marts(paths, served=False), marts(paths)
+    for name, frame in served.items():
+        assert frame.height == built[name].height, name
+        measures = [c for c in frame.columns if c.endswith(("orders", "_sek", "_pct"))]
+        keys = [c for c in frame.columns if c not in measures and not c.endswith("status")]
+        keys.remove("is_suppressed")
+        joined = frame.join(built[name], on=keys, how="left", suffix="_built", nulls_equal=True)
+        for row in joined.iter_rows(named=True):
+            for column in measures:
+                if row[column] is None and row[f"{column}_built"] is not None:
+                    assert row["is_suppressed"], (name, column, row)
+                else:
+                    assert row[column] == row[f"{column}_built"], (name, column, row)
+    con = duckdb.connect(str(paths.marts_db), read_only=True)
+    try:
+        assert disclosure.audit(con).passed
+    finally:
+        con.close()
+
+
 def assert_marts_match(paths, orders: pl.DataFrame, drop: Path) -> None:
-    published = marts(paths)
+    assert_served_is_dbt_with_linked_suppression(paths)
+    published = marts(paths, served=False)
     assert_area_year(published["mart_vandalism_area_year"], expected_area_year(orders, drop))
     months = published["mart_vandalism_area_month"]
     want = expected_month(orders, drop)
@@ -244,7 +272,7 @@ def test_vandalism_marts_match_the_truth(first_run, municipality):
     orders = truth_orders(municipality)
     assert_marts_match(first_run, orders, municipality["drop"])
     # the test sees real figures, suppressed cells and a change against the previous year
-    area_year = marts(first_run)["mart_vandalism_area_year"]
+    area_year = marts(first_run, served=False)["mart_vandalism_area_year"]
     assert area_year["is_suppressed"].any() and (~area_year["is_suppressed"]).sum() > 8
     assert area_year["cost_change_pct"].is_not_null().sum() >= 4
 

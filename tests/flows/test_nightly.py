@@ -112,13 +112,33 @@ def expected_rates(grouped: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def assert_matches(actual: pl.DataFrame, expected: pl.DataFrame, key: list[str]) -> None:
-    """Counts and minutes exactly; percentages to the published two decimals; suppression."""
+RATES = ["valid_absence_pct", "invalid_absence_pct", "other_absence_pct", "total_absence_pct"]
+
+
+def assert_matches(actual: pl.DataFrame, expected: pl.DataFrame, key: list[str]) -> int:
+    """Counts and minutes exactly; percentages to the published two decimals; suppression.
+    Returns how many rows linked suppression (flows/disclosure.py) withheld besides (whole, or
+    their rates)."""
     assert actual.height == expected.height
     joined = expected.join(actual, on=key, how="left", suffix="_mart")
+    linked = 0
     for row in joined.iter_rows(named=True):
         small = row["pupils"] < MIN_PERSONS
         few = row["pupils"] < MIN_DENOMINATOR
+        if row["pupils_mart"] is None and not small:  # withheld by linked suppression: whole
+            assert row["is_suppressed"] and row["absence_pct_status"] == "withheld", row
+            assert row["offered_minutes_mart"] is None, row
+            assert all(row[f"{c}_mart"] is None for c in RATES), row
+            linked += 1
+            continue
+        rates_withheld = row["pupils_mart"] is not None and row["absence_pct_status"] == "withheld"
+        if rates_withheld and not few:  # its rates withheld by linked rate suppression
+            assert row["is_suppressed"], row
+            assert row["pupils_mart"] == row["pupils"], row
+            assert row["offered_minutes_mart"] == row["offered_minutes"], row
+            assert all(row[f"{c}_mart"] is None for c in RATES), row
+            linked += 1
+            continue
         assert row["is_suppressed"] == few, row
         status = "withheld" if few else ("ok" if row["offered_minutes"] else "missing")
         assert row["absence_pct_status"] == status, row
@@ -135,6 +155,7 @@ def assert_matches(actual: pl.DataFrame, expected: pl.DataFrame, key: list[str])
             else:
                 published = float(row[f"{column}_mart"])  # DECIMAL(9, 2)
                 assert abs(published - row[column]) <= 0.005 + 1e-9, (column, row)
+    return linked
 
 
 def test_school_grade_month_mart_matches_truth(first_run, municipality):
@@ -148,7 +169,8 @@ def test_school_grade_month_mart_matches_truth(first_run, municipality):
         )
     )
     actual = marts(first_run)["mart_attendance_school_grade_month"]
-    assert_matches(actual, expected, ["school_unit_code", "grade", "month"])
+    linked = assert_matches(actual, expected, ["school_unit_code", "grade", "month"])
+    assert linked < actual.filter(~pl.col("is_suppressed")).height / 4
     assert actual.filter(~pl.col("is_suppressed")).height > 0  # the test sees real figures
 
 
@@ -195,7 +217,10 @@ def test_area_term_marts_match_truth(first_run, municipality):
                 )
                 assert match.height == 1
                 got = match.row(0, named=True)
-                assert got["pupils"] == (row["pupils"] if row["pupils"] >= MIN_PERSONS else None)
+                if got["pupils"] is not None or row["pupils"] < MIN_PERSONS:  # else linked
+                    assert got["pupils"] == (
+                        row["pupils"] if row["pupils"] >= MIN_PERSONS else None
+                    )
                 primary = row["at_or_above"] < MIN_PERSONS or row["pupils"] < MIN_DENOMINATOR
                 if primary:
                     assert got["pupils_at_or_above"] is None and got["is_suppressed"]

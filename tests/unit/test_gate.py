@@ -88,3 +88,33 @@ def test_volume_far_from_the_previous_load_is_only_a_warning():
     (warning,) = result.warnings
     assert warning.expectation == "expect_table_row_count_to_be_between"
     assert run(days(), previous_rows_per_day=1.5).status == "passed"
+
+
+def test_a_personnummer_in_pupil_key_fails_the_gate_and_is_written_nowhere(tmp_path):
+    """The check that catches a raw personnummer must not persist it: GX's JSON, the
+    validation page and the run summary keep the count, not the value."""
+    from flows.layers.clean import CleanOutcome
+    from flows.reports import run_summary
+    from lagesbild.settings import Paths
+
+    personnummer = "6408233234"
+    bad = days(pupil_key=["a" * 64, "b" * 64, personnummer])
+    result = run(bad, tmp_path=tmp_path / "validation")
+    (caught,) = [o for o in result.critical_failures if o.column == "pupil_key"]
+    assert (caught.expectation, caught.unexpected_count, caught.sample) == (
+        "expect_column_values_to_match_regex",
+        1,
+        [],
+    )
+    paths = Paths(tmp_path / "data", tmp_path / "drop")
+    summary = run_summary.RunSummary(
+        "run-1", date(2025, 9, 2), "Failed", clean=CleanOutcome(gates=[result])
+    )
+    report = run_summary.write(summary, paths)
+    assert "critical: expect_column_values_to_match_regex on pupil_key: 1 unexpected\n" in (
+        report.read_text()
+    )
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.suffix for p in written} == {".json", ".md", ".html"}
+    for path in written:
+        assert personnummer not in path.read_text(), path
