@@ -160,6 +160,7 @@ class ScaleResult:
     pandas: Peer | None = None
     extract_floor: Peer | None = None  # benchmarks/extract_floor.py on the same drop folder
     cut: bool = False  # the last school year ends at `new_day` (a shorter scale)
+    load: tuple[float, float] | None = None  # 5-minute load average when the scale began, ended
 
     @property
     def label(self) -> str:
@@ -434,6 +435,13 @@ def render(results: Results) -> str:
         for s in results.scales
     ]
     out += ["", "Generating the exports (not part of any ratio): " + "; ".join(generated) + "."]
+    loads = [f"{s.label}: {s.load[0]:,.1f} → {s.load[1]:,.1f}" for s in results.scales if s.load]
+    if loads:
+        out += [
+            f"Machine load (5-minute load average, {m.cores} cores) when each scale began → "
+            "ended: " + "; ".join(loads) + ". Above the number of cores, other work shared "
+            "them and every time here is stretched by it."
+        ]
     out += [
         "New day: the exports of the month of "
         + ", ".join(f"{s.new_day}" for s in results.scales)

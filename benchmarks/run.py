@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -259,6 +260,7 @@ class Bench:
 
         data, drop = folder / "run" / "data", folder / "run" / "drop"
         shutil.rmtree(folder / "run", ignore_errors=True)
+        load_before = os.getloadavg()[1]  # other work on the machine: noise in every figure
         for path in sorted((generated / "drop").rglob("*")):  # every source the demo has
             if path.is_file() and path not in held_back:
                 _link(path, drop / path.relative_to(generated / "drop"))
@@ -277,6 +279,7 @@ class Bench:
         return ScaleResult(
             pupils, years, seed, day, generation, full, new_day, limit, after, peer,
             extract_floor=extract_floor, cut=through is not None,
+            load=(load_before, os.getloadavg()[1]),
         )  # fmt: skip
 
     def fixed_costs(self) -> dict[str, float]:
@@ -354,4 +357,6 @@ def run_bench(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(results), encoding="utf-8")
+    # the figures themselves, to render runs of several processes together (render())
+    (root / f"results-{started:%Y%m%dT%H%M%S}.pickle").write_bytes(pickle.dumps(results))
     return results
