@@ -94,9 +94,13 @@ def read_export(file: ExportFile, key: bytes, pseudonyms: dict | None = None) ->
     return ExportBatch(file, frame, dropped, table.skipped, table.header_row, table.empty)
 
 
-# Memory while reading one file, per byte of it: a workbook is zipped XML (its text columns
-# take ~25× the file), a CSV about 3× (measured on the demo exports, 100,000 pupils).
-MEMORY_PER_BYTE = {".xlsx": 25, ".csv": 3}
+# Memory while reading one file, per byte of it, on the safe side: a workbook is zipped XML
+# (its cells, then its text columns, take up to ~25× the file); a CSV is decoded, parsed and
+# joined to its pseudonyms (~8×).
+MEMORY_PER_BYTE = {".xlsx": 25, ".csv": 8}
+# Files read at once never take more than this (nor half the available memory): the extract
+# stays within what the clean stage needs, so a run's peak is set by one stage, not two files.
+MAX_READ_MEMORY = 4 << 30
 
 
 def available_memory() -> int:
@@ -133,11 +137,13 @@ def read_new_exports(
 
     Files are read concurrently (the parsers release the GIL), at most `workers` (default:
     the cores) at a time and only while their estimated memory fits `memory_budget`
-    (default: half the available memory); one file is always read, however large. A pupil's
+    (default: half the available memory, at most MAX_READ_MEMORY); one file is always read,
+    however large. A pupil's
     id is pseudonymised once per run, not once per file."""
     files = discover(drop_dir, layouts, landed, min_age_seconds=min_age_seconds, on_skip=on_skip)
     workers = max(1, workers or os.cpu_count() or 1)
-    budget = available_memory() // 2 if memory_budget is None else memory_budget
+    if memory_budget is None:
+        memory_budget = min(available_memory() // 2, MAX_READ_MEMORY)
     pseudonyms: dict = {}  # raw id → (pupil_key, pupil_id_kind), shared by the files
     pending = deque(files)
     running: deque[tuple[ExportFile, int, Future]] = deque()
@@ -147,7 +153,7 @@ def read_new_exports(
                 in_use = sum(memory for _, memory, _ in running)
                 while pending and len(running) < workers:
                     memory = _memory_of(pending[0])
-                    if running and in_use + memory > budget:
+                    if running and in_use + memory > memory_budget:
                         break
                     file = pending.popleft()
                     running.append((file, memory, pool.submit(read_export, file, key, pseudonyms)))
