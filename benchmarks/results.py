@@ -154,7 +154,7 @@ class ScaleResult:
     new_day: date
     generation_seconds: float | None  # None when the generated files were reused
     full: NightlyRun
-    new_day_run: NightlyRun
+    new_day_run: NightlyRun | None  # None: stopped before it (out of time)
     limit: Peer | None  # None: not run at this scale
     limit_after_new_day: Peer | None = None  # equality only: the incremental run is right
     pandas: Peer | None = None
@@ -195,6 +195,8 @@ class ScaleResult:
     def new_day_share(self, startup: bool = False) -> float | None:
         """The one-new-day run's work / the full build's (start-up excluded unless `startup`)."""
         new, full = self.new_day_run, self.full
+        if new is None:
+            return None
         if startup:
             return new.work_seconds / full.work_seconds if full.work_seconds else None
         return new.net_work_seconds / full.net_work_seconds if full.net_work_seconds else None
@@ -410,6 +412,9 @@ def render(results: Results) -> str:
     rows = []
     for scale in results.scales:
         for name, run in (("full build", scale.full), ("one new day", scale.new_day_run)):
+            if run is None:
+                rows.append([scale.label, f"{name}: not run (out of time)", *["–"] * 14])
+                continue
             rate = run.rows_per_second
             rows.append(
                 [

@@ -153,6 +153,7 @@ class Bench:
     settings: Settings
     log: Callable[[str], None]
     skip_pandas: bool = False
+    stop_at: datetime | None = None  # no one-new-day run is started after this (UTC)
 
     def env(self, data: Path, drop: Path) -> dict[str, str]:
         env = {
@@ -272,10 +273,14 @@ class Bench:
             self.log(f"pandas peer left out above {PANDAS_MAX_PUPIL_YEARS:,} pupil-years")
         peer = self.pandas(data, drop, folder / "run" / "pandas") if with_pandas else None
 
-        for path in held_back:  # the new school day's exports arrive
-            _link(path, drop / path.relative_to(generated / "drop"))
-        new_day = self.nightly(data, drop, day + timedelta(days=1), "nightly-new-day")
-        after = self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
+        new_day = after = None
+        if self.stop_at is not None and datetime.now(UTC) > self.stop_at:
+            self.log(f"past {self.stop_at:%H:%M} UTC: the one-new-day run is left out")
+        else:
+            for path in held_back:  # the new school day's exports arrive
+                _link(path, drop / path.relative_to(generated / "drop"))
+            new_day = self.nightly(data, drop, day + timedelta(days=1), "nightly-new-day")
+            after = self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
         return ScaleResult(
             pupils, years, seed, day, generation, full, new_day, limit, after, peer,
             extract_floor=extract_floor, cut=through is not None,
