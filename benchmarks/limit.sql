@@ -1,74 +1,130 @@
--- The bare-DuckDB limit: the three attendance marts straight from the LANDED parquet, with no
--- orchestration, no validation (no Great Expectations, no dbt tests), no intermediate files.
+-- The floor: the fastest plain DuckDB we know for the three attendance marts, from the
+-- pipeline's LANDED parquet (exports already read and pseudonymised). No orchestration, no
+-- validation (no Great Expectations, no dbt tests), no quarantine, audit or intermediate files.
 --
 -- It applies the same rules as the pipeline so that its marts EQUAL the published ones:
 --   clean   the rules of flows/attendance/rules.py (typing of the Swedish formats, the
---           quarantine reasons in their order, duplicates and conflicting duplicates per load,
---           the latest load wins a pupil-day), for the two demo layouts of
+--           quarantine reasons, duplicates and conflicting duplicates per load, the latest
+--           load wins a pupil-day), for the two demo layouts of
 --           connectors/attendance_export/layouts.yml (skola24_csv, ist_xlsx);
 --   marts   the dbt models staging → intermediate → marts/school and the macros
 --           suppression.sql / absence_pct.sql / absence_measures.sql, compiled by hand.
 -- Rejected rows are only left out here (the pipeline writes them to quarantine with a reason).
 --
+-- How it is fast (what a skilled engineer would write):
+--   * one landed load at a time (`-- stage: load <layout>`, run by benchmarks/limit.py once per
+--     load file): memory holds one load's lessons, never a month's or a year's;
+--   * the text is typed row by row in one pass (DuckDB's vectorised regexes; joining back
+--     lookups of the distinct values measured 1.7× slower), with fast paths for the usual
+--     formats;
+--   * GROUP BY, not windows: duplicates within a load are one aggregation per lesson (the
+--     first row's values, arg_min over the source row), lessons are summed to pupil-days of
+--     the load at once, and the latest load wins a pupil-day by arg_max over load ids;
+--   * preserve_insertion_order = false, a memory limit, every core (benchmarks/limit.py).
+--
 -- Variables (SET VARIABLE before running; benchmarks/limit.py sets them from the settings):
---   landing_dir      the pipeline's landing folder (…/data/landing)
---   out_dir          where the marts are written as <mart>.parquet (an existing folder)
+--   load_file, load_id  the landed load a `load` stage reads (set per load)
 --   reference_dir    the drop folder's reference/ (schools.csv, areas.csv, school_calendar.csv)
+--   out_dir          where the marts are written as <mart>.parquet (an existing folder)
 --   thresholds_csv   dbt_project/seeds/absence_thresholds.csv
 --   municipality_code, municipality_name, min_persons, min_denominator
--- e.g.  duckdb -cmd "SET VARIABLE landing_dir = 'data/landing'; …" < limit.sql
 --
--- The lines `-- stage: <name>` split the script into the stages benchmarks/limit.py times.
+-- The lines `-- stage: <name>` split the script into the parts benchmarks/limit.py runs and
+-- times (setup, the load stages and days count as `clean`).
 
--- stage: clean
+-- stage: setup
 
 -- Text as the pipeline reads it: trimmed, never NULL (the reader fills empty cells with '').
 create or replace temp macro clean_text(x) as
     trim(coalesce(cast(x as varchar), ''), ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || chr(160));
 
--- '1 234,5', '12,5', '45', '45.0' → double; anything else → NULL (clean_attendance.parse_number)
+-- flows/layers/parsing.parse_number: '1 234,5', '12,5', '45', '1.234,5', '1,234.5' → double;
+-- with both marks the last is the decimal mark; anything else ('1e5', '4x5') → NULL.
+create or replace temp macro number_text(x) as
+    regexp_replace(x, '[\s\x{00a0}\x{202f}'']', '', 'g');
+create or replace temp macro number_marks(t) as
+    case
+        when contains(t, ',') and contains(t, '.') and instr(t, ',') > instr(t, '.')
+            then replace(t, '.', '')
+        when contains(t, ',') and contains(t, '.') then replace(t, ',', '')
+        else t
+    end;
+create or replace temp macro decimal_text(x) as
+    regexp_replace(number_marks(number_text(x)), ',', '.');
+create or replace temp macro is_digits(x) as x <> '' and ltrim(x, '0123456789') = '';
 create or replace temp macro parse_number(x) as
-    try_cast(nullif(regexp_replace(regexp_replace(x, '[\s\x{00a0}]', '', 'g'), ',', '.'), '') as double);
+    case
+        when length(x) <= 9 and is_digits(x) then cast(x as double)  -- '45': most values
+        when regexp_full_match(decimal_text(x), '[-+]?\d+(\.\d+)?')
+            then cast(decimal_text(x) as double)
+    end;
 
--- a date in either format; Excel's midnight time part dropped (clean_attendance.parse_date)
+-- a date in either format; Excel's midnight time part dropped (parsing.parse_date)
 create or replace temp macro parse_date(x, first_format, second_format) as cast(coalesce(
+    try_strptime(x, first_format),
+    try_strptime(x, second_format),
     try_strptime(regexp_replace(x, '[ T]00:00(:00(\.0+)?)?$', ''), first_format),
     try_strptime(regexp_replace(x, '[ T]00:00(:00(\.0+)?)?$', ''), second_format)
 ) as date);
 
--- 'Åk 7', 'åk7', '07', 'FK', '0' → '7' / 'F' (clean_attendance.normalise_grade)
+-- 'Åk 7', 'åk7', '07', 'FK', '0' → '7' / 'F' (rules.normalise_grade)
 create or replace temp macro grade_text(x) as
     ltrim(trim(regexp_replace(upper(x), '^(ÅK|AK|ÅRSKURS)\s*', '')), '0');
 create or replace temp macro normalise_grade(x) as
     case when grade_text(x) in ('', 'F', 'FK', 'FSK') then 'F' else grade_text(x) end;
 
--- '8:10', '08.10', '08:10:00', '1899-12-31 08:10:00' → '08:10' (clean_attendance.normalise_time)
+-- '8:10', '08.10', '08:10:00', '1899-12-31 08:10:00' → '08:10' (rules.normalise_time)
 create or replace temp macro time_part(x, part) as try_cast(nullif(regexp_extract(
     x, '^(?:\d{4}-\d{2}-\d{2}[ T])?(\d{1,2})[:.](\d{2})(?::\d{2})?$', part
 ), '') as integer);
 create or replace temp macro normalise_time(x) as
-    case when time_part(x, 1) between 0 and 23 and time_part(x, 2) between 0 and 59
+    case
+        when length(x) = 5 and substr(x, 3, 1) = ':' and is_digits(substr(x, 1, 2))
+            and is_digits(substr(x, 4, 2)) and substr(x, 1, 2) <= '23' and substr(x, 4, 2) <= '59'
+            then x  -- '08:10': most values
+        when time_part(x, 1) between 0 and 23 and time_part(x, 2) between 0 and 59
         then lpad(cast(time_part(x, 1) as varchar), 2, '0') || ':'
             || lpad(cast(time_part(x, 2) as varchar), 2, '0')
     end;
 
+-- The quarantine checks of rules.type_lessons: a lesson is usable when none fails (their
+-- order only decides the reason, which the floor does not keep).
+create or replace temp macro is_usable(
+    pupil_id_kind, has_missing_value, date, school_known, grade, lesson_start, has_invalid_number,
+    has_unknown_absence_type, offered, attended, valid, invalid, other
+) as
+    pupil_id_kind not in ('missing', 'invalid')
+    and not has_missing_value
+    and date is not null
+    and school_known
+    and grade in ('F', '1', '2', '3', '4', '5', '6', '7', '8', '9')
+    and lesson_start is not null
+    and not has_invalid_number
+    and not has_unknown_absence_type
+    and not coalesce(
+        attended < 0 or valid < 0 or invalid < 0 or other < 0 or offered < 0 or offered > 1440
+        or valid > offered or invalid > offered or other > offered,
+        false
+    )
+    and not coalesce(abs(attended + valid + invalid + other - offered) > 0.01, false);
+
 create or replace temp table known_schools as
-select trim(school_unit_code) as school_unit_code
+select distinct trim(school_unit_code) as school_unit_code
 from read_csv(getvariable('reference_dir') || '/schools.csv', header = true, all_varchar = true);
 
--- Skola24: one absence amount and its type per lesson.
-create or replace temp view skola24_lessons as
-with landed as (
-    select *, regexp_extract(filename, 'load_id=([^/]+)', 1) as load_id
-    from read_parquet(
-        getvariable('landing_dir') || '/attendance_export/skola24_csv/period=*/load_id=*/data.parquet',
-        filename = true, union_by_name = true, hive_partitioning = false
-    )
-),
-typed as (
+-- One row per pupil × school unit × day of each load: what every load adds up to.
+create or replace temp table load_days (
+    pupil_key varchar, school_unit_code varchar, date date, load_id varchar, source varchar,
+    grade varchar, offered_minutes double, attended_minutes double,
+    valid_absence_minutes double, invalid_absence_minutes double,
+    other_absence_minutes double, lessons integer
+);
+
+-- stage: load skola24_csv
+
+insert into load_days
+with typed as (
     select
-        load_id,
-        'skola24_csv' as source,
         _source_row,
         pupil_key,
         pupil_id_kind,
@@ -87,35 +143,55 @@ typed as (
         '' in (
             clean_text("Skolenhetskod"), clean_text("Årskurs"), clean_text("Datum"),
             clean_text("Starttid"), clean_text("Lektionslängd (min)")
-        ) as has_missing_value
-    from landed
+        ) as has_missing_value,
+        clean_text("Skolenhetskod") in (select school_unit_code from known_schools)
+            as school_known
+    from read_parquet(getvariable('load_file'))
+),
+minutes as (
+    select
+        *,
+        offered_minutes - absence_minutes as attended_minutes,
+        case when absence_category = 'valid' then absence_minutes else 0.0 end
+            as valid_absence_minutes,
+        case when absence_category = 'invalid' then absence_minutes else 0.0 end
+            as invalid_absence_minutes,
+        case when absence_category = 'other' then absence_minutes else 0.0 end
+            as other_absence_minutes
+    from typed
+),
+-- Per lesson the first row's values: exact repeats are duplicates, other values conflicts.
+lessons as (
+    select
+        pupil_key, school_unit_code, date, lesson_start,
+        arg_min(grade, _source_row) as grade,
+        arg_min(offered_minutes, _source_row) as offered_minutes,
+        arg_min(attended_minutes, _source_row) as attended_minutes,
+        arg_min(valid_absence_minutes, _source_row) as valid_absence_minutes,
+        arg_min(invalid_absence_minutes, _source_row) as invalid_absence_minutes,
+        arg_min(other_absence_minutes, _source_row) as other_absence_minutes
+    from minutes
+    where is_usable(
+        pupil_id_kind, has_missing_value, date, school_known, grade, lesson_start,
+        offered_minutes is null or absence_minutes is null,
+        coalesce(absence_category is null or (absence_category = 'none' and absence_minutes != 0), false),
+        offered_minutes, attended_minutes, valid_absence_minutes, invalid_absence_minutes,
+        other_absence_minutes
+    )
+    group by pupil_key, school_unit_code, date, lesson_start
 )
 select
-    load_id, source, _source_row, pupil_key, pupil_id_kind, school_unit_code, grade, date,
-    lesson_start, offered_minutes,
-    offered_minutes - absence_minutes as attended_minutes,
-    case when absence_category = 'valid' then absence_minutes else 0.0 end as valid_absence_minutes,
-    case when absence_category = 'invalid' then absence_minutes else 0.0 end as invalid_absence_minutes,
-    case when absence_category = 'other' then absence_minutes else 0.0 end as other_absence_minutes,
-    has_missing_value,
-    offered_minutes is null or absence_minutes is null as has_invalid_number,
-    coalesce(absence_category is null or (absence_category = 'none' and absence_minutes != 0), false)
-        as has_unknown_absence_type
-from typed;
+    pupil_key, school_unit_code, date, getvariable('load_id'), 'skola24_csv', max(grade),
+    sum(offered_minutes), sum(attended_minutes), sum(valid_absence_minutes),
+    sum(invalid_absence_minutes), sum(other_absence_minutes), count(*)
+from lessons
+group by pupil_key, school_unit_code, date;
 
--- IST: minutes per kind of absence.
-create or replace temp view ist_lessons as
-with landed as (
-    select *, regexp_extract(filename, 'load_id=([^/]+)', 1) as load_id
-    from read_parquet(
-        getvariable('landing_dir') || '/attendance_export/ist_xlsx/period=*/load_id=*/data.parquet',
-        filename = true, union_by_name = true, hive_partitioning = false
-    )
-),
-typed as (
+-- stage: load ist_xlsx
+
+insert into load_days
+with typed as (
     select
-        load_id,
-        'ist_xlsx' as source,
         _source_row,
         pupil_key,
         pupil_id_kind,
@@ -129,104 +205,60 @@ typed as (
         parse_number(clean_text("Ogiltig frånvaro")) as invalid_absence_minutes,
         parse_number(clean_text("Övrig frånvaro")) as other_absence_minutes,
         '' in (
-            clean_text("Skolenhet"), clean_text("Åk"), clean_text("Datum"),
-            clean_text("Lektion"), clean_text("Schemalagd tid")
-        ) as has_missing_value
-    from landed
+            clean_text("Skolenhet"), clean_text("Åk"), clean_text("Datum"), clean_text("Lektion"),
+            clean_text("Schemalagd tid")
+        ) as has_missing_value,
+        clean_text("Skolenhet") in (select school_unit_code from known_schools) as school_known
+    from read_parquet(getvariable('load_file'))
+),
+lessons as (
+    select
+        pupil_key, school_unit_code, date, lesson_start,
+        arg_min(grade, _source_row) as grade,
+        arg_min(offered_minutes, _source_row) as offered_minutes,
+        arg_min(attended_minutes, _source_row) as attended_minutes,
+        arg_min(valid_absence_minutes, _source_row) as valid_absence_minutes,
+        arg_min(invalid_absence_minutes, _source_row) as invalid_absence_minutes,
+        arg_min(other_absence_minutes, _source_row) as other_absence_minutes
+    from typed
+    where is_usable(
+        pupil_id_kind, has_missing_value, date, school_known, grade, lesson_start,
+        offered_minutes is null or attended_minutes is null or valid_absence_minutes is null
+            or invalid_absence_minutes is null or other_absence_minutes is null,
+        false,
+        offered_minutes, attended_minutes, valid_absence_minutes, invalid_absence_minutes,
+        other_absence_minutes
+    )
+    group by pupil_key, school_unit_code, date, lesson_start
 )
 select
-    load_id, source, _source_row, pupil_key, pupil_id_kind, school_unit_code, grade, date,
-    lesson_start, offered_minutes, attended_minutes, valid_absence_minutes,
-    invalid_absence_minutes, other_absence_minutes, has_missing_value,
-    offered_minutes is null or attended_minutes is null or valid_absence_minutes is null
-        or invalid_absence_minutes is null or other_absence_minutes is null as has_invalid_number,
-    false as has_unknown_absence_type
-from typed;
+    pupil_key, school_unit_code, date, getvariable('load_id'), 'ist_xlsx', max(grade),
+    sum(offered_minutes), sum(attended_minutes), sum(valid_absence_minutes),
+    sum(invalid_absence_minutes), sum(other_absence_minutes), count(*)
+from lessons
+group by pupil_key, school_unit_code, date;
 
--- Both layouts in the lesson contract. Views: DuckDB streams the landed files through the
--- rules below into the pupil-day aggregate instead of holding every lesson in memory.
-create or replace temp view typed_lessons as
-select * from skola24_lessons
-union all by name
-select * from ist_lessons;
-
--- The quarantine reasons in the pipeline's order: a row gets the first that applies.
-create or replace temp view usable_lessons as
-with reasoned as (
-    select
-        *,
-        case
-            when pupil_id_kind = 'missing' then 'missing_personal_id'
-            when pupil_id_kind = 'invalid' then 'invalid_personal_id'
-            when has_missing_value then 'missing_value'
-            when date is null then 'invalid_date'
-            when school_unit_code not in (select school_unit_code from known_schools)
-                then 'unknown_school_unit'
-            when grade not in ('F', '1', '2', '3', '4', '5', '6', '7', '8', '9') then 'invalid_grade'
-            when lesson_start is null then 'invalid_lesson_start'
-            when has_invalid_number then 'invalid_number'
-            when has_unknown_absence_type then 'unknown_absence_type'
-            when coalesce(
-                attended_minutes < 0 or valid_absence_minutes < 0 or invalid_absence_minutes < 0
-                or other_absence_minutes < 0 or offered_minutes < 0 or offered_minutes > 1440
-                or valid_absence_minutes > offered_minutes
-                or invalid_absence_minutes > offered_minutes
-                or other_absence_minutes > offered_minutes,
-                false
-            ) then 'minutes_out_of_range'
-            when coalesce(
-                abs(attended_minutes + valid_absence_minutes + invalid_absence_minutes
-                    + other_absence_minutes - offered_minutes) > 0.01,
-                false
-            ) then 'minutes_do_not_add_up'
-        end as reason
-    from typed_lessons
-)
-select * exclude (reason, has_missing_value, has_invalid_number, has_unknown_absence_type)
-from reasoned
-where reason is null;
-
--- Per load: exact repeats of a lesson are duplicates; the same lesson with other values is a
--- conflict (quarantined). The first row of the file wins.
-create or replace temp view clean_lessons as
-with distinct_rows as (
-    select *
-    from usable_lessons
-    qualify row_number() over (
-        partition by load_id, pupil_key, school_unit_code, date, lesson_start, grade,
-            offered_minutes, attended_minutes, valid_absence_minutes, invalid_absence_minutes,
-            other_absence_minutes
-        order by _source_row
-    ) = 1
-)
-select *
-from distinct_rows
-qualify row_number() over (
-    partition by load_id, pupil_key, school_unit_code, date, lesson_start order by _source_row
-) = 1;
+-- stage: days
 
 -- The clean grain: one row per pupil × school unit × day; the latest load wins a pupil-day.
 create or replace temp table pupil_days as
-with current_lessons as (
-    select *
-    from clean_lessons
-    qualify load_id = max(load_id) over (partition by pupil_key, school_unit_code, date)
-)
 select
     pupil_key,
     school_unit_code,
     date,
-    max(grade) as grade,
-    sum(offered_minutes) as offered_minutes,
-    sum(attended_minutes) as attended_minutes,
-    sum(valid_absence_minutes) as valid_absence_minutes,
-    sum(invalid_absence_minutes) as invalid_absence_minutes,
-    sum(other_absence_minutes) as other_absence_minutes,
-    cast(count(*) as integer) as lessons,
-    max(source) as source,
+    arg_max(grade, load_id) as grade,
+    arg_max(offered_minutes, load_id) as offered_minutes,
+    arg_max(attended_minutes, load_id) as attended_minutes,
+    arg_max(valid_absence_minutes, load_id) as valid_absence_minutes,
+    arg_max(invalid_absence_minutes, load_id) as invalid_absence_minutes,
+    arg_max(other_absence_minutes, load_id) as other_absence_minutes,
+    arg_max(lessons, load_id) as lessons,
+    arg_max(source, load_id) as source,
     max(load_id) as load_id
-from current_lessons
+from load_days
 group by pupil_key, school_unit_code, date;
+
+drop table load_days;
 
 -- stage: marts
 

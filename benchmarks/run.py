@@ -8,8 +8,9 @@ Per scale (pupils × school years), under `data/bench/<scale>/`:
    (one school day each);
 3. run the full nightly (`lagesbild run`) on a fresh data folder, as a subprocess whose
    process tree is polled for memory; stage times come from the run summary;
-4. run the limit (benchmarks/limit.sql) on the landed files and the pandas peer on the drop
-   folder, each as a subprocess, and compare their marts with the published ones;
+4. run the extract floor (benchmarks/extract_floor.py) on the drop folder, the floor
+   (benchmarks/limit.sql) on the landed files and the pandas peer on the drop folder, each as
+   a subprocess, and compare their marts with the published ones;
 5. drop the held-back exports (the new day) and run the nightly again; check the limit on
    the new landing still equals the published marts.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -35,7 +37,6 @@ from pathlib import Path
 
 from benchmarks.compare import compare_folders, row_counts
 from benchmarks.results import (
-    LIMIT_MAX_PUPIL_YEARS,
     PANDAS_MAX_PUPIL_YEARS,
     Machine,
     NightlyRun,
@@ -152,6 +153,7 @@ class Bench:
     settings: Settings
     log: Callable[[str], None]
     skip_pandas: bool = False
+    stop_at: datetime | None = None  # no one-new-day run is started after this (UTC)
 
     def env(self, data: Path, drop: Path) -> dict[str, str]:
         env = {
@@ -209,6 +211,19 @@ class Bench:
         self.log(f"  {process.seconds:.1f} s wall, differences {differences}")
         return Peer(process, json.loads(timings.read_text()), differences, row_counts(published))
 
+    def extract_floor(self, drop: Path, folder: Path) -> Peer:
+        """benchmarks/extract_floor.py: every export of the full build's drop folder parsed
+        once, on every core (no marts: nothing to compare)."""
+        self.log("extract floor")
+        timings = folder / "extract-floor-timings.json"
+        command = self.python(
+            "-m", "benchmarks.extract_floor", "--drop", str(drop), "--timings", str(timings)
+        )  # fmt: skip
+        process = measure(command, self.env(folder, drop), folder / "extract-floor.log")
+        stages = json.loads(timings.read_text())
+        self.log(f"  {process.seconds:.1f} s wall, read {stages['read']:.1f} s")
+        return Peer(process, {"read": stages["read"]}, {})
+
     def pandas(self, data: Path, drop: Path, out: Path) -> Peer:
         self.log("pandas peer")
         shutil.rmtree(out, ignore_errors=True)
@@ -229,9 +244,13 @@ class Bench:
         self.log(f"  {process.seconds:.1f} s wall, differences {differences}")
         return Peer(process, json.loads(timings.read_text()), differences, row_counts(published))
 
-    def scale(self, pupils: int, years: int, seed: int) -> ScaleResult:
+    def scale(self, pupils: int, years: int, seed: int, through: date | None = None) -> ScaleResult:
+        """One scale; with `through` (the first school day of a month) the last school year is
+        cut there: a shorter year when the whole one would take too long to generate."""
         folder = self.root / f"{pupils}x{years}-seed{seed}"
-        day = new_school_day()
+        if through is not None:
+            folder = folder.with_name(f"{folder.name}-through{through}")
+        day = through or new_school_day()
         generated = folder / "generated"
         generation = self.generate(generated, pupils, years, seed, day)
         month_tag = f"_{day:%Y-%m}"  # also the parts of a split month (`_del2`)
@@ -242,30 +261,31 @@ class Bench:
 
         data, drop = folder / "run" / "data", folder / "run" / "drop"
         shutil.rmtree(folder / "run", ignore_errors=True)
+        load_before = os.getloadavg()[1]  # other work on the machine: noise in every figure
         for path in sorted((generated / "drop").rglob("*")):  # every source the demo has
             if path.is_file() and path not in held_back:
                 _link(path, drop / path.relative_to(generated / "drop"))
         full = self.nightly(data, drop, day, "nightly-full")
-        with_limit = pupils * years <= LIMIT_MAX_PUPIL_YEARS
-        if not with_limit:
-            self.log(f"the limit is left out above {LIMIT_MAX_PUPIL_YEARS:,} pupil-years")
-        limit = (
-            self.limit(data, drop, folder / "run" / "limit", "limit-full") if with_limit else None
-        )
+        extract_floor = self.extract_floor(drop, folder / "run")
+        limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
         with_pandas = not self.skip_pandas and pupils * years <= PANDAS_MAX_PUPIL_YEARS
         if not self.skip_pandas and not with_pandas:
             self.log(f"pandas peer left out above {PANDAS_MAX_PUPIL_YEARS:,} pupil-years")
         peer = self.pandas(data, drop, folder / "run" / "pandas") if with_pandas else None
 
-        for path in held_back:  # the new school day's exports arrive
-            _link(path, drop / path.relative_to(generated / "drop"))
-        new_day = self.nightly(data, drop, day + timedelta(days=1), "nightly-new-day")
-        after = (
-            self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
-            if with_limit
-            else None
-        )
-        return ScaleResult(pupils, years, seed, day, generation, full, new_day, limit, after, peer)
+        new_day = after = None
+        if self.stop_at is not None and datetime.now(UTC) > self.stop_at:
+            self.log(f"past {self.stop_at:%H:%M} UTC: the one-new-day run is left out")
+        else:
+            for path in held_back:  # the new school day's exports arrive
+                _link(path, drop / path.relative_to(generated / "drop"))
+            new_day = self.nightly(data, drop, day + timedelta(days=1), "nightly-new-day")
+            after = self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
+        return ScaleResult(
+            pupils, years, seed, day, generation, full, new_day, limit, after, peer,
+            extract_floor=extract_floor, cut=through is not None,
+            load=(load_before, os.getloadavg()[1]),
+        )  # fmt: skip
 
     def fixed_costs(self) -> dict[str, float]:
         """Start-up of Prefect, dbt and GX, each alone in a fresh process on an empty folder."""
@@ -284,7 +304,7 @@ class Bench:
                 "Python + dbt (start, parse the project, build nothing)": (
                     "from flows.warehouse import dbt; from lagesbild.settings import Settings\n"
                     "code, lines = dbt._run_dbt(Settings(), "
-                    "['build', '--select', 'tag:bench-selects-nothing'], lambda line: None, None)\n"
+                    "['build', '--select', 'tag:bench-selects-nothing'], None)\n"
                     "assert code == 0, lines"
                 ),
                 "Python + Great Expectations (import, context, one tiny validation)": (
@@ -314,7 +334,7 @@ def _link(source: Path, target: Path) -> None:
 
 
 def run_bench(
-    scales: list[tuple[int, int]],
+    scales: list[tuple[int, int, date | None]],
     out: Path,
     *,
     seed: int = 2026,
@@ -327,7 +347,7 @@ def run_bench(
     root.mkdir(parents=True, exist_ok=True)
     bench = Bench(root, settings, log, skip_pandas)
     started = datetime.now(UTC)
-    measured = [bench.scale(pupils, years, seed) for pupils, years in scales]
+    measured = [bench.scale(pupils, years, seed, through) for pupils, years, through in scales]
     results = Results(
         machine=Machine.here(),
         started=started,
@@ -335,9 +355,13 @@ def run_bench(
         fixed_costs=bench.fixed_costs(),
         label=label,
         command="lagesbild bench "
-        + " ".join(f"--pupils {p} --years {y}" for p, y in scales)
+        + " ".join(
+            f"--pupils {p} --years {y}" + (f" --through {t}" if t else "") for p, y, t in scales
+        )
         + (" --skip-pandas" if skip_pandas else ""),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(results), encoding="utf-8")
+    # the figures themselves, to render runs of several processes together (render())
+    (root / f"results-{started:%Y%m%dT%H%M%S}.pickle").write_bytes(pickle.dumps(results))
     return results

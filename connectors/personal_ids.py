@@ -102,19 +102,30 @@ def pseudonym(key: bytes, canonical: str) -> str:
 
 
 def pseudonymise_column(
-    frame: pl.DataFrame, column: str, key: bytes, *, prefix: str = "pupil"
+    frame: pl.DataFrame,
+    column: str,
+    key: bytes,
+    *,
+    prefix: str = "pupil",
+    cache: dict[str | None, tuple[str | None, str]] | None = None,
 ) -> pl.DataFrame:
     """Replace `column` by `<prefix>_key` (HMAC) and `<prefix>_id_kind`.
 
-    Work per distinct id, so a year of lessons costs one HMAC per pupil, not per row.
+    Work per distinct id, so a year of lessons costs one HMAC per pupil, not per row; with
+    `cache` (raw id → (key, kind), shared by the files of a run, from several threads), one
+    per pupil and run, not per file.
     """
     distinct = frame.get_column(column).unique()
     keys, kinds = {}, {}
     today = date.today()
+    cache = {} if cache is None else cache
     for raw in distinct.to_list():
-        parsed = parse_personal_id(raw, today)
-        kinds[raw] = parsed.kind
-        keys[raw] = pseudonym(key, parsed.canonical) if parsed.canonical else None
+        known = cache.get(raw)
+        if known is None:
+            parsed = parse_personal_id(raw, today)
+            known = (pseudonym(key, parsed.canonical) if parsed.canonical else None, parsed.kind)
+            cache[raw] = known  # a dict item is set atomically: threads may share it
+        keys[raw], kinds[raw] = known
     # Build a lookup frame and join it; a Python mapping over millions of rows would be slow.
     lookup = pl.DataFrame(
         {

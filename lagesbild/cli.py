@@ -209,18 +209,37 @@ def bench(
     out: Annotated[Path, typer.Option(help="the results table")] = PROJECT_ROOT
     / "benchmarks"
     / "results.md",
+    through: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="cut a scale's last school year at this first school day of a month "
+            "(YYYY-MM-DD, or 'end' for the whole year); one value, or one per --pupils"
+        ),
+    ] = None,
     skip_pandas: Annotated[bool, typer.Option(help="leave out the pandas peer")] = False,
     label: Annotated[str, typer.Option(help="a note at the top of the results")] = "",
 ) -> None:
     """Benchmark the nightly against the bare-DuckDB limit and a pandas peer (benchmarks/)."""
-    pupils, years = pupils or [1500], years or [1]
-    if len(years) not in (1, len(pupils)):
-        console.print("[red]Give one --years, or one per --pupils.[/red]")
+    pupils, years, through = pupils or [1500], years or [1], through or ["end"]
+    if len(years) not in (1, len(pupils)) or len(through) not in (1, len(pupils)):
+        console.print("[red]Give one --years (--through), or one per --pupils.[/red]")
         raise typer.Exit(2)
+    try:
+        cuts = [None if t == "end" else date.fromisoformat(t) for t in through]
+    except ValueError:
+        console.print("[red]--through takes a date (YYYY-MM-DD) or 'end'.[/red]")
+        raise typer.Exit(2) from None
     _settings()
     from benchmarks.run import BenchFailed, run_bench
 
-    scales = list(zip(pupils, years * len(pupils) if len(years) == 1 else years, strict=True))
+    scales = list(
+        zip(
+            pupils,
+            years * len(pupils) if len(years) == 1 else years,
+            cuts * len(pupils) if len(cuts) == 1 else cuts,
+            strict=True,
+        )
+    )
     try:
         results = run_bench(scales, out, skip_pandas=skip_pandas, label=label, log=console.print)
     except BenchFailed as exc:

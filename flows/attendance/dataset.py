@@ -17,7 +17,7 @@ import polars as pl
 from connectors.attendance_export.layouts import LayoutError, load_layouts
 from connectors.attendance_export.resources import SOURCE
 from flows.attendance import ss12000
-from flows.attendance.rules import pupil_days, split_load
+from flows.attendance.rules import day_totals, pupil_days, split_load
 from flows.layers.clean import Combined, Dataset, LoadResult, Partition
 from flows.layers.landing import Load, landed_loads
 from flows.layers.reference import Reference
@@ -29,6 +29,7 @@ class Attendance(Dataset):
     suite = "attendance_pupil_days.json"
     loads_suite = "attendance_loads.json"
     precedence_key = ("school_unit_code", "date")
+    row_weight = "lessons"  # a clean row is a pupil-day of one load: it counts its lessons
 
     def __init__(self, settings: Settings, reference: Reference, run_date: date):
         self.landing = landing = settings.paths.landing
@@ -46,6 +47,13 @@ class Attendance(Dataset):
         return sorted(self.exports + self.api_loads, key=lambda load: load.load_id)
 
     def split(self, load: Load) -> LoadResult:
+        """One load split by its rules, its lessons summed to pupil-days at once: a period
+        holds its loads' pupil-days, not their lessons (~5× fewer rows)."""
+        result = self._split(load)
+        result.rows = day_totals(result.rows)
+        return result
+
+    def _split(self, load: Load) -> LoadResult:
         manifest = load.manifest
         if manifest.source == ss12000.SOURCE:
             if self._api is None:  # persons and organisations are read once per run
@@ -67,8 +75,9 @@ class Attendance(Dataset):
                 "longer in the layout file; restore it (landed data is never rewritten)"
             )
         schools = self.reference.school_codes
+        # lazily: a large export is read and typed in row batches (rules.BATCH_ROWS)
         return split_load(
-            load.read(),
+            load.scan(),
             layout,
             schools,
             load.load_id,
@@ -84,7 +93,11 @@ class Attendance(Dataset):
     def before_precedence(self, period: str, rows: pl.DataFrame) -> list[Partition]:
         """Lessons per source and day before precedence: freshness per attendance system even
         when another source wins every school day (mart_source_freshness). No persons."""
-        days = rows.group_by("source", "date").agg(lessons=pl.len()).sort(pl.all())
+        days = (
+            rows.group_by("source", "date")
+            .agg(pl.col("lessons").sum().cast(pl.UInt32))
+            .sort(pl.all())
+        )
         return [Partition(f"source_days/period={period}.parquet", days, {}, gated=False)]
 
     def combine(self, period: str, rows: pl.DataFrame) -> Combined:

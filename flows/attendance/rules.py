@@ -7,8 +7,10 @@ Steps, each a pure function so tests can call them directly:
 2. `split_load`: per load, separate clean lessons, quarantined rows (original values plus
    reason) and duplicates (the clean layer checks `received = clean + quarantined +
    duplicates`).
-3. `pupil_days`: lessons of all current loads of a period → one row per pupil × school unit
-   × day. A later load that has a pupil's day at a school replaces that pupil-day's earlier
+3. `day_totals`: per load, its lessons → one row per pupil × school unit × day (what a
+   period holds in memory, not its lessons).
+4. `pupil_days`: the day totals of all current loads of a period → one row per pupil × school
+   unit × day. A later load that has a pupil's day at a school replaces that pupil-day's earlier
    rows (a corrected re-export), so nothing is counted twice; loads covering different pupils
    of the same school day (per class, per system) add up.
 """
@@ -23,7 +25,7 @@ import polars as pl
 from connectors.attendance_export.layouts import Layout
 from connectors.attendance_export.resources import ROW_NUMBER
 from connectors.personal_ids import KIND_INVALID, KIND_MISSING
-from flows.layers.clean import LoadResult, separate
+from flows.layers.clean import LoadResult
 from flows.layers.manifest import partitions_of
 from flows.layers.parsing import parse_date, parse_number
 
@@ -275,20 +277,64 @@ def type_lessons(
     return frame.with_columns(reason=reason)
 
 
+# Rows typed at a time: a month's export can be millions of rows, and its text and typed
+# columns side by side took ~5 GB at 100,000 pupils; a batch holds a bounded slice of both.
+BATCH_ROWS = 1_000_000
+
+
 def split_load(
-    rows: pl.DataFrame,
+    rows: pl.DataFrame | pl.LazyFrame,
     layout: Layout,
     known_schools: set[str],
     load_id: str,
     run_date: date | None = None,
     days_off: pl.DataFrame | None = None,
     validity: pl.DataFrame | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> LoadResult:
-    # in source row order
-    typed = type_lessons(rows, layout, known_schools, run_date, days_off, validity)
+    """One load's rows → its distinct usable lessons, its quarantine and its counts.
+
+    `rows` may be lazy (a landed file): it is then read and typed `batch_rows` rows at a
+    time, and only the typed values of usable rows are kept for the duplicate checks,
+    which need the whole load (a repeat may be far from the row it repeats)."""
+    lazy = rows.lazy()
+    original = lazy.collect_schema().names()
+    received = rows.height if isinstance(rows, pl.DataFrame) else _height(lazy)
     values = [*LESSON_KEY, "grade", *MINUTES]
-    distinct, quarantine, repeats = separate(typed, rows.columns, values, LESSON_KEY, load_id)
-    lessons = distinct.select(
+    usable, rejected = [], []
+    for offset in range(0, max(received, 1), batch_rows):
+        batch = rows.slice(offset, batch_rows) if isinstance(rows, pl.DataFrame) else None
+        batch = lazy.slice(offset, batch_rows).collect() if batch is None else batch
+        typed = type_lessons(  # in source row order
+            batch, layout, known_schools, run_date, days_off, validity
+        )
+        failed = pl.col("reason").is_not_null()
+        usable.append(typed.filter(~failed).select(ROW_NUMBER, *values))
+        rejected.append(typed.filter(failed).select(*original, "reason"))
+        del batch, typed
+    lessons = pl.concat(usable, rechunk=False) if len(usable) > 1 else usable[0]
+    del usable
+    exact_first = lessons.select(pl.struct(values).is_first_distinct()).to_series()
+    repeats = exact_first.len() - exact_first.sum()
+    if repeats:
+        lessons = lessons.filter(exact_first)
+    del exact_first
+    key_first = lessons.select(pl.struct(LESSON_KEY).is_first_distinct()).to_series()
+    if not key_first.all():  # the same lesson with other values: the first row is kept
+        conflicts = lessons.filter(~key_first).get_column(ROW_NUMBER)
+        lessons = lessons.filter(key_first)
+        rows_of = lazy.filter(pl.col(ROW_NUMBER).is_in(conflicts.implode())).collect()
+        rejected.append(
+            rows_of.with_columns(pl.col(c).cast(pl.String) for c in original if c != ROW_NUMBER)
+            .select(*original)
+            .with_columns(reason=pl.lit("conflicting_duplicate"))
+        )
+    quarantine = (
+        pl.concat(rejected, how="vertical_relaxed")
+        .sort(ROW_NUMBER)
+        .with_columns(load_id=pl.lit(load_id))
+    )
+    lessons = lessons.select(
         *LESSON_KEY,
         "grade",
         *MINUTES,
@@ -296,18 +342,44 @@ def split_load(
         load_id=pl.lit(load_id),
     )
     periods = periods_of(lessons.get_column("date"))
-    return LoadResult(lessons, quarantine, rows.height, lessons.height, repeats, periods)
+    return LoadResult(lessons, quarantine, received, lessons.height, repeats, periods)
 
 
-def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
-    """Lessons of every current load of a period → the clean day grain.
+def _height(rows: pl.LazyFrame) -> int:
+    return rows.select(pl.len()).collect().item()
+
+
+def day_totals(lessons: pl.DataFrame) -> pl.DataFrame:
+    """One load's lessons → one row per pupil × school unit × day of that load, with the
+    number of lessons. What a period holds in memory: ~5× fewer rows than its lessons, and
+    the latest-load rule of `pupil_days` gives the same days from either."""
+    if "lessons" in lessons.columns:
+        return lessons
+    return (
+        lessons.lazy()
+        .group_by(*DAY_KEY, "load_id")
+        .agg(
+            pl.col("grade").max(),
+            *[pl.col(m).sum() for m in MINUTES],
+            lessons=pl.len().cast(pl.Int32),
+            source=pl.col("source").max(),
+        )
+        .select(list(CLEAN_SCHEMA))
+        .collect()
+    )
+
+
+def pupil_days(rows: pl.DataFrame) -> pl.DataFrame:
+    """Lessons, or per-load day totals (`day_totals`), of every current load of a period →
+    the clean day grain.
 
     The latest load that has a pupil's day at a school wins that pupil-day.
     """
-    if lessons.is_empty():
+    if rows.is_empty():
         return pl.DataFrame(schema=CLEAN_SCHEMA)
-    current = lessons.lazy()
-    loads_per_school_day = lessons.group_by("school_unit_code", "date").agg(
+    days = day_totals(rows)
+    current = days.lazy()
+    loads_per_school_day = days.group_by("school_unit_code", "date").agg(
         pl.col("load_id").n_unique()
     )
     if loads_per_school_day.get_column("load_id").max() > 1:  # else no load can replace another
@@ -315,7 +387,7 @@ def pupil_days(lessons: pl.DataFrame) -> pl.DataFrame:
     days = current.group_by(DAY_KEY).agg(
         pl.col("grade").max(),
         *[pl.col(m).sum() for m in MINUTES],
-        lessons=pl.len().cast(pl.Int32),
+        lessons=pl.col("lessons").sum(),
         source=pl.col("source").max(),
         load_id=pl.col("load_id").max(),
     )

@@ -131,6 +131,7 @@ class Dataset:
     whole: ClassVar[bool] = False  # rebuilt from every load at once (else period by period)
     precedence_key: ClassVar[tuple[str, ...] | None] = None
     precedence: list[str]  # with a precedence key: the rows' `source` values, strongest first
+    row_weight: ClassVar[str | None] = None  # column: how many source rows a clean row stands for
 
     def loads(self) -> list[Load]:
         """The landed loads this dataset cleans, oldest first."""
@@ -210,12 +211,13 @@ def separate(
 
 
 def apply_precedence(
-    rows: pl.DataFrame, precedence: list[str], key: tuple[str, ...]
+    rows: pl.DataFrame, precedence: list[str], key: tuple[str, ...], weight: str | None = None
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Per `key` (e.g. school unit × day) keep only the rows of the strongest source.
 
-    Returns the served rows and, per load, how many of its rows were superseded. Sources
-    missing from `precedence` rank after every listed one.
+    Returns the served rows and, per load, how many of its source rows were superseded (a
+    row counts as its `weight` column, e.g. the lessons of a pupil-day, else as one).
+    Sources missing from `precedence` rank after every listed one.
     """
     if rows.is_empty():
         return rows, {}
@@ -228,7 +230,8 @@ def apply_precedence(
     ranked = rows.with_columns(_rank=rank)
     best = pl.col("_rank").min().over(key)
     served = ranked.filter(pl.col("_rank") == best)
-    lost = ranked.filter(pl.col("_rank") != best).group_by("load_id").len()
+    counted = pl.len() if weight is None else pl.col(weight).sum().cast(pl.Int64)
+    lost = ranked.filter(pl.col("_rank") != best).group_by("load_id").agg(counted)
     return served.drop("_rank"), dict(lost.iter_rows())
 
 
@@ -320,7 +323,9 @@ def clean_dataset(
         del parts
         summaries = dataset.before_precedence(period, rows)
         if dataset.precedence_key is not None:
-            rows, lost = apply_precedence(rows, dataset.precedence, dataset.precedence_key)
+            rows, lost = apply_precedence(
+                rows, dataset.precedence, dataset.precedence_key, dataset.row_weight
+            )
             for load_id, count in lost.items():
                 results[load_id].superseded += count
             if lost:

@@ -74,6 +74,11 @@ class Load:
                 f"{self.data_file} differs from what was landed (sha256). {self.repair()}"
             )
 
+    def scan(self) -> pl.LazyFrame:
+        """The rows, lazily (read in slices by a reader that batches); checked like `read`."""
+        self.check()
+        return pl.scan_parquet(self.data_file)
+
     def read(self, columns: list[str] | None = None) -> pl.DataFrame:
         self.check()
         try:

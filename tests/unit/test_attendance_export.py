@@ -12,7 +12,7 @@ from connectors.attendance_export.layouts import LayoutError, load_layouts
 from connectors.attendance_export.resources import discover, read_export
 from connectors.drop_files import Landed, file_stat, sha256_of
 from connectors.personal_ids import luhn_check_digit
-from flows.attendance.rules import pupil_days, split_load
+from flows.attendance.rules import day_totals, pupil_days, split_load
 from lagesbild.settings import PROJECT_ROOT
 
 KEY = b"unit-test-key"
@@ -125,6 +125,107 @@ def test_dirty_rows_get_reasons_and_accounting_holds(tmp_path):
     row = result.quarantine.filter(pl.col("reason") == "invalid_date").row(0, named=True)
     assert row["Datum"] == "2025-02-30" and row["Frånvaro (min)"] == "0"
     assert len(row["pupil_key"]) == 64 and row["pupil_id_kind"] == "personnummer"
+
+
+def test_a_load_split_in_row_batches_gives_the_same_result(tmp_path):
+    """A large export is read lazily and typed a few rows at a time: the same rows, the
+    same quarantine (a conflict two batches after the row it conflicts with), the same
+    counts as typed whole."""
+    ok = f"{PUPIL};N;12345678;S;7;7A;2025-09-01;08:10;45;0;"
+    write_csv(
+        tmp_path / "attendance/skola24/d.csv",
+        [
+            ok,
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;09:10;45;5;Ogiltig frånvaro",
+            f"{PUPIL};N;99999999;S;7;7A;2025-09-01;09:10;45;0;",  # unknown school
+            ok,  # exact duplicate, in the second batch
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-02;08:10;40;0;",
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-01;08:10;45;5;Ogiltig frånvaro",  # conflict
+            f"{PUPIL};N;12345678;S;7;7A;2025-09-02;09:10;40;40;Giltig frånvaro",
+        ],
+    )
+    batch = read_export(export_file(tmp_path, "d.csv", "skola24_csv"), KEY)
+    path = tmp_path / "landed.parquet"
+    batch.rows.write_parquet(path)
+    layout = LAYOUTS["skola24_csv"]
+    whole = split_load(batch.rows, layout, SCHOOLS, "L1")
+    batched = split_load(pl.scan_parquet(path), layout, SCHOOLS, "L1", batch_rows=2)
+    assert (batched.received, batched.clean, batched.quarantined, batched.duplicates) == (
+        7,
+        4,
+        2,
+        1,
+    )
+    assert (whole.received, whole.clean, whole.quarantined, whole.duplicates) == (7, 4, 2, 1)
+    assert batched.rows.equals(whole.rows)
+    assert batched.quarantine.equals(whole.quarantine)
+    assert batched.quarantine.get_column("reason").to_list() == [
+        "unknown_school_unit",
+        "conflicting_duplicate",
+    ]
+    assert batched.quarantine.get_column("_source_row").to_list() == [3, 6]
+    assert batched.periods == ["2025-09"]
+
+
+def test_day_totals_of_each_load_give_the_same_pupil_days_as_its_lessons(tmp_path):
+    """A period holds each load's pupil-days, not its lessons: the latest load that has a
+    pupil's day still wins it, loads with other days add up, lessons are counted."""
+    first = [
+        f"{PUPIL};N;12345678;S;7;7A;2025-09-01;08:10;45;0;",
+        f"{PUPIL};N;12345678;S;7;7A;2025-09-01;09:10;45;5;Ogiltig frånvaro",
+        f"{PUPIL};N;12345678;S;7;7A;2025-09-02;08:10;40;0;",
+    ]
+    write_csv(tmp_path / "attendance/skola24/e1.csv", first)
+    write_csv(  # a corrected re-export of the 1st only
+        tmp_path / "attendance/skola24/e2.csv",
+        [f"{PUPIL};N;12345678;S;7;7A;2025-09-01;08:10;45;45;Giltig frånvaro"],
+    )
+    layout = LAYOUTS["skola24_csv"]
+    loads = [
+        split_load(read_export(export_file(tmp_path, f"e{n}.csv", "skola24_csv"), KEY).rows,
+                   layout, SCHOOLS, f"L{n}").rows
+        for n in (1, 2)
+    ]  # fmt: skip
+    from_lessons = pupil_days(pl.concat(loads))
+    from_days = pupil_days(pl.concat([day_totals(rows) for rows in loads]))
+    assert from_days.equals(from_lessons)
+    assert from_days.select("date", "offered_minutes", "valid_absence_minutes", "lessons",
+                            "load_id").rows() == [
+        (date(2025, 9, 1), 45.0, 45.0, 1, "L2"),
+        (date(2025, 9, 2), 40.0, 0.0, 1, "L1"),
+    ]  # fmt: skip
+    assert sorted(day_totals(loads[0]).get_column("lessons").to_list()) == [1, 2]
+
+
+@pytest.mark.parametrize("budget", [None, 0])
+def test_exports_are_read_concurrently_in_order_with_ids_hashed_once(tmp_path, monkeypatch, budget):
+    """Files are read by a bounded pool (a budget of 0 bytes: one at a time) and yielded in
+    the order they were found; a pupil in several files is pseudonymised once per run."""
+    from connectors import personal_ids
+    from connectors.attendance_export import resources
+
+    for n in range(5):
+        write_csv(
+            tmp_path / f"attendance/skola24/f{n}.csv",
+            [f"{PUPIL};N;12345678;S;7;7A;2025-09-0{n + 1};08:10;45;0;"],
+        )
+    hashed = []
+    real = personal_ids.pseudonym
+    monkeypatch.setattr(
+        personal_ids,
+        "pseudonym",
+        lambda key, canonical: hashed.append(canonical) or real(key, canonical),
+    )
+    batches = list(
+        resources.read_new_exports(
+            tmp_path, {"skola24_csv": LAYOUTS["skola24_csv"]}, Landed(), KEY,
+            workers=2, memory_budget=budget,
+        )
+    )  # fmt: skip
+    assert [b.file.path.name for b in batches] == [f"f{n}.csv" for n in range(5)]
+    assert len(hashed) == 1
+    keys = {b.rows.get_column("pupil_key").item() for b in batches}
+    assert len(keys) == 1 and len(keys.pop()) == 64
 
 
 def test_xlsx_layout_checks_minutes_add_up(tmp_path):
