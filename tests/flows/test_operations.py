@@ -281,6 +281,15 @@ def test_a_new_month_is_built_alone_and_equals_a_full_build(stages, fresh_full):
         (stages["reference"] / "reports/runs").glob("*.md"), key=lambda p: p.stat().st_mtime
     )
     assert "(incremental:" in summary.read_text()
+    # only attendance changed: dbt built what depends on it, not housing or statistics
+    assert "(--select source:attendance+ path:models/staging/attendance+)" in summary.read_text()
+    results = json.loads(
+        (stages["reference"] / "warehouse/dbt_target/run_results.json").read_text()
+    )
+    built = {r["unique_id"] for r in results["results"]}
+    assert "model.lagesbild.mart_attendance_area_term" in built
+    assert "model.lagesbild.mart_vandalism_area_year" not in built
+    assert "model.lagesbild.mart_indicator_values" not in built
 
 
 def test_a_corrected_old_month_is_rebuilt_alone_and_equals_a_full_refresh(stages):
