@@ -257,10 +257,21 @@ def _pipeline(
                     for o in g.critical_failures
                 ]
                 raise GateFailed("critical expectations failed: " + "; ".join(failures))
+            if not full_refresh and _quiet(settings, summary):
+                summary.skipped = ["dbt", "publish", "report"]
+                summary.note = f"nothing new: stages skipped ({', '.join(summary.skipped)})"
+                log.info(
+                    "%s: nothing landed or changed since the last completed run on this run "
+                    "date; the served marts and the report stay as they are",
+                    summary.note,
+                )
+                summary.status = "Completed"
+                return summary
             stage("dbt")
             build = build_warehouse(settings, summary.run_date, full_refresh)
             summary.dbt_nodes, summary.dbt_mode = build.nodes, build.reason
-            summary.dbt_execution_seconds = dbt.execution_seconds(settings.paths)
+            if build.selected != []:  # dbt ran: its results are this run's
+                summary.dbt_execution_seconds = dbt.execution_seconds(settings.paths)
             stage("publish")
             summary.published = publish_marts(settings)
             # recorded at once: `status` compares it with the loads cleaned
@@ -274,6 +285,8 @@ def _pipeline(
             summary.lagesbild_path = write_lagesbild_report(settings, summary.run_date)
             if settings.dbt_docs:
                 summary.docs_path = write_dbt_docs(settings, summary.run_date)
+            # what a quiet night compares with (only a run that got this far)
+            dbt.record_served(settings, build.inputs)
             summary.status = "Completed"
     except Exception as exc:
         summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"
@@ -284,6 +297,16 @@ def _pipeline(
             summary.status, summary.error = "Failed", "interrupted (cancelled or Ctrl-C)"
         _record_end(summary, settings, flow_name)
     return summary
+
+
+def _quiet(settings: Settings, summary: run_summary.RunSummary) -> bool:
+    """A quiet night: the clean stage found nothing to clean, and every dbt input, the run
+    date, the publish settings and the served files are those of the last completed run.
+    dbt, publish and report would then write the same files again: they are skipped."""
+    clean = summary.clean
+    if clean.loads or clean.partitions_replaced or clean.gates:
+        return False
+    return dbt.nothing_new(settings, summary.run_date)
 
 
 def _record_end(summary: run_summary.RunSummary, settings: Settings, flow_name: str) -> None:
@@ -316,6 +339,7 @@ def _record_end(summary: run_summary.RunSummary, settings: Settings, flow_name: 
             status=summary.status,
             error=summary.error,
             loads=len(summary.clean.loads),
+            note=summary.note,
         ),
     )
     if FlowRunContext.get():

@@ -75,9 +75,10 @@ def _preflight(settings: Settings) -> None:
 
 
 def _run_nightly(run_date: date | None, full_refresh: bool = False) -> None:
+    api = runtime.start_temporary_api()  # boots while the flow's modules are imported
     from flows.nightly import nightly
 
-    _run_flow(lambda: nightly(run_date=run_date, full_refresh=full_refresh))
+    _run_flow(lambda: nightly(run_date=run_date, full_refresh=full_refresh), api)
 
 
 def _temporary_api_dies_with_us() -> None:
@@ -120,9 +121,12 @@ def _temporary_api_dies_with_us() -> None:
         DiesWithParent(None).start()
 
 
-def _run_flow(start) -> None:
-    _temporary_api_dies_with_us()
+def _run_flow(start, api: runtime.TemporaryApi | None = None) -> None:
+    if api is None:
+        _temporary_api_dies_with_us()
     try:
+        if api is not None:
+            api.wait()
         summary = start()
     except _user_errors() as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)

@@ -8,15 +8,22 @@ and runs.
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.error import URLError
 from urllib.parse import urlsplit
 
 from lagesbild.errors import ConfigError
@@ -139,3 +146,97 @@ def prefect_server(url: str, log_file: Path, timeout: float = 180) -> Iterator[b
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _configured_api_url() -> str | None:
+    """PREFECT_API_URL from the environment or the active profile of PREFECT_HOME, read
+    without importing Prefect (that import alone takes seconds)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    profiles_file = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml"))
+    try:
+        profiles = tomllib.loads(profiles_file.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    return profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL") or None
+
+
+class TemporaryApi:
+    """Prefect's temporary API server for one run, started before the flows are imported:
+    it boots on the second core while this process imports Prefect, polars and dbt's
+    helpers (Prefect itself would start it only when the flow is called, after those
+    imports, and import its server code here too). Same command and environment as
+    Prefect's own temporary server (prefect/server/api/server.py), under `setpriv
+    --pdeathsig KILL` so that Linux ends it with this process, even after kill -9."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:  # a free port on the loopback interface
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        spec = importlib.util.find_spec("prefect")  # its folder, without importing it
+        assert spec is not None and spec.submodule_search_locations
+        app_dir = str(Path(spec.submodule_search_locations[0]).parent)
+        command = [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory"]
+        command += ["prefect.server.api.server:create_app", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            command = [setpriv, "--pdeathsig", "KILL", *command]
+        env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        # Registered before Prefect is imported, so it runs after Prefect's own exit
+        # handlers, which send the run's last log lines to this server.
+        atexit.register(self.stop)
+        # read by Prefect when it is imported: this process is a client of that server
+        os.environ["PREFECT_API_URL"] = self.url
+
+    def wait(self) -> None:
+        timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 180))
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except (URLError, OSError):
+                pass
+            if self.process.poll() is not None or time.monotonic() - self.started > timeout:
+                self.stop()
+                raise ConfigError(
+                    f"Prefect's temporary API server did not start at {self.url} (exit code "
+                    f"{self.process.poll()}); set PREFECT_API_URL to a running Prefect server "
+                    "(`lagesbild serve`) instead"
+                )
+            time.sleep(0.1)
+        log.info(
+            "Prefect temporary API at %s (pid %d), up after %.1f s",
+            self.url,
+            self.process.pid,
+            time.monotonic() - self.started,
+        )
+
+    def stop(self) -> None:
+        os.environ.pop("PREFECT_API_URL", None)
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_temporary_api() -> TemporaryApi | None:
+    """The temporary API, unless a Prefect server is configured (PREFECT_API_URL) or this
+    process has imported Prefect already (its settings are fixed at import)."""
+    if _configured_api_url() or "prefect" in sys.modules or sys.platform != "linux":
+        return None
+    return TemporaryApi()

@@ -127,6 +127,8 @@ RUNS_SCHEMA = {
     "loads": pl.Int64,
     "published": pl.Boolean,
     "published_at": pl.Datetime("us", "UTC"),  # when the served marts were swapped
+    # what a completed run did not do and why, e.g. "nothing new: stages skipped (dbt, ...)"
+    "note": pl.String,
     "pid": pl.Int64,  # the run's process, to tell a run still going from a killed one
     "host": pl.String,
 }

@@ -34,6 +34,8 @@ class RunSummary:
     report_path: Path | None = None
     docs_path: Path | None = None  # dbt docs: models, grains, tests, glossary
     lagesbild_path: Path | None = None  # the HTML report for coordinators
+    skipped: list[str] = field(default_factory=list)  # stages a quiet night did not run
+    note: str | None = None  # e.g. "nothing new: stages skipped (dbt, publish, report)"
 
 
 FRESHNESS_COLUMNS = ["source", "latest_day", "lag", "lag_unit", "max_lag", "freshness_status"]
@@ -78,6 +80,8 @@ def render(summary: RunSummary, paths: Paths) -> str:
     ]
     if summary.error:
         out += [f"- reason: {summary.error}"]
+    if summary.note:
+        out += [f"- {summary.note}"]
     if summary.stage_seconds:
         out += [
             "- seconds per stage: "
@@ -150,6 +154,11 @@ def render(summary: RunSummary, paths: Paths) -> str:
             out += [f"- lägesbild report: `{summary.lagesbild_path}`"]
         if summary.docs_path:
             out += [f"- dbt docs (each mart, its grain and tests): `{summary.docs_path}`"]
+    elif summary.skipped:
+        out += [
+            "Nothing new since the last completed run on this run date: the served marts "
+            "and the report are those it published, unchanged (not rewritten)."
+        ]
     else:
         out += ["Nothing was published in this run; the served marts are unchanged."]
     return "\n".join(out) + "\n"

@@ -9,6 +9,14 @@ code that builds them: the build therefore runs with `--full-refresh` when the d
 the dbt variables or the dbt/DuckDB versions differ from those of the last successful build
 (a fingerprint kept next to the work warehouse), and whenever asked to
 (`lagesbild run --full-refresh`).
+
+Besides that fingerprint, the build records the state of every dbt input it was built from
+(`input_state`: the dbt project, seeds and settings through the fingerprint, each clean
+folder's files, the run date). The next build compares: nothing changed → no dbt at all;
+only attendance (or housing work-order) partitions changed → `dbt build --select` of the
+models downstream of them; a new run date → also the run-date marts (`RUN_DATE_MODELS`).
+The nightly compares the same state with the one of the last completed publish to skip a
+quiet night (docs/operations.md, *A quiet night*).
 """
 
 from __future__ import annotations
@@ -55,7 +63,9 @@ def dbt_executable() -> str:
 
 
 def _dbt_variables(settings: Settings) -> dict[str, object]:
-    """The dbt variables that come from the settings (as_of_date is added per run)."""
+    """The dbt variables that come from the settings. The run date goes in the environment
+    (LAGESBILD_AS_OF_DATE, macro as_of_date): a changed --vars value makes dbt parse the whole
+    project again, a changed environment variable only the files that use it."""
     return {
         "min_persons": settings.suppression.min_persons,
         "min_denominator": settings.suppression.min_denominator,
@@ -110,7 +120,7 @@ def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tu
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     _wait_for_work_db(settings)
-    variables = {**_dbt_variables(settings), "as_of_date": (as_of or date.today()).isoformat()}
+    variables = _dbt_variables(settings)
     command = [
         dbt_executable(),
         *arguments,
@@ -130,6 +140,7 @@ def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tu
         **os.environ,
         "LAGESBILD_CLEAN_DIR": str(paths.clean),
         "LAGESBILD_WORK_DB": str(paths.work_db),
+        "LAGESBILD_AS_OF_DATE": (as_of or date.today()).isoformat(),
         "LAGESBILD_DUCKDB_MEMORY_LIMIT": settings.warehouse_memory_limit,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
@@ -174,11 +185,156 @@ def _fingerprint_file(paths: Paths) -> Path:
     return paths.warehouse / "work.fingerprint"
 
 
+# The marts whose rows depend on the run date (macro as_of_date) and not only on the data:
+# mart_source_freshness judges each source's lag on the run date. Every other mart (the goal
+# marts too: `data_through`, partial periods) depends on the data alone. So a new run date
+# with nothing new rebuilds these and nothing else; `tests/unit/test_quiet_night.py` checks
+# that no other model uses as_of_date (nor today's date).
+RUN_DATE_MODELS = ("mart_source_freshness",)
+
+# Clean folders whose change can be built as a dbt subgraph: the models (and source tests)
+# downstream of them. A change anywhere else (reference data, statistics) builds everything.
+SUBGRAPHS = {
+    "attendance": ("source:attendance+", "path:models/staging/attendance+"),
+    "housing_work_orders": (
+        "source:housing.work_orders+",
+        "path:models/staging/housing/stg_housing__work_orders.sql+",
+    ),
+}
+
+
+def _clean_folder_digest(folder: Path) -> str:
+    """A partition file (`period=` in its path) by size and modification time: the clean
+    step rewrites one only when its period changed (dbt's month versions rely on the same).
+    Every other clean file (reference, statistics: small, rewritten by every run) by
+    content."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue  # staging and temporary files of an unfinished write
+        digest.update(f"{relative.as_posix()}\0".encode())
+        if any(part.startswith("period=") for part in relative.parts):
+            stat = path.stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}\0".encode())
+        else:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def input_state(settings: Settings, run_date: date) -> dict[str, object]:
+    """Everything the work warehouse's rows are built from: the dbt fingerprint (project,
+    seeds, dbt variables of the settings, versions), a digest per clean folder (attendance,
+    housing_work_orders, reference, statistics) and the run date."""
+    clean = settings.paths.clean
+    folders = sorted(p for p in clean.iterdir() if p.is_dir()) if clean.exists() else []
+    return {
+        "dbt": build_fingerprint(settings),
+        "clean": {p.name: _clean_folder_digest(p) for p in folders},
+        "run_date": run_date.isoformat(),
+    }
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, or cut short by a crash: as if never built
+        return None
+
+
+def _write_state(path: Path, state: dict) -> None:
+    """Written in place, no temporary file to leave behind: a write cut short leaves JSON
+    that does not parse, read as no record (the next run builds and publishes again)."""
+    path.write_text(json.dumps(state, sort_keys=True, indent=1) + "\n")
+
+
+def _built_state_file(paths: Paths) -> Path:
+    return paths.warehouse / "work.inputs.json"
+
+
+def _served_state_file(paths: Paths) -> Path:
+    return paths.warehouse / "served.inputs.json"
+
+
+def _served_files(paths: Paths) -> dict[str, str]:
+    """What is served now, by size and modification time (a quiet night leaves both)."""
+    files = {}
+    for path in [paths.marts_db, *sorted(paths.marts_parquet.glob("*.parquet"))]:
+        if path.exists():
+            stat = path.stat()
+            files[path.name] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    return files
+
+
+def _publish_code(settings: Settings) -> str:
+    """What else decides the served files and the report: the publish settings (without the
+    PostgreSQL URL, a secret) and the code that writes them."""
+    digest = hashlib.sha256()
+    postgres = settings.postgres
+    publish_settings = {
+        "served_storage_version": settings.served_storage_version,
+        "postgres": postgres.model_dump(exclude={"url"}) if postgres else None,
+        "municipality": settings.municipality.name,
+    }
+    digest.update(json.dumps(publish_settings, sort_keys=True, default=str).encode())
+    root = Path(__file__).resolve().parents[1]
+    code = [root / "warehouse" / "publish.py", root / "warehouse" / "postgres.py"]
+    code += sorted((root / "reports").rglob("*"))
+    for path in code:
+        if path.is_file() and path.suffix != ".pyc":
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def served_state(settings: Settings, built: dict[str, object]) -> dict[str, object]:
+    return {
+        "inputs": built,
+        "publish": _publish_code(settings),
+        "served": _served_files(settings.paths),
+    }
+
+
+def record_served(settings: Settings, built: dict[str, object]) -> None:
+    """After a completed publish and report: what the served marts were built from."""
+    _write_state(_served_state_file(settings.paths), served_state(settings, built))
+
+
+def nothing_new(settings: Settings, run_date: date) -> bool:
+    """Whether the served marts, report and run date are exactly those of the last completed
+    run: every dbt input, the publish settings and code unchanged, the served files untouched
+    since. Then dbt, publish and report would write the same again."""
+    recorded = _read_state(_served_state_file(settings.paths))
+    if recorded is None or not settings.paths.marts_db.exists():
+        return False
+    return recorded == served_state(settings, input_state(settings, run_date))
+
+
+def _selection(previous: dict | None, current: dict[str, object]) -> tuple[list[str] | None, str]:
+    """What to build, from the inputs of the last successful build: None is everything,
+    [] nothing, else `--select` arguments; and why."""
+    if previous is None or previous.get("dbt") != current["dbt"]:
+        return None, "no record of the inputs of the last successful build"
+    before, now = previous.get("clean", {}), current["clean"]
+    changed = sorted(f for f in set(before) | set(now) if before.get(f) != now.get(f))
+    new_day = previous.get("run_date") != current["run_date"]
+    if not changed and not new_day:
+        return [], "nothing changed since the last successful build"
+    if any(folder not in SUBGRAPHS for folder in changed):
+        return None, f"changed: {', '.join(changed)}"
+    selected = [s for folder in changed for s in SUBGRAPHS[folder]]
+    if new_day:
+        selected += RUN_DATE_MODELS
+    what = [f"clean {folder}" for folder in changed] + (["the run date"] if new_day else [])
+    return selected, f"only {' and '.join(what)} changed; building what depends on it"
+
+
 @dataclass
 class DbtBuild:
     nodes: int  # models, tests, seeds that dbt ran
     full_refresh: bool  # rebuilt every table from scratch (`dbt build --full-refresh`)
     reason: str  # why it was a full refresh, or why not
+    inputs: dict[str, object] | None = None  # `input_state` the work warehouse now holds
+    selected: list[str] | None = None  # the `--select` of a partial build
 
 
 def dbt_build(
@@ -205,8 +361,20 @@ def dbt_build(
         )
     else:
         reason = "incremental: the dbt project is unchanged; only changed months are rebuilt"
+    inputs = input_state(settings, as_of or date.today())
+    selected = None
+    if not full_refresh and paths.work_db.exists():
+        selected, why = _selection(_read_state(_built_state_file(paths)), inputs)
+        if selected == []:
+            reason = f"skipped: {why}"
+            log.info("dbt build: %s", reason)
+            return DbtBuild(0, False, reason, inputs, [])
+        if selected is not None:
+            reason = f"incremental: {why} (--select {' '.join(selected)})"
     log.info("dbt build: %s", reason)
     arguments = ["build", "--full-refresh"] if full_refresh else ["build"]
+    if selected:
+        arguments += ["--select", *selected]
     # The fingerprint is recorded only after a successful build: a build of changed code that
     # fails half-way is done again, in full, by the next run.
     returncode, lines = _run_dbt(settings, arguments, as_of)
@@ -229,7 +397,8 @@ def dbt_build(
     tmp = recorded.with_name(f".{recorded.name}.{uuid.uuid4().hex}")
     tmp.write_text(fingerprint + "\n")
     replace(tmp, recorded, "fingerprint")
-    return DbtBuild(nodes, full_refresh, reason)
+    _write_state(_built_state_file(paths), inputs)
+    return DbtBuild(nodes, full_refresh, reason, inputs, selected)
 
 
 def execution_seconds(paths: Paths) -> float | None:

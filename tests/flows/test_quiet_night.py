@@ -1,0 +1,126 @@
+"""A quiet night: a nightly with nothing new skips dbt, publish and report and leaves the
+served marts untouched; a new run date rebuilds only the run-date mart; a changed reference
+file is built and published (issue 18, item 4; docs/operations.md, *A quiet night*)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from flows.layers.audit import read_runs
+from flows.nightly import nightly
+from tests.flows.conftest import copy_baseline, pipeline_at
+
+pytestmark = pytest.mark.flow
+
+SKIPPED = "nothing new: stages skipped (dbt, publish, report)"
+
+
+def served(data: Path) -> dict[str, tuple[int, bytes]]:
+    """Every served file: its modification time (ns) and its bytes."""
+    files = [data / "warehouse/marts.duckdb", *sorted((data / "warehouse/marts").glob("*.parquet"))]
+    assert len(files) > 10
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+
+
+def last_summary(data: Path) -> str:
+    return max((data / "reports/runs").glob("*.md"), key=lambda p: p.stat().st_mtime).read_text()
+
+
+def checked_on(data: Path) -> set[date]:
+    con = duckdb.connect(str(data / "warehouse/marts.duckdb"), read_only=True)
+    try:
+        return {
+            r[0] for r in con.execute("select checked_on from mart_source_freshness").fetchall()
+        }
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def copy(baseline, tmp_path_factory):
+    return copy_baseline(baseline, tmp_path_factory.mktemp("quiet"))
+
+
+def test_a_night_with_nothing_new_skips_every_stage_after_clean(copy):
+    run_date = read_runs(copy["data"] / "audit")["run_date"][-1]
+    before = served(copy["data"])
+    report = copy["data"] / "reports/lagesbild/index.html"
+    report_before = report.stat().st_mtime_ns
+    with pipeline_at(copy["data"], copy["drop"]):
+        started = time.perf_counter()
+        summary = nightly(run_date=run_date)
+        seconds = time.perf_counter() - started
+    print(f"quiet nightly (Prefect API already up): {seconds:.1f} s")
+    assert summary.status == "Completed"
+    assert summary.skipped == ["dbt", "publish", "report"]
+    assert list(summary.stage_seconds) == ["extract", "clean"]
+    assert summary.landed == [] and summary.clean.loads == [] and summary.published == []
+    assert served(copy["data"]) == before  # same bytes, same modification times
+    assert report.stat().st_mtime_ns == report_before
+    assert f"- {SKIPPED}" in last_summary(copy["data"])
+    runs = read_runs(copy["data"] / "audit")
+    last = runs.row(-1, named=True)
+    assert (last["status"], last["published"], last["note"], last["loads"]) == (
+        "Completed",
+        False,
+        SKIPPED,
+        0,
+    )
+    assert runs["note"][-2] is None  # the baseline run built and published
+
+
+def test_a_new_run_date_rebuilds_only_the_freshness_mart(copy):
+    """The freshness mart judges lag on the run date; every other mart is the same."""
+    run_date = read_runs(copy["data"] / "audit")["run_date"][-1] + timedelta(days=1)
+    before = served(copy["data"])
+    with pipeline_at(copy["data"], copy["drop"]):
+        summary = nightly(run_date=run_date)
+    assert summary.skipped == [] and summary.note is None
+    assert summary.dbt_mode.endswith("(--select mart_source_freshness)"), summary.dbt_mode
+    assert summary.dbt_mode.startswith("incremental: only the run date changed")
+    assert summary.dbt_nodes == 14  # the mart and its 13 tests
+    after = served(copy["data"])
+    assert after["marts.duckdb"][0] != before["marts.duckdb"][0]  # published again
+    changed = sorted(n for n in after if n.endswith(".parquet") and after[n][1] != before[n][1])
+    assert changed == ["mart_source_freshness.parquet"]
+    assert checked_on(copy["data"]) == {run_date}
+    # and that new day, run once more, is quiet again
+    with pipeline_at(copy["data"], copy["drop"]):
+        assert nightly(run_date=run_date).skipped == ["dbt", "publish", "report"]
+
+
+def test_a_changed_reference_file_is_not_skipped(copy, tmp_path):
+    """An area renamed in the drop folder's reference data: nothing lands, but the clean
+    reference file changes; everything is built (reference data is not a subgraph)."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    shutil.copytree(copy["data"], data, symlinks=True)
+    shutil.copytree(copy["drop"], drop)
+    run_date = read_runs(data / "audit")["run_date"][-1]
+    areas = drop / "reference/areas.csv"
+    text = areas.read_text(encoding="utf-8")
+    name = pl.read_csv(areas)["area_name"][0]
+    areas.write_text(text.replace(f",{name},", f",{name} norra,", 1), encoding="utf-8")
+    before = served(data)
+    with pipeline_at(data, drop):
+        summary = nightly(run_date=run_date)
+    assert summary.skipped == [] and summary.landed == []
+    assert (
+        summary.dbt_mode
+        == "incremental: the dbt project is unchanged; only changed months are rebuilt"
+    )
+    assert summary.dbt_nodes > 200
+    assert served(data)["marts.duckdb"][0] != before["marts.duckdb"][0]
+    con = duckdb.connect(str(data / "warehouse/marts.duckdb"), read_only=True)
+    try:
+        names = {r[0] for r in con.execute("select area_name from dim_area").fetchall()}
+    finally:
+        con.close()
+    assert f"{name} norra" in names and name not in names
+    assert read_runs(data / "audit")["note"][-1] is None
