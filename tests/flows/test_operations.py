@@ -590,6 +590,7 @@ def run_env(data: Path, drop: Path, **extra: str) -> dict[str, str]:
         "LAGESBILD_DROP_DIR": str(drop),
         "LAGESBILD_PSEUDONYM_KEY": TEST_KEY,
         "LAGESBILD_DBT_DOCS": "false",
+        "LAGESBILD_MIN_FILE_AGE_SECONDS": "0",  # the fixture wrote October's files just now
         "PREFECT_API_URL": PREFECT_API_URL.value(),
         "PYTHONUNBUFFERED": "1",
         "COLUMNS": "200",
