@@ -1,0 +1,9 @@
+"""The scale-out tests (marker `spark`, `make test-spark`) need the optional `spark` extra
+(dbt-spark, pyspark, prefect-dask, dask) and Java 17; they reuse the end-to-end fixtures: one
+generated municipality and one baseline nightly run on the default path (DuckDB, in-process)."""
+
+import pytest
+
+pytest.importorskip("pyspark", reason="the optional extra `spark` is not installed")
+
+from tests.flows.conftest import baseline, municipality, prefect_api  # noqa: E402, F401
