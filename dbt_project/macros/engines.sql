@@ -82,14 +82,15 @@
     {{ return(run_query("select count(*) from glob('" ~ path ~ "')").columns[0].values()[0]) }}
 {%- endmacro %}
 {% macro spark__count_files(path) -%}
-    {#- A glob that matches nothing is an error in Spark: list the folder above the first
-        wildcard (it exists: the clean layer's root at least) and match the rest there. -#}
-    {%- set parts = path.split('*', 1) -%}
-    {%- set root = parts[0].rsplit('/', 1)[0] -%}
-    {%- set pattern = '^(file:)?' ~ (modules.re.escape(path) | replace('\\*', '[^/]*')) ~ '$' -%}
+    {#- A glob that matches nothing is an error in Spark: read it together with a file that
+        always exists (the schools reference; a Hadoop glob's {a,b} alternatives) and leave
+        that one out of the count. -#}
+    {%- set clean = env_var('LAGESBILD_CLEAN_DIR').rstrip('/') -%}
+    {%- set sentinel = 'reference/schools.parquet' -%}
+    {%- set files = clean ~ '/{' ~ path[clean | length + 1:] ~ ',' ~ sentinel ~ '}' -%}
     {%- set query -%}
-        select count(*) from binaryFile.`{{ root }}`
-        where regexp(path, '{{ pattern | replace("\\", "\\\\") }}')
+        select count(*) from binaryFile.`{{ files }}`
+        where path not like '%/{{ sentinel }}'
     {%- endset -%}
     {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}

@@ -6,4 +6,4 @@ import pytest
 
 pytest.importorskip("pyspark", reason="the optional extra `spark` is not installed")
 
-from tests.flows.conftest import baseline, municipality, prefect_api  # noqa: E402, F401
+from tests.flows.conftest import baseline, municipality, prefect_api  # noqa: F401

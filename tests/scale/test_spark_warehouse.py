@@ -100,6 +100,4 @@ def test_demo_warehouse_on_spark_equals_duckdb(baseline, tmp_path):
         want, got = (f.sort(pl.all(), nulls_last=True) for f in (want, got))
         assert got.height == want.height, name
         for column in want.columns:
-            differ = (got[column] != want[column]) | (got[column].is_null() != want[column].is_null())
-            assert not differ.fill_null(False).any(), (name, column)
-        assert got.equals(want), name
+            assert got[column].equals(want[column]), (name, column)
