@@ -12,6 +12,7 @@ end-to-end groups first, longest first, and the fast tests last, to fill the gap
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,8 +25,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.pop(name, None)
 
 FLOWS = Path(__file__).parent / "flows"
-# Scale-out tests (Spark, Dask): the optional extra `spark`; `make test-spark` only.
+# Scale-out tests (Spark, Dask): the optional extra `spark`; `make test-spark` only. Without
+# the extra they are not even collected (their modules import it).
 SCALE = Path(__file__).parent / "scale"
+if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("prefect_dask") is None:
+    collect_ignore = ["scale"]
 # Modules whose tests share one data folder in order; the longest first.
 GROUPED = [
     "test_ss12000",
