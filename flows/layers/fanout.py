@@ -19,6 +19,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.layers.clean import PeriodBuild, PeriodResult
+from lagesbild.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def on_dask(address: str) -> Callable[[PeriodBuild, list[str]], list[PeriodResul
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError as exc:  # the extra is optional
-        raise RuntimeError(
+        raise ConfigError(
             "dask_scheduler_address is set but prefect-dask is not installed: install the "
             "optional extra (uv sync --extra spark) or unset LAGESBILD_DASK_SCHEDULER_ADDRESS"
         ) from exc
