@@ -18,6 +18,18 @@ from lagesbild.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.timeout(3600)
 
+# The one known difference: vandalism cost per apartment is round(double, 2) in the dbt
+# project (int_indicator_values_same_period). DuckDB rounds the double's exact binary value,
+# Spark its shortest decimal text, so a quotient like 1310.685 (binary 1310.68499...) gives
+# 1310.68 on DuckDB and 1310.69 on Spark. Those cells may differ by at most 0.01; every other
+# cell of every mart is compared exactly.
+ROUNDING_EDGE = {
+    "mart_goal_progress": (
+        pl.col("indicator_id") == "vandalism_cost_per_apartment_sek",
+        ["value", "baseline_value", "previous_value", "target_value", "change_since_baseline"],
+    )
+}
+
 DBT_PROJECT = PROJECT_ROOT / "dbt_project"
 
 
@@ -88,8 +100,12 @@ def test_demo_warehouse_on_spark_equals_duckdb(baseline, tmp_path):
     seconds = build_on_spark(data / "clean", variables, tmp_path)
     print(f"spark build: {seconds:.0f} s")
 
-    expected = duckdb_marts(data / "warehouse/work.duckdb")
-    actual = spark_marts(tmp_path / "tables")
+    assert_same_marts(
+        duckdb_marts(data / "warehouse/work.duckdb"), spark_marts(tmp_path / "tables")
+    )
+
+
+def assert_same_marts(expected: dict[str, pl.DataFrame], actual: dict[str, pl.DataFrame]) -> None:
     assert sorted(actual) == sorted(expected)
     assert len(expected) == 16
     for name, want in expected.items():
@@ -97,6 +113,17 @@ def test_demo_warehouse_on_spark_equals_duckdb(baseline, tmp_path):
         assert got.columns == want.columns, name
         # the same typing: Spark's decimals may be wider (decimal(38, s)); cast to DuckDB's
         got = got.with_columns(pl.col(c).cast(t) for c, t in want.schema.items())
+        if name in ROUNDING_EDGE:
+            rows, columns = ROUNDING_EDGE[name]
+            keys = [c for c in want.columns if c not in columns and want[c].dtype != pl.Decimal]
+            edge = want.filter(rows).join(got.filter(rows), on=keys, how="full", nulls_equal=True)
+            assert edge.height == want.filter(rows).height == got.filter(rows).height, name
+            for c in columns:
+                gap = (edge[c] - edge[f"{c}_right"]).abs().cast(pl.Float64).fill_null(0)
+                assert gap.max() <= 0.01, (name, c)
+                both_null = edge[c].is_null() == edge[f"{c}_right"].is_null()
+                assert both_null.all(), (name, c)
+            want, got = (f.filter(~rows) for f in (want, got))
         want, got = (f.sort(pl.all(), nulls_last=True) for f in (want, got))
         assert got.height == want.height, name
         for column in want.columns:
