@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv/.synced
 
-.PHONY: install system-packages demo bench test test-fast test-flow lint format clean uv
+.PHONY: install system-packages demo bench test test-fast test-flow test-spark lint format clean uv
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -26,13 +26,17 @@ bench: $(VENV)  ## benchmarks against the limit and pandas (scales: BENCH_ARGS="
 	$(UV) run --frozen lagesbild bench $(BENCH_ARGS)
 
 test: $(VENV) system-packages  ## the whole test suite (unit, dbt, flows end to end), 2 workers
-	$(UV) run --frozen pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n 2 --dist loadgroup -m "not spark" $(PYTEST_ARGS)
 
 test-fast: $(VENV)  ## everything but the end-to-end flow tests (no Prefect), under a minute
-	$(UV) run --frozen pytest -m "not flow" $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -m "not flow and not spark" $(PYTEST_ARGS)
 
 test-flow: $(VENV) system-packages  ## only the end-to-end flow tests (they start Prefect)
-	$(UV) run --frozen pytest -n 2 --dist loadgroup -m flow $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n 2 --dist loadgroup -m "flow and not spark" $(PYTEST_ARGS)
+
+test-spark: $(VENV)  ## the scale-out tests (Spark warehouse, Dask clean): installs the extra `spark`, needs Java 17
+	bash scripts/java.sh
+	$(UV) run --frozen --extra spark pytest -m spark $(PYTEST_ARGS)
 
 lint: $(VENV)
 	$(UV) run --frozen ruff check .

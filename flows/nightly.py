@@ -128,6 +128,11 @@ def land_statistics(settings: Settings) -> list[str]:
 def clean_and_gate(
     settings: Settings, dataset: Dataset, run_id: str, rebuild: frozenset[str]
 ) -> CleanOutcome:
+    map_periods = None
+    if settings.dask_scheduler_address:  # optional: the extra `spark` (docs/scale.md)
+        from flows.layers.fanout import on_dask
+
+        map_periods = on_dask(settings.dask_scheduler_address)
     return clean_dataset(
         dataset,
         settings.paths,
@@ -135,6 +140,7 @@ def clean_and_gate(
         run_id,
         settings.max_quarantine_share,
         rebuild,
+        map_periods,
     )
 
 

@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     warehouse_memory_limit: str = Field(
         "4GB", description="DuckDB memory_limit of the dbt build (it spills to disk beyond it)"
     )
+    dask_scheduler_address: str | None = Field(
+        None,
+        description="clean each period as a task on this Dask scheduler (tcp://host:8786), or "
+        "'local' for a LocalCluster; unset: in this process (docs/scale.md)",
+    )
     dbt_docs: bool = Field(
         True, description="write the dbt docs page (reports/dbt-docs/index.html) on each run"
     )

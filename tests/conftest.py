@@ -1,7 +1,8 @@
 """Markers and scheduling for the whole suite (no fixtures: unit tests stay free of Prefect).
 
 Every test under tests/flows starts Prefect or runs a flow: it is marked `flow`, so
-`pytest -m "not flow"` (`make test-fast`) runs the rest in under a minute.
+`pytest -m "not flow"` (`make test-fast`) runs the rest in under a minute. The tests under
+tests/scale are marked `spark` and run only in `make test-spark` (the optional extra `spark`).
 
 `make test` runs two pytest-xdist workers (`-n 2 --dist loadgroup`). A module whose tests
 build on each other's runs is one xdist group (one worker, file order); the tests of
@@ -11,6 +12,7 @@ end-to-end groups first, longest first, and the fast tests last, to fill the gap
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -23,6 +25,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.pop(name, None)
 
 FLOWS = Path(__file__).parent / "flows"
+# Scale-out tests (Spark, Dask): the optional extra `spark`; `make test-spark` only. Without
+# the extra they are not even collected (their modules import it).
+SCALE = Path(__file__).parent / "scale"
+if importlib.util.find_spec("pyspark") is None or importlib.util.find_spec("prefect_dask") is None:
+    collect_ignore = ["scale"]
 # Modules whose tests share one data folder in order; the longest first.
 GROUPED = [
     "test_region",  # its own Prefect server, two workers and six nightly runs
@@ -38,6 +45,8 @@ GROUPED = [
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups and `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if SCALE in item.path.parents:
+            item.add_marker(pytest.mark.spark)
         if FLOWS in item.path.parents:
             item.add_marker(pytest.mark.flow)
             if item.path.stem in GROUPED:

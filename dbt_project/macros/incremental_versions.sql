@@ -62,10 +62,10 @@
         term,
         md5(
             coalesce(school_year, '-') || '#' || term || '#'
-            || string_agg(
-                cast(month as varchar) || '@' || coalesce(partition_version, '-'),
-                ',' order by month, partition_version
-            )
+            || {{ ordered_string_agg(
+                "cast(month as " ~ string_type() ~ ") || '@' || coalesce(partition_version, '-')",
+                "','", 'month, partition_version'
+            ) }}
         ) as term_version
     from (
         select distinct school_year, term, month, partition_version

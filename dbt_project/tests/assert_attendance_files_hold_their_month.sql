@@ -15,24 +15,13 @@ files as (
 
 footers as (
 
-    select file_name, num_rows
-    from parquet_file_metadata('{{ files_glob }}')
+    {{ attendance_file_footers(files_glob) }}
 
 ),
 
 date_statistics as (
 
-    select
-        file_name,
-        min(cast(stats_min_value as date)) as first_date,
-        max(cast(stats_max_value as date)) as last_date,
-        bool_or(
-            row_group_num_rows > coalesce(stats_null_count, 0)
-            and (stats_min_value is null or stats_max_value is null)
-        ) as lacks_statistics
-    from parquet_metadata('{{ files_glob }}')
-    where path_in_schema = 'date'
-    group by file_name
+    {{ attendance_file_date_statistics(files_glob) }}
 
 )
 
@@ -54,6 +43,6 @@ where footers.file_name is null
             date_statistics.file_name is null
             or date_statistics.lacks_statistics
             or date_statistics.first_date < files.month
-            or date_statistics.last_date >= files.month + interval 1 month
+            or date_statistics.last_date >= {{ plus_one_month('files.month') }}
         )
     )

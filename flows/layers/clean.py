@@ -36,6 +36,7 @@ from __future__ import annotations
 import calendar
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,6 +252,83 @@ def _worst(statuses: list[str]) -> str:
     return next(s for s in ("failed", "passed_with_warnings", "passed") if s in statuses)
 
 
+@dataclass
+class PeriodResult:
+    """One period built: its partitions (each with its gate result, None when not gated) and
+    what it decided about its loads; the caller adds these up and stages the partitions."""
+
+    period: str
+    splits: dict[str, LoadResult]  # each load with rows in the period, split (rows cleared)
+    superseded: dict[str, int]  # per load: rows a stronger source had
+    rejected: pl.DataFrame | None
+    duplicates: dict[str, int]
+    partitions: list[tuple[Partition, gate.GateResult | None]]
+    failures: dict[str, str]  # load id → why its rules failed (its rows are left out)
+
+
+@dataclass
+class PeriodBuild:
+    """Builds one period of a dataset: split its loads, precedence, combine, gate. Reads
+    landing and returns frames, writes nothing but the gate's report: so it can run in
+    another process or on another machine (a Dask worker) that sees the same landing folder."""
+
+    dataset: Dataset
+    loads: list[Load]
+    expectations_dir: Path
+    report_dir: Path
+    # loads whose rules failed: in-process the caller's own dict, so a load is split (and
+    # fails) once; a worker gets a copy and reports its new failures in the result
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, period: str) -> PeriodResult:
+        dataset, parts, splits, failed = self.dataset, [], {}, {}
+        for load in self.loads:
+            if period == ALL or period in load.manifest.partitions:
+                if load.load_id in self.failures:
+                    continue
+                try:
+                    result = dataset.split(load)
+                except Exception as exc:  # recorded in the audit by the caller; the run fails
+                    self.failures[load.load_id] = failed[load.load_id] = failure_reason(exc)
+                    continue
+                parts.append(dataset.in_period(result.rows, period))
+                result.rows = result.rows.clear()  # the period's rows are in `parts` now
+                splits.setdefault(load.load_id, result)
+        # rechunk=False: the period's rows are not copied into one block
+        rows = pl.concat(parts, how="vertical", rechunk=False) if parts else pl.DataFrame()
+        del parts
+        summaries = dataset.before_precedence(period, rows)
+        lost: dict[str, int] = {}
+        if dataset.precedence_key is not None:
+            rows, lost = apply_precedence(
+                rows, dataset.precedence, dataset.precedence_key, dataset.row_weight
+            )
+        combined = dataset.combine(period, rows)
+        combined.partitions += summaries
+        del rows
+        partitions = []
+        for partition in combined.partitions:
+            result = None
+            if partition.gated:
+                result = gate.validate_frame(
+                    partition.frame if partition.checked is None else partition.checked,
+                    self.expectations_dir / dataset.suite,
+                    partition.parameters,
+                    partition=partition.name,
+                    report_dir=self.report_dir,
+                )
+            partitions.append((partition, result))
+        return PeriodResult(
+            period,
+            splits,
+            dict(lost),
+            combined.rejected,
+            dict(combined.duplicates),
+            partitions,
+            failed,
+        )
+
+
 def clean_dataset(
     dataset: Dataset,
     paths: Paths,
@@ -258,9 +336,12 @@ def clean_dataset(
     run_id: str,
     max_quarantine_share: float,
     rebuild: frozenset[str] = frozenset(),
+    map_periods: Callable[[PeriodBuild, list[str]], Iterable[PeriodResult]] | None = None,
 ) -> CleanOutcome:
     """Clean the pending loads of one dataset (see the module docstring); `rebuild` holds the
-    months of a backfill window: the loads touching them are cleaned and accounted again."""
+    months of a backfill window: the loads touching them are cleaned and accounted again.
+    `map_periods(build, periods)` yields `build(period)` for each period in order (default:
+    the builtin `map`, in this process)."""
     outcome = CleanOutcome()
     out = retractions(paths.audit)
     status_of = dict(zip(out.get_column("load_id"), out.get_column("status"), strict=True))
@@ -308,52 +389,36 @@ def clean_dataset(
             log.error("%s could not be cleaned: %s", load.manifest.origin, failures[load.load_id])
             return None
 
-    for period in periods:
-        parts = []
-        for load in loads:
-            if period == ALL or period in load.manifest.partitions:
-                result = split(load)
-                if result is None:
-                    continue
-                parts.append(dataset.in_period(result.rows, period))
-                result.rows = result.rows.clear()  # the period's rows are in `parts` now
-                results.setdefault(load.load_id, result)
-        # rechunk=False: the period's rows are not copied into one block
-        rows = pl.concat(parts, how="vertical", rechunk=False) if parts else pl.DataFrame()
-        del parts
-        summaries = dataset.before_precedence(period, rows)
-        if dataset.precedence_key is not None:
-            rows, lost = apply_precedence(
-                rows, dataset.precedence, dataset.precedence_key, dataset.row_weight
+    build = PeriodBuild(dataset, loads, expectations_dir, report_dir, failures)
+    # One period at a time, in order: in-process (the default) each period is built only when
+    # the one before it is staged, so memory holds one period's rows; `map_periods` may run
+    # them elsewhere (flows/layers/fanout.py: a Prefect task per period on a Dask cluster).
+    for done in (map_periods or map)(build, periods):
+        for load_id, why in done.failures.items():  # each load once (in-process)
+            failures.setdefault(load_id, why)
+            log.error("%s could not be cleaned: %s", by_id[load_id].manifest.origin, why)
+        for load_id, result in done.splits.items():
+            results.setdefault(load_id, result)
+        for load_id, count in done.superseded.items():
+            results[load_id].superseded += count
+        if done.superseded:
+            log.info(
+                "precedence %s: %s rows superseded",
+                done.period,
+                f"{sum(done.superseded.values()):,}",
             )
-            for load_id, count in lost.items():
-                results[load_id].superseded += count
-            if lost:
-                log.info("precedence %s: %s rows superseded", period, f"{sum(lost.values()):,}")
-        combined = dataset.combine(period, rows)
-        combined.partitions += summaries
-        del rows
-        if combined.rejected is not None:
-            for load_id in combined.rejected.get_column("load_id").unique().to_list():
-                _reject(results[load_id], by_id[load_id], combined.rejected)
-        for load_id, count in combined.duplicates.items():
+        if done.rejected is not None:
+            for load_id in done.rejected.get_column("load_id").unique().to_list():
+                _reject(results[load_id], by_id[load_id], done.rejected)
+        for load_id, count in done.duplicates.items():
             results[load_id].duplicates += count
             results[load_id].clean -= count
-        for partition in combined.partitions:
-            if not partition.gated:
-                staging.stage(partition.path, partition.frame)
-                continue
-            checked = partition.frame if partition.checked is None else partition.checked
-            result = gate.validate_frame(
-                checked,
-                expectations_dir / dataset.suite,
-                partition.parameters,
-                partition=partition.name,
-                report_dir=report_dir,
-            )
-            outcome.gates.append(result)
-            gates_of.setdefault(period, []).append(result.status)
+        for partition, result in done.partitions:
             staging.stage(partition.path, partition.frame)
+            if result is None:  # not gated
+                continue
+            outcome.gates.append(result)
+            gates_of.setdefault(done.period, []).append(result.status)
             built.append(partition.name)
             log.info(
                 "gate %s %s: %s (%s rows)",
@@ -362,6 +427,7 @@ def clean_dataset(
                 result.status,
                 f"{partition.frame.height:,}",
             )
+        del done
     for load in pending:  # loads with no usable date still need their accounting
         if load.load_id not in results:
             result = split(load)

@@ -35,24 +35,19 @@ reference_version as (
     select
         md5(
             coalesce((
-                select string_agg(
-                    concat_ws('|', school_unit_code, coalesce(area_code, '-'), coalesce(municipality_code, '-')),
-                    ',' order by school_unit_code
-                )
+                select {{ ordered_string_agg(
+                    "concat_ws('|', school_unit_code, coalesce(area_code, '-'), coalesce(municipality_code, '-'))",
+                    "','", 'school_unit_code'
+                ) }}
                 from schools
             ), '')
             || '#'
             || coalesce((
-                select string_agg(
-                    concat_ws(
-                        '|',
-                        cast(calendar_date as varchar),
-                        coalesce(school_year, '-'),
-                        coalesce(term, '-'),
-                        coalesce(cast(is_school_day as varchar), '-')
-                    ),
-                    ',' order by calendar_date
-                )
+                select {{ ordered_string_agg(
+                    "concat_ws('|', cast(calendar_date as " ~ string_type() ~ "), coalesce(school_year, '-'), "
+                    ~ "coalesce(term, '-'), coalesce(cast(is_school_day as " ~ string_type() ~ "), '-'))",
+                    "','", 'calendar_date'
+                ) }}
                 from calendar
             ), '')
         ) as reference_version
@@ -66,11 +61,12 @@ month_files as (
         count(*) as files,
         sum(file_bytes) as file_bytes,
         max(file_modified_at) as last_modified_at,
-        string_agg(
-            -- the file name, not its path: a data folder moved elsewhere keeps its versions
-            concat_ws('|', file_name, cast(file_bytes as varchar), cast(epoch_us(file_modified_at) as varchar)),
-            ',' order by file_name
-        ) as files_signature
+        -- the file name, not its path: a data folder moved elsewhere keeps its versions
+        {{ ordered_string_agg(
+            "concat_ws('|', file_name, cast(file_bytes as " ~ string_type() ~ "), cast("
+            ~ epoch_microseconds('file_modified_at') ~ " as " ~ string_type() ~ "))",
+            "','", 'file_name'
+        ) }} as files_signature
 
     from files
     group by month
@@ -82,7 +78,7 @@ final as (
     select
         month_files.month,
         md5(
-            cast(month_files.month as varchar)
+            cast(month_files.month as {{ string_type() }})
             || '#' || month_files.files_signature
             || '#' || reference_version.reference_version
         ) as partition_version,

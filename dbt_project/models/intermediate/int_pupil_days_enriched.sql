@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=pupil_level_materialization(),
         incremental_strategy='delete+insert',
         unique_key='month',
         on_schema_change='fail',
@@ -23,7 +23,7 @@
 
 {%- set months = versions_to_build(
     'partition_version',
-    'select cast(month as varchar) as month, partition_version from '
+    'select cast(month as ' ~ string_type() ~ ') as month, partition_version from '
         ~ ref('int_attendance_months_versioned'),
     ['month'],
 ) %}
@@ -45,7 +45,7 @@ pupil_days as (
     {%- for row in months %}
         or (
             attendance_date >= cast('{{ row.month }}' as date)
-            and attendance_date < cast('{{ row.month }}' as date) + interval 1 month
+            and attendance_date < {{ plus_one_month("cast('" ~ row.month ~ "' as date)") }}
         )
     {%- endfor %}
     {%- endif %}

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=pupil_level_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['school_year', 'term'],
         on_schema_change='fail',

@@ -69,7 +69,7 @@ cuts as (
         partial_years.data_through,
         earlier.year as compared_year,
         cast(
-            partial_years.data_through - to_years(cast(partial_years.year - earlier.year as integer))
+            {{ minus_years('partial_years.data_through', 'cast(partial_years.year - earlier.year as integer)') }}
             as date
         ) as compared_through
 
@@ -175,7 +175,7 @@ final as (
         scope as area_level,
         area_code,
         period,
-        cast(compared_year as varchar) as compared_period,
+        cast(compared_year as {{ string_type() }}) as compared_period,
         compared_through,
         {{ suppress_if('is_suppressed', expression) }} as value,
         is_suppressed

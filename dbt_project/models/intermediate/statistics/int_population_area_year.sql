@@ -54,11 +54,11 @@ per_area as (
         area_code,
         year,
         sum(case when is_total then inhabitants end) as inhabitants,
-        round(sum(case when not is_total then {{ in_years.replace('LO', '0').replace('HI', '19') }} end))::hugeint
+        cast(round(sum(case when not is_total then {{ in_years.replace('LO', '0').replace('HI', '19') }} end)) as {{ hugeint_type() }})
             as inhabitants_0_19,
-        round(sum(case when not is_total then {{ in_years.replace('LO', '13').replace('HI', '19') }} end))::hugeint
+        cast(round(sum(case when not is_total then {{ in_years.replace('LO', '13').replace('HI', '19') }} end)) as {{ hugeint_type() }})
             as inhabitants_13_19,
-        round(sum(case when not is_total then {{ in_years.replace('LO', '16').replace('HI', '24') }} end))::hugeint
+        cast(round(sum(case when not is_total then {{ in_years.replace('LO', '16').replace('HI', '24') }} end)) as {{ hugeint_type() }})
             as inhabitants_16_24,
         max(release_id) as release_id
     from aged

@@ -64,7 +64,7 @@ select
         as is_suppressed,
     published_on,
     -- naive UTC: no time zone type, so DuckDB 1.4 clients need no pytz
-    timezone('UTC', fetched_at) as fetched_at,
+    {{ utc_wall_clock('fetched_at') }} as fetched_at,
     row_number() over (
         partition by indicator_id, area_code, period, sex, population_group
         order by release_id desc

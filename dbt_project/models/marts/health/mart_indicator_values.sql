@@ -160,7 +160,7 @@ select
     t.is_revised,
     t.published_on,
     -- naive UTC: no time zone type, so DuckDB 1.4 clients need no pytz
-    timezone('UTC', t.fetched_at) as fetched_at,
+    {{ utc_wall_clock('t.fetched_at') }} as fetched_at,
     t.release_id,
 
     ---------- survey quality and suppression

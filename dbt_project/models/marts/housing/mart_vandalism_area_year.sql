@@ -60,7 +60,7 @@ years as (
         case
             when extract(year from data_end.last_date) = report_years.year
                 then data_end.last_date
-            else cast(cast(report_years.year as varchar) || '-12-31' as date)
+            else cast(cast(report_years.year as {{ string_type() }}) || '-12-31' as date)
         end as data_through
 
     from report_years

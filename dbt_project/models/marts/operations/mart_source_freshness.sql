@@ -59,7 +59,7 @@ attendance as (
         'attendance' as source_type,
         source_days.source_layout as source,
         max(source_days.attendance_date) as latest_day,
-        cast(null as varchar) as latest_period,
+        cast(null as {{ string_type() }}) as latest_period,
         count(distinct source_days.attendance_date) as days_with_data
 
     from source_days
@@ -91,10 +91,10 @@ housing as (
         'housing' as source_type,
         company as source,
         max(reported_date) as latest_day,
-        cast(null as varchar) as latest_period,
+        cast(null as {{ string_type() }}) as latest_period,
         count(distinct reported_date) as days_with_data,
         'days' as lag_unit,
-        ((select checked_on from run) - max(reported_date)) - 1 as lag,
+        {{ days_between('max(reported_date)', '(select checked_on from run)') }} - 1 as lag,
         {{ var('freshness_housing_days') }} as max_lag
 
     from work_orders
@@ -107,8 +107,8 @@ statistics_sources as (
     select
         case when source = 'survey' then 'survey' else 'statistics' end as source_type,
         source,
-        cast(cast(max(period) as varchar) || '-12-31' as date) as latest_day,
-        cast(max(period) as varchar) as latest_period,
+        cast(cast(max(period) as {{ string_type() }}) || '-12-31' as date) as latest_day,
+        cast(max(period) as {{ string_type() }}) as latest_period,
         cast(null as bigint) as days_with_data,
         'years' as lag_unit,
         extract(year from (select checked_on from run)) - max(period) as lag,

@@ -16,8 +16,8 @@ renamed as (
 
     select
         ---------- ids
-        cast(filename as varchar) as file_path,
-        regexp_extract(filename, '[^/]*$') as file_name,
+        cast(filename as {{ string_type() }}) as file_path,
+        regexp_extract(filename, '[^/]*$', 0) as file_name,
 
         ---------- dates
         -- the hive partition folder `period=YYYY-MM` the file is in

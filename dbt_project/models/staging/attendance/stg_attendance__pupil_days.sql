@@ -10,16 +10,16 @@ renamed as (
 
     select
         ---------- ids
-        cast(pupil_key as varchar) as pupil_key,
-        trim(cast(school_unit_code as varchar)) as school_unit_code,
+        cast(pupil_key as {{ string_type() }}) as pupil_key,
+        trim(cast(school_unit_code as {{ string_type() }})) as school_unit_code,
 
         ---------- dates
         cast(date as date) as attendance_date,
 
         ---------- text
-        upper(trim(cast(grade as varchar))) as grade,
-        cast(source as varchar) as source_layout,
-        cast(load_id as varchar) as load_id,
+        upper(trim(cast(grade as {{ string_type() }}))) as grade,
+        cast(source as {{ string_type() }}) as source_layout,
+        cast(load_id as {{ string_type() }}) as load_id,
 
         ---------- numerics (minutes)
         -- exact decimals: a sum of doubles depends on the order rows arrive in, and a rate

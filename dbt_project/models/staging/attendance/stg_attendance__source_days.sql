@@ -16,7 +16,7 @@ source as (
 renamed as (
 
     select
-        cast(source as varchar) as source_layout,
+        cast(source as {{ string_type() }}) as source_layout,
         cast(date as date) as attendance_date,
         cast(lessons as bigint) as lessons
 

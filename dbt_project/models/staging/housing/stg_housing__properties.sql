@@ -17,9 +17,9 @@ renamed as (
 
     select
         ---------- ids
-        cast(company as varchar) as company,
-        cast(property_id as varchar) as property_id,
-        cast(area_code as varchar) as area_code,
+        cast(company as {{ string_type() }}) as company,
+        cast(property_id as {{ string_type() }}) as property_id,
+        cast(area_code as {{ string_type() }}) as area_code,
 
         ---------- numerics
         cast(apartments as integer) as apartments

@@ -21,12 +21,12 @@ renamed as (
 
     select
         ---------- ids
-        cast(company as varchar) as company,
-        cast(order_id as varchar) as order_id,
-        cast(property_id as varchar) as property_id,
-        cast(building as varchar) as building,
-        cast(entrance as varchar) as entrance,
-        cast(area_code as varchar) as area_code,
+        cast(company as {{ string_type() }}) as company,
+        cast(order_id as {{ string_type() }}) as order_id,
+        cast(property_id as {{ string_type() }}) as property_id,
+        cast(building as {{ string_type() }}) as building,
+        cast(entrance as {{ string_type() }}) as entrance,
+        cast(area_code as {{ string_type() }}) as area_code,
 
         ---------- dates
         cast(reported_date as date) as reported_date,
@@ -35,12 +35,12 @@ renamed as (
         cast(completed_date as date) as completed_date,
 
         ---------- text
-        cast(category as varchar) as category,
+        cast(category as {{ string_type() }}) as category,
         cast(is_vandalism as boolean) as is_vandalism,
-        cast(status as varchar) as status,
+        cast(status as {{ string_type() }}) as status,
         coalesce(status = 'cancelled', false) as is_cancelled,
-        cast(source as varchar) as source_layout,
-        cast(load_id as varchar) as load_id,
+        cast(source as {{ string_type() }}) as source_layout,
+        cast(load_id as {{ string_type() }}) as load_id,
 
         ---------- numerics
         -- exact decimals (a division would give a double, whose sums depend on the order

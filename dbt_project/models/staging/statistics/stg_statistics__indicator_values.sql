@@ -10,18 +10,18 @@ renamed as (
 
     select
         ---------- ids
-        cast(indicator_id as varchar) as indicator_id,
-        cast(area_code as varchar) as area_code,
+        cast(indicator_id as {{ string_type() }}) as indicator_id,
+        cast(area_code as {{ string_type() }}) as area_code,
         cast(period as integer) as period,
-        cast(sex as varchar) as sex,
-        cast(population_group as varchar) as population_group,
-        cast(release_id as varchar) as release_id,
+        cast(sex as {{ string_type() }}) as sex,
+        cast(population_group as {{ string_type() }}) as population_group,
+        cast(release_id as {{ string_type() }}) as release_id,
 
         ---------- text
-        cast(source as varchar) as source,
-        cast(status as varchar) as status,
-        nullif(cast(source_status as varchar), '') as source_status,
-        cast(survey as varchar) as survey,
+        cast(source as {{ string_type() }}) as source,
+        cast(status as {{ string_type() }}) as status,
+        nullif(cast(source_status as {{ string_type() }}), '') as source_status,
+        cast(survey as {{ string_type() }}) as survey,
 
         ---------- numerics
         cast(value as double) as value,
@@ -33,7 +33,7 @@ renamed as (
 
         ---------- dates and timestamps
         cast(published_on as date) as published_on,
-        cast(fetched_at as timestamptz) as fetched_at
+        cast(fetched_at as {{ timestamp_tz_type() }}) as fetched_at
 
     from source
 

@@ -7,7 +7,7 @@ source as (
 )
 
 select
-    cast(area_code as varchar) as area_code,
-    cast(role as varchar) as role,
-    cast(role_name as varchar) as role_name
+    cast(area_code as {{ string_type() }}) as area_code,
+    cast(role as {{ string_type() }}) as role,
+    cast(role_name as {{ string_type() }}) as role_name
 from source

@@ -10,18 +10,18 @@ renamed as (
 
     select
         ---------- ids
-        cast(area_code as varchar) as area_code,
-        cast(age as varchar) as age,
-        cast(sex as varchar) as sex,
+        cast(area_code as {{ string_type() }}) as area_code,
+        cast(age as {{ string_type() }}) as age,
+        cast(sex as {{ string_type() }}) as sex,
         cast(year as integer) as year,
-        cast(release_id as varchar) as release_id,
+        cast(release_id as {{ string_type() }}) as release_id,
 
         ---------- numerics
         cast(inhabitants as integer) as inhabitants,
 
         ---------- dates and timestamps
         cast(published_on as date) as published_on,
-        cast(fetched_at as timestamptz) as fetched_at
+        cast(fetched_at as {{ timestamp_tz_type() }}) as fetched_at
 
     from source
 

@@ -7,6 +7,6 @@ source as (
 )
 
 select
-    cast(age as varchar) as age,
+    cast(age as {{ string_type() }}) as age,
     cast(is_total as boolean) as is_total
 from source
