@@ -393,7 +393,7 @@ def render(results: Results) -> str:
         f"Machine: {m.cpu}, {m.cores} cores, {m.ram_bytes / GB:,.1f} GB RAM, {m.system}, "
         f"Python {m.python}.",
         "",
-        "## Targets of issue 18 measured here",
+        "## Targets measured here",
         "",
     ]
     out += _table(["target", "scale", "measured", "status"], [list(t) for t in targets(results)])
