@@ -25,7 +25,7 @@ STARTUP_STAGES = ("gx_startup", "dbt_startup")
 # Stages of the floor (benchmarks/limit.sql) and the pipeline stages each one stands for.
 LIMIT_STAGES = {"clean": ("clean", "gate"), "marts": ("dbt",), "publish": ("publish",)}
 GB = 1_000_000_000
-TARGET_RSS = 6 * GB  # issue 18: a month bounded by its pupil-days
+TARGET_RSS = 6 * GB  # a month bounded by its pupil-days
 TARGET_PANDAS = 4.0
 TARGET_NEW_DAY = 0.03
 # The pandas peer holds every lesson in memory (23.8 GB at 10,000 pupils × 3 years on a 24 GB
@@ -254,7 +254,7 @@ def _largest(results: Results, pupils: int) -> ScaleResult | None:
 
 
 def targets(results: Results) -> list[tuple[str, str, str, str]]:
-    """(target, scale, figure, met | missed | not measured) for the targets of issue 18 that
+    """(target, scale, figure, met | missed | not measured) for the targets that
     `lagesbild bench` measures."""
     rows = []
     stockholm = _largest(results, 100_000)

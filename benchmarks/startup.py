@@ -1,5 +1,5 @@
-"""The fixed start-up costs of a run, each cold and warm, and a quiet night (issue 18, items
-4 and 5): `uv run python -m benchmarks.startup --data DATA --drop DROP`.
+"""The fixed start-up costs of a run, each cold and warm, and a quiet night:
+`uv run python -m benchmarks.startup --data DATA --drop DROP`.
 
 DATA/DROP: the data and drop folder of a completed nightly (e.g. of `lagesbild demo`); the
 script works in copies under a temporary folder and never changes them. Every figure is a

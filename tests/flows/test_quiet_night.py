@@ -1,6 +1,6 @@
 """A quiet night: a nightly with nothing new skips dbt, publish and report and leaves the
 served marts untouched; a new run date rebuilds only the run-date mart; a changed reference
-file is built and published (issue 18, item 4; docs/operations.md, *A quiet night*)."""
+file is built and published (docs/operations.md, *A quiet night*)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Layouts that describe real files, their errors, half-uploaded files, and
-`lagesbild check-layout` on the two files of issue 14: a CSV without an other-absence column
+`lagesbild check-layout` on two real-world files: a CSV without an other-absence column
 and a workbook with a title row above its header."""
 
 from __future__ import annotations
