@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 
@@ -266,14 +267,30 @@ def _served_files(paths: Paths) -> dict[str, str]:
     return files
 
 
+def _without_password(url: str) -> str:
+    """A database URL without its password: where the marts go, not the secret."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _publish_code(settings: Settings) -> str:
-    """What else decides the served files and the report: the publish settings (without the
-    PostgreSQL URL, a secret) and the code that writes them."""
+    """What else decides the served files and the report: the publish settings (the
+    PostgreSQL target without its password) and the code that writes them."""
     digest = hashlib.sha256()
     postgres = settings.postgres
     publish_settings = {
         "served_storage_version": settings.served_storage_version,
-        "postgres": postgres.model_dump(exclude={"url"}) if postgres else None,
+        "postgres": {
+            **postgres.model_dump(exclude={"url"}),
+            "target": _without_password(postgres.url.get_secret_value()),
+        }
+        if postgres
+        else None,
         "municipality": settings.municipality.name,
     }
     digest.update(json.dumps(publish_settings, sort_keys=True, default=str).encode())
