@@ -3,8 +3,9 @@
 With `retention_school_years` = N the nightly, after a completed publish, deletes the landed
 attendance loads (exports and SS 12000 aggregatedAttendance) whose months all lie before the
 N most recent school years (a school year starts on 1 July; N = 1 keeps the current one),
-and the clean attendance partitions of those months (never the latest month there is). Only when the served marts were built
-from exactly the clean files there are now, so every deleted month is in a published mart.
+and the clean attendance partitions of those months (never the latest month there is). Only
+when the served marts were built from exactly the clean files there are now, so every
+deleted month is in a published mart.
 
 The marts keep their figures: the work warehouse's incremental pupil-level tables keep the
 rows of the months recorded here as retired (`warehouse/retired_months.json`, passed to dbt
