@@ -73,12 +73,16 @@ def _published_from_current_clean(settings: Settings) -> bool:
     return served.get("inputs", {}).get("clean", {}).get("attendance") == current
 
 
-def _old_loads(landing: Path, first_kept: str) -> list[Load]:
+def _old_loads(landing: Path, first_kept: str, latest: str | None) -> list[Load]:
+    """Loads whose months all lie before `first_kept`, none of them the `latest` clean month
+    (kept with its clean partition)."""
     return [
         load
         for source, dataset in PUPIL_LEVEL.items()
         for load in landed_loads(landing, source, dataset)
-        if load.manifest.partitions and max(load.manifest.partitions)[:7] < first_kept
+        if load.manifest.partitions
+        and max(load.manifest.partitions)[:7] < first_kept
+        and latest not in {p[:7] for p in load.manifest.partitions}
     ]
 
 
@@ -96,9 +100,10 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
     first_kept = f"{cutoff(today, years):%Y-%m}"
     clean = paths.clean / "attendance"
     # the latest month stays even when it is older: dbt's attendance source needs a file
-    months_present = sorted(p for p in clean.glob("period=*") if p.is_dir())[:-1]
-    partitions = [p for p in months_present if p.name[len("period=") :] < first_kept]
-    loads = _old_loads(paths.landing, first_kept)
+    months_present = sorted(p for p in clean.glob("period=*") if p.is_dir())
+    latest = months_present[-1].name[len("period=") :] if months_present else None
+    partitions = [p for p in months_present[:-1] if p.name[len("period=") :] < first_kept]
+    loads = _old_loads(paths.landing, first_kept, latest)
     if not partitions and not loads:
         return []
     months = {p.name[len("period=") :] for p in partitions}

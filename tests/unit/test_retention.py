@@ -135,3 +135,15 @@ def test_old_pupil_level_data_is_deleted_and_audited(data):
     # a full refresh would rebuild the marts without the retired months: refused
     with pytest.raises(dbt.DbtFailed, match=r"4 months \(2023-09..2024-06\)"):
         dbt.dbt_build(Settings(), TODAY, full_refresh=True)
+
+
+def test_the_latest_clean_month_and_its_loads_stay_however_old(data):
+    _publish(data)
+    deleted = retention.apply_retention(Settings(), date(2030, 1, 1), "r1")
+    assert len(deleted) == 10  # 5 clean months, 5 loads
+    assert _files(data) == [
+        "clean/attendance/period=2025-09/part-0.parquet",
+        "clean/attendance/source_days/period=2023-09.parquet",
+        "landing/attendance_export/skola24_csv/period=2025-09/load_id=E4/data.parquet",
+        "landing/ss12000/persons/period=2023-09/load_id=P1/data.parquet",
+    ]
