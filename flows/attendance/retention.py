@@ -24,6 +24,7 @@ from pathlib import Path
 
 from connectors.attendance_export.resources import SOURCE as EXPORT_SOURCE
 from connectors.ss12000.client import SOURCE as SS12000_SOURCE
+from flows.layers.audit import DELETED_BY_RETENTION as DELETED
 from flows.layers.audit import append_audit
 from flows.layers.files import replace
 from flows.layers.landing import Load, landed_loads, remove_load
@@ -31,7 +32,6 @@ from lagesbild.settings import Paths, Settings
 
 log = logging.getLogger(__name__)
 
-DELETED = "deleted_by_retention"
 # pupil-level landed datasets, by source (None: every dataset of it); the SS 12000 lookups
 # (persons, organisations, activities, absences) are landed under the run's month and still
 # map later days: they are kept
@@ -117,7 +117,8 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
         deleted.append(str(load.folder.relative_to(paths.data)))
         m = load.manifest
         periods = ",".join(m.partitions)
-        rows.append(_audit_row(m.source, m.dataset, m.load_id, periods, reason, now, run_id))
+        row = _audit_row(m.source, m.dataset, m.load_id, periods, reason, now, run_id)
+        rows.append({**row, "file": m.file, "sha256": m.sha256})  # not landed again
     for partition in partitions:
         hidden = partition.with_name(f".{partition.name}.retention.tmp")
         replace(partition, hidden, "retention-clean")

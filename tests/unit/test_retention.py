@@ -125,6 +125,8 @@ def test_old_pupil_level_data_is_deleted_and_audited(data):
         ("clean/attendance/period=2024-06", "deleted_by_retention", "2024-06"),
     ]
     assert set(audit["reason"]) == {"retention_school_years=2: before 2024-07"}
+    # the deleted loads' files are not landed again from the drop folder
+    assert audit["sha256"].to_list()[:3] == ["A1", "E1", "E2"]
     assert retention.retired_months(data) == ["2023-09", "2023-10", "2024-05", "2024-06"]
 
     # the deleted periods are not missing for `lagesbild verify`
