@@ -28,7 +28,7 @@ from pydantic import Field
 from connectors.attendance_export.resources import SOURCE as ATTENDANCE_EXPORT
 from connectors.housing_export.resources import SOURCE as HOUSING_EXPORT
 from flows.attendance import exports as attendance_exports
-from flows.attendance import ss12000
+from flows.attendance import retention, ss12000
 from flows.attendance.dataset import Attendance
 from flows.housing import exports as housing_exports
 from flows.housing.dataset import HousingWorkOrders
@@ -293,6 +293,8 @@ def _pipeline(
                 summary.docs_path = write_dbt_docs(settings, summary.run_date)
             # what a quiet night compares with (only a run that got this far)
             dbt.record_served(settings, build.inputs)
+            # after a publish: the months it deletes are in the served marts
+            retention.apply_retention(settings, summary.run_date, summary.run_id)
             summary.status = "Completed"
     except Exception as exc:
         summary.status, summary.error = "Failed", f"{type(exc).__name__}: {exc}"

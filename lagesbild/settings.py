@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     failure_webhook_url: str | None = Field(
         None, description="POSTed a JSON message when a run fails (Slack/Teams-style 'text')"
     )
+    retention_school_years: int | None = Field(
+        None,
+        ge=1,
+        description="delete pupil-level attendance landing and clean data older than this "
+        "many school years once published (None: keep everything)",
+    )
     freshness_school_days: int = Field(
         2, ge=0, description="a source is stale when its latest day is more school days behind"
     )

@@ -6,7 +6,9 @@ sends. Personal data: `civicNo` is replaced by its HMAC pseudonym (`pupil_key`) 
 anything can be written. `civicNo` is optional in the spec (some platforms sell it as a
 separate scope): a pupil without one is keyed by the HMAC of the platform's `person.id`
 (`pupil_id_kind` "person_id"), stable as long as the platform keeps its ids, but not the same
-key as the pupil's rows in the exports (see docs/sources/ss12000.md). Names, addresses,
+key as the pupil's rows in the exports (see docs/sources/ss12000.md). The platform ids that
+lead to a pupil (person, student and absence ids, deleted absence ids) are kept only as their
+keyed hash (`platform_ref`), the same on every resource so they still join. Names, addresses,
 e-mails, phone numbers, birth dates, sex, responsibles and `securityMarking` (skyddad
 folkbokföring, sekretessmarkering) are never read: the marts count a pupil with a marking like
 every other, from school unit and grade per enrolment, so nothing needs to know which pupils
@@ -80,6 +82,16 @@ ABSENCE_SCHEMA = {
 DELETED_SCHEMA = {"entity": pl.String, "id": pl.String}
 KIND_PERSON_ID = "person_id"  # keyed by the platform's person.id: civicNo withheld
 PERSON_ID_PREFIX = "ss12000-person:"  # a person.id never hashes to a personnummer's key
+# Platform ids that lead to a pupil (person, student, absence ids) are kept only as this
+# keyed hash: the same HMAC on every resource, so persons, enrolments, absences and
+# aggregatedAttendance still join, but nobody can look a landed row up on the platform.
+REF_PREFIX = "ss12000-ref:"
+
+
+def platform_ref(key: bytes, platform_id: str | None) -> str | None:
+    """The keyed pseudonym that stands for a platform id at rest (None stays None)."""
+    return None if platform_id is None else pseudonym(key, REF_PREFIX + platform_id)
+
 
 # /deletedEntities list keys per entity type (the spec misspells activities as 'activitites').
 DELETED_KEYS = {
@@ -144,14 +156,28 @@ def person_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
     keyed = pseudonymise_column(frame, "civic_no", key)
     withheld = pl.col("pupil_id_kind") == KIND_MISSING
     by_id = {i: pseudonym(key, PERSON_ID_PREFIX + i) for i in frame["person_id"].drop_nulls()}
-    return keyed.with_columns(
-        pupil_key=pl.when(withheld & pl.col("person_id").is_not_null())
-        .then(pl.col("person_id").replace_strict(by_id, default=None, return_dtype=pl.String))
-        .otherwise(pl.col("pupil_key")),
-        pupil_id_kind=pl.when(withheld & pl.col("person_id").is_not_null())
-        .then(pl.lit(KIND_PERSON_ID))
-        .otherwise(pl.col("pupil_id_kind")),
-    ).select(list(PERSON_SCHEMA))
+    return (
+        keyed.with_columns(
+            pupil_key=pl.when(withheld & pl.col("person_id").is_not_null())
+            .then(pl.col("person_id").replace_strict(by_id, default=None, return_dtype=pl.String))
+            .otherwise(pl.col("pupil_key")),
+            pupil_id_kind=pl.when(withheld & pl.col("person_id").is_not_null())
+            .then(pl.lit(KIND_PERSON_ID))
+            .otherwise(pl.col("pupil_id_kind")),
+        )
+        .pipe(_hashed, key, "person_id")
+        .select(list(PERSON_SCHEMA))
+    )
+
+
+def _hashed(frame: pl.DataFrame, key: bytes, *columns: str) -> pl.DataFrame:
+    """Replace platform ids by their keyed pseudonym (one HMAC per distinct id)."""
+    for column in columns:
+        refs = {i: platform_ref(key, i) for i in frame[column].drop_nulls().unique()}
+        frame = frame.with_columns(
+            pl.col(column).replace_strict(refs, default=None, return_dtype=pl.String)
+        )
+    return frame
 
 
 def activity_frame(objects: Iterable[dict]) -> pl.DataFrame:
@@ -166,7 +192,7 @@ def activity_frame(objects: Iterable[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=ACTIVITY_SCHEMA)
 
 
-def aggregated_frame(objects: Iterable[dict]) -> pl.DataFrame:
+def aggregated_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
     rows = []
     for a in objects:
         activity = (a.get("_embedded") or {}).get("activity") or {}
@@ -185,10 +211,11 @@ def aggregated_frame(objects: Iterable[dict]) -> pl.DataFrame:
                 "offered_sum": a.get("offeredSum"),
             }
         )
-    return pl.DataFrame(rows, schema=AGGREGATED_SCHEMA, strict=False)
+    frame = pl.DataFrame(rows, schema=AGGREGATED_SCHEMA, strict=False)
+    return _hashed(frame, key, "student_id")
 
 
-def absence_frame(objects: Iterable[dict]) -> pl.DataFrame:
+def absence_frame(objects: Iterable[dict], key: bytes) -> pl.DataFrame:
     rows = [
         {
             "absence_id": a.get("id"),
@@ -201,7 +228,7 @@ def absence_frame(objects: Iterable[dict]) -> pl.DataFrame:
         }
         for a in objects
     ]
-    return pl.DataFrame(rows, schema=ABSENCE_SCHEMA)
+    return _hashed(pl.DataFrame(rows, schema=ABSENCE_SCHEMA), key, "absence_id", "student_id")
 
 
 def _modified_after(after: str | None) -> dict[str, Any]:
@@ -226,13 +253,13 @@ def persons(client: SS12000Client, key: bytes, after: str | None) -> Iterator[pl
         yield person_frame(page, key)
 
 
-def absences(client: SS12000Client, after: str | None) -> Iterator[pl.DataFrame]:
+def absences(client: SS12000Client, key: bytes, after: str | None) -> Iterator[pl.DataFrame]:
     for page in client.pages("/absences", _modified_after(after)):
-        yield absence_frame(page)
+        yield absence_frame(page, key)
 
 
 def aggregated_attendance(
-    client: SS12000Client, day: date, school_types: list[str] | None = None
+    client: SS12000Client, key: bytes, day: date, school_types: list[str] | None = None
 ) -> Iterator[pl.DataFrame]:
     """One day's summed minutes per pupil x activity (a one-day window is the day grain) of
     the school forms asked for."""
@@ -240,14 +267,15 @@ def aggregated_attendance(
     if school_types:
         params["schoolType"] = list(school_types)
     for page in client.pages("/aggregatedAttendance", params):
-        yield aggregated_frame(page)
+        yield aggregated_frame(page, key)
 
 
-def deleted(client: SS12000Client, after: str, entities: list[str]) -> pl.DataFrame:
+def deleted(client: SS12000Client, key: bytes, after: str, entities: list[str]) -> pl.DataFrame:
+    """Deleted entities' ids, keyed-hashed like the ids they delete (absence_id)."""
     by_key = client.deleted_entities(after, entities)
     rows = [
         {"entity": entity, "id": i}
         for entity in entities
         for i in by_key.get(DELETED_KEYS[entity], [])
     ]
-    return pl.DataFrame(rows, schema=DELETED_SCHEMA)
+    return _hashed(pl.DataFrame(rows, schema=DELETED_SCHEMA), key, "id")

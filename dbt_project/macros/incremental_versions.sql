@@ -10,7 +10,7 @@
 {#- Pre-hook: in an incremental run, delete the rows of {{ this }} whose version is not among
     the current ones (changed or vanished months / terms). The delete, the insert of the
     rebuilt rows and the commit are one transaction. -#}
-{% macro delete_outdated_versions(version_column, current_versions) -%}
+{% macro delete_outdated_versions(version_column, current_versions, keep_retired=false) -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
         where {{ version_column }} not in (
@@ -18,6 +18,23 @@
             from ({{ current_versions }}) as current_versions
             where {{ version_column }} is not null
         )
+        {%- if keep_retired %}
+        -- months whose clean files retention deleted: their rows stay (the marts keep them)
+        and cast(strftime(month, '%Y-%m') as varchar) not in ({{ retired_months_sql() }})
+        {%- endif %}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The months (YYYY-MM) whose clean files retention deleted, as a SQL list of literals
+    (LAGESBILD_RETIRED_MONTHS, set by the pipeline; '' when none: not null, with which
+    `not in` would keep every row). -#}
+{% macro retired_months_sql() -%}
+    {%- set months = env_var('LAGESBILD_RETIRED_MONTHS', '').split(',') | reject('equalto', '') | list -%}
+    {%- if months -%}
+        {%- for month in months %}'{{ month | replace("'", "''") }}'{{ ", " if not loop.last }}{% endfor -%}
+    {%- else -%}
+        ''
     {%- endif -%}
 {%- endmacro %}
 

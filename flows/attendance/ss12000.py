@@ -4,7 +4,8 @@ Landing (`land_delta`), one run:
 
 1. `/organisations` (every level: an activity may belong to a school above its units),
    `/activities` (activity → organisation, for platforms without `expand`) and `/persons`
-   (pupils, `civicNo` pseudonymised in the connector, else `person.id`) modified after their
+   (pupils, `civicNo` pseudonymised in the connector, else `person.id`; every platform id
+   that leads to a pupil kept only as its keyed hash) modified after their
    watermark less `watermark_overlap` (the filter is exclusive; rows already landed are
    skipped);
 2. `/absences` likewise and `/deletedEntities` (Absence) after the last deletions load: a late
@@ -47,6 +48,7 @@ from connectors.ss12000 import resources
 from connectors.ss12000.client import SOURCE, SS12000Client
 from flows.attendance.rules import MINUTES, periods_of, school_day_checks
 from flows.layers.clean import LoadResult
+from flows.layers.keys import fingerprint
 from flows.layers.landing import Load, land_request, landed_loads
 from flows.layers.manifest import Manifest
 from lagesbild.settings import Settings
@@ -119,13 +121,34 @@ def _not_landed(landing: Path, dataset: str, frame: pl.DataFrame) -> pl.DataFram
     )
 
 
-def _land(landing: Path, dataset: str, period: str, frame: pl.DataFrame, request: dict) -> Manifest:
+# Source fields kept only as keyed pseudonyms, per resource (organisations and activities
+# name no person).
+PSEUDONYMISED = {
+    PERSONS: {"civicNo": "pupil_key", "id": "person_id"},
+    ABSENCES: {"id": "absence_id", "student.id": "student_id"},
+    ATTENDANCE: {"student.id": "student_id"},
+    DELETED: {"id": "id"},
+}
+
+
+def _only_raw_ids(landing: Path, dataset: str) -> bool:
+    """Persons or absences are landed, but none of their loads has its ids keyed-hashed."""
+    if dataset not in (PERSONS, ABSENCES):
+        return False
+    loads = _loads(landing, dataset)
+    return bool(loads) and not any("id" in load.manifest.pseudonymised for load in loads)
+
+
+def _land(
+    landing: Path, dataset: str, period: str, frame: pl.DataFrame, request: dict, key: bytes
+) -> Manifest:
     """Land one resource's rows; `period` is the month they belong to (the days' month for
     aggregatedAttendance, the run's month for the lookups)."""
     digest = hashlib.sha256(frame.write_ndjson().encode() + repr(request).encode()).hexdigest()
-    pseudonymised = {"civicNo": "pupil_key"} if dataset == PERSONS else {}
+    pseudonymised = PSEUDONYMISED.get(dataset, {})
     return land_request(landing, SOURCE, dataset, frame, digest, request, [period], "month",
-                        pseudonymised=pseudonymised)  # fmt: skip
+                        pseudonymised=pseudonymised,
+                        key_fingerprint=fingerprint(key) if pseudonymised else None)  # fmt: skip
 
 
 def _concat(frames: Iterable[pl.DataFrame], schema: dict) -> pl.DataFrame:
@@ -159,7 +182,7 @@ def land_delta(
             ORGANISATIONS: (resources.organisations, resources.ORGANISATION_SCHEMA),
             ACTIVITIES: (resources.activities, resources.ACTIVITY_SCHEMA),
             PERSONS: (lambda c, a: resources.persons(c, key, a), resources.PERSON_SCHEMA),
-            ABSENCES: (resources.absences, resources.ABSENCE_SCHEMA),
+            ABSENCES: (lambda c, a: resources.absences(c, key, a), resources.ABSENCE_SCHEMA),
         }
         overlap = timedelta(seconds=ss.watermark_overlap)
         # Absences and deletions are landed last: if a run fails before the days they name
@@ -168,6 +191,11 @@ def land_delta(
         changed: set[date] = set()  # earlier days whose minutes a changed absence touched
         for dataset, (fetch, schema) in fetchers.items():
             after = asked_after(landing, dataset, overlap)
+            if after is not None and _only_raw_ids(landing, dataset):
+                # landed by a version that kept raw platform ids: ask for everything again,
+                # so that the hashed ids of new rows find their persons and absences
+                log.info("ss12000 %s: landed with raw platform ids, fetched again", dataset)
+                after = None
             frame = _not_landed(landing, dataset, _concat(fetch(client, after), schema))
             if after is None:  # nothing of it landed yet: the API gave everything
                 log.info("ss12000 %s: %s (first fetch: all of them)", dataset, f"{frame.height:,}")
@@ -184,7 +212,7 @@ def land_delta(
                 land_last.append((dataset, frame, request))
                 changed |= _days(frame)
             elif frame.height:
-                manifests.append(_land(landing, dataset, month, frame, request))
+                manifests.append(_land(landing, dataset, month, frame, request, key))
 
         # Deletions: ask from a little before the last deletions load; keep only new ids.
         previous = _loads(landing, DELETED)
@@ -192,7 +220,9 @@ def land_delta(
         if previous:
             asked_before = datetime.fromisoformat(previous[-1].manifest.request["asked_at"])
             after = (asked_before - CLOCK_SKEW).isoformat(timespec="seconds")
-        tombstones = resources.deleted(client, after or "1970-01-01T00:00:00+00:00", ["Absence"])
+        tombstones = resources.deleted(
+            client, key, after or "1970-01-01T00:00:00+00:00", ["Absence"]
+        )
         known = _landed(landing, DELETED, ["id"])
         if not known.is_empty():
             tombstones = tombstones.filter(~pl.col("id").is_in(known["id"].implode()))
@@ -224,7 +254,7 @@ def land_delta(
                 (
                     f
                     for d in period_days
-                    for f in resources.aggregated_attendance(client, d, ss.school_types)
+                    for f in resources.aggregated_attendance(client, key, d, ss.school_types)
                 ),
                 resources.AGGREGATED_SCHEMA,
             )
@@ -247,7 +277,7 @@ def land_delta(
                 "unreported_minutes": _unreported(frame),
                 "described": f"{period_days[0]}..{period_days[-1]} ({len(period_days)} days)",
             }
-            manifests.append(_land(landing, ATTENDANCE, period, frame, request))
+            manifests.append(_land(landing, ATTENDANCE, period, frame, request, key))
             log.info(
                 "ss12000 aggregatedAttendance %s: %s rows, %s",
                 period,
@@ -255,7 +285,7 @@ def land_delta(
                 request["described"],
             )
         for dataset, frame, request in land_last:
-            manifests.append(_land(landing, dataset, month, frame, request))
+            manifests.append(_land(landing, dataset, month, frame, request, key))
         log.info("ss12000: %d API calls", client.requests)
     return manifests
 

@@ -41,7 +41,8 @@ AUDIT_SCHEMA = {
     "rows_duplicate": pl.Int64,
     # clean rows not served: a stronger source (the dataset's precedence) has them
     "rows_superseded": pl.Int64,
-    "status": pl.String,  # cleaned | gate_failed | failed | retracting | retracted
+    # cleaned | gate_failed | failed | retracting | retracted | deleted_by_retention
+    "status": pl.String,
     "gate": pl.String,  # passed | passed_with_warnings | failed
     "started_at": pl.Datetime("us", "UTC"),
     "finished_at": pl.Datetime("us", "UTC"),
@@ -55,6 +56,9 @@ AUDIT_SCHEMA = {
 
 # A load whose current audit row says one of these is out of the clean layer (or on its way).
 RETRACTED = ("retracting", "retracted")
+# A load or clean month the retention setting deleted (flows/attendance/retention.py); its
+# file (`sha256`) is not landed again.
+DELETED_BY_RETENTION = "deleted_by_retention"
 
 # The columns a person reads first (run summary, `lagesbild status`).
 AUDIT_OVERVIEW = [

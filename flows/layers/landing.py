@@ -20,7 +20,7 @@ import polars as pl
 
 from connectors.drop_files import Landed
 from flows.layers import keys
-from flows.layers.audit import retractions
+from flows.layers.audit import DELETED_BY_RETENTION, read_audit, retractions
 from flows.layers.files import CorruptFile, check_parquet, replace, sha256_of
 from flows.layers.manifest import Manifest, PartitionKind, partitions_of
 from flows.layers.parsing import parse_date
@@ -254,6 +254,11 @@ def _without_retracted(landed: Landed, settings: Settings, source: str) -> Lande
                 row["file"], row["load_id"], f"{row['finished_at']:%Y-%m-%d}", row["by"],
                 row["reason"],
             )  # fmt: skip
+    # a file whose load retention deleted is not landed again either (it is still published)
+    deleted = read_audit(settings.paths.audit).filter(
+        (pl.col("status") == DELETED_BY_RETENTION) & (pl.col("source") == source)
+    )
+    hashes |= frozenset(deleted.get_column("sha256").drop_nulls().to_list())
     return Landed(landed.sha256 | hashes, landed.files)
 
 

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 
+from flows.attendance.retention import retired_file, retired_months
 from flows.layers.clean import check_clean_files
 from flows.layers.files import replace
 from lagesbild.settings import Paths, Settings
@@ -143,6 +144,8 @@ def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tu
         "LAGESBILD_WORK_DB": str(paths.work_db),
         "LAGESBILD_AS_OF_DATE": (as_of or date.today()).isoformat(),
         "LAGESBILD_DUCKDB_MEMORY_LIMIT": settings.warehouse_memory_limit,
+        # months whose clean files retention deleted: the incremental tables keep their rows
+        "LAGESBILD_RETIRED_MONTHS": ",".join(retired_months(paths)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
     }
@@ -378,6 +381,17 @@ def dbt_build(
         )
     else:
         reason = "incremental: the dbt project is unchanged; only changed months are rebuilt"
+    retired = retired_months(paths)
+    if full_refresh and retired and paths.work_db.exists():
+        raise DbtFailed(
+            f"dbt build refused: {reason}, but retention (retention_school_years) has deleted "
+            f"the clean attendance data of {len(retired)} months ({retired[0]}..{retired[-1]}) "
+            "whose pupil-level rows only the work warehouse still holds; a full refresh would "
+            "publish marts without them. The served marts are unchanged. Restore those clean "
+            "partitions from a backup and remove their months from "
+            f"{retired_file(paths)}, or, to accept marts without those months, move that file "
+            "aside (docs/operations.md, 'Retention')."
+        )
     inputs = input_state(settings, as_of or date.today())
     selected = None
     if not full_refresh and paths.work_db.exists():

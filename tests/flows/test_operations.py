@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from flows.layers.audit import read_audit, read_runs
+from flows.layers.landing import landed_loads
 from flows.nightly import backfill, nightly
 from lagesbild.settings import PROJECT_ROOT
 from tests.flows.conftest import TEST_KEY, THROUGH, build_once, pipeline_at
@@ -354,6 +355,48 @@ def test_a_corrected_old_month_is_rebuilt_alone_and_equals_a_full_refresh(stages
     for table in PUPIL_TABLES:
         assert incremental[table].equals(rebuilt_in_full[table]), table
     assert month_versions(full) == after
+
+
+def test_retention_deletes_old_months_and_the_marts_keep_their_figures(stages):
+    """With one school year kept, a run in the school year after the data's deletes August and
+    September (October, the latest month, stays: dbt reads the attendance files); the next
+    build keeps their rows in the incremental tables and publishes the same marts; `verify`
+    is content, and a full refresh is refused."""
+    from typer.testing import CliRunner
+
+    from lagesbild.cli import app
+
+    data = copy_of(stages, "retention", "reference")
+    run_date = date(2026, 8, 17)  # school year 2026/27: 2025/26 is older than one year
+    with pipeline_at(data, stages["drop"], retention_school_years="1"):
+        assert nightly(run_date=run_date, return_state=True).is_completed()
+        published = marts_content(data / "warehouse/marts.duckdb")
+        tables = pupil_tables(data)
+        assert sorted(p.name for p in (data / "clean/attendance").glob("period=*")) == [
+            "period=2025-10"
+        ]
+        audit = read_audit(data / "audit").filter(pl.col("status") == "deleted_by_retention")
+        clean = audit.filter(pl.col("source") == "clean")
+        assert sorted(clean["periods"]) == ["2025-08", "2025-09"]
+        landed = audit.filter(pl.col("source") != "clean")
+        assert set(landed["source"]) == {"attendance_export"}
+        assert set(landed["periods"]) <= {"2025-08", "2025-09"}
+        left = [
+            load.manifest.partitions for load in landed_loads(data / "landing", "attendance_export")
+        ]
+        assert landed.height > 0 and left and all(p == ["2025-10"] for p in left)
+        assert nightly(run_date=run_date, return_state=True).is_completed()
+        assert same_marts(marts_content(data / "warehouse/marts.duckdb"), published)
+        for table, frame in pupil_tables(data).items():
+            assert frame.equals(tables[table]), table
+        assert sorted(month_versions(data)) == ["2025-08", "2025-09", "2025-10"]
+
+        result = CliRunner().invoke(app, ["verify"])
+        assert result.exit_code == 0, result.output
+        state = nightly(run_date=run_date, full_refresh=True, return_state=True)
+        assert state.is_failed()
+        assert "dbt build refused" in str(state.result(raise_on_failure=False))
+        assert same_marts(marts_content(data / "warehouse/marts.duckdb"), published)
 
 
 # -- one build at a time, failure webhook ------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import polars as pl
 import pytest
 
+from connectors.ss12000 import resources
 from demo.ss12000_server import VARIANTS, SS12000Server, running
 from demo.ss12000_store import Store, entity_id
 from flows.layers.audit import read_audit
@@ -146,6 +147,48 @@ def test_no_personnummer_in_anything_the_api_run_wrote(first_run, municipality):
             raw = pl.read_parquet(path).write_ndjson() if path.suffix == ".parquet" else None
             text = re.sub(r"(?<=\d)[-+](?=[0-9A-Z]{4})", "", raw or _text_of(path))
             assert not set(re.findall(r"[0-9A-Z]{10,12}", text)) & ids, path
+
+
+def _platform_ids(store: Store) -> set[str]:
+    """Every id of the test server's store that leads to a pupil: persons, students, absences."""
+    return (
+        set(store.persons["person_id"].to_list())
+        | set(store.lessons["student_id"].to_list())
+        | set(store.absences["student_id"].to_list())
+        | set(store.absences["absence_id"].to_list())
+    )
+
+
+def test_no_raw_platform_person_id_is_at_rest(first_run, server):
+    """Person, student and absence ids are kept only as their keyed hash: someone with access
+    to the platform cannot look a landed, clean, quarantined or audited row up."""
+    paths, _ = first_run
+    ids = _platform_ids(server.store)
+    assert len(ids) > 100
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    scanned = 0
+    for path in paths.data.rglob("*"):
+        if not path.is_file():
+            continue
+        # the bytes as stored, and the decoded content (parquet and DuckDB compress strings)
+        texts = [path.read_bytes().decode("latin-1")]
+        if path.suffix == ".parquet":
+            texts.append(pl.read_parquet(path).write_ndjson())
+        elif path.suffix == ".duckdb":
+            texts.append(_text_of(path))
+        found = {i for text in texts for i in uuid.findall(text)} & ids
+        assert not found, f"{len(found)} raw platform ids in {path}"
+        scanned += 1
+    assert scanned > 20
+    # the hashed ids still join: every landed student is a landed person
+    landing = paths.landing / "ss12000"
+    persons = pl.read_parquet(landing / "persons" / "**" / "*.parquet")["person_id"]
+    students = pl.read_parquet(landing / "aggregated_attendance" / "**" / "*.parquet")
+    assert students["student_id"].is_in(persons.implode()).all()
+    key = Settings().require_pseudonym_key()
+    assert set(persons) == {
+        resources.platform_ref(key, i) for i in server.store.persons["person_id"]
+    }
 
 
 def _snapshot(paths) -> tuple[dict[str, bytes], dict[str, pl.DataFrame]]:
@@ -283,13 +326,14 @@ def test_an_absence_committed_later_under_a_served_timestamp_is_landed(first_run
     paths, _ = first_run
     landed = pl.read_parquet(paths.landing / "ss12000" / "absences" / "**" / "*.parquet")
     mark = max(landed["meta_modified"].to_list(), key=lambda t: t.replace("Z", "+00:00"))
-    student = landed["student_id"][0]
+    student = server.store.absences["student_id"][0]  # raw on the platform, hashed landed
     new = server.store.add_absence(student, server_days(paths)[-1], modified=mark)
     state = nightly(run_date=RUN_DATE, return_state=True)
     assert state.is_completed(), state.message
     server.requests.clear()
     after = pl.read_parquet(paths.landing / "ss12000" / "absences" / "**" / "*.parquet")
-    assert after.filter(pl.col("absence_id") == new).height == 1
+    new_ref = resources.platform_ref(Settings().require_pseudonym_key(), new)
+    assert after.filter(pl.col("absence_id") == new_ref).height == 1
     assert after.height == landed.height + 1  # what the overlap asked again was not re-landed
 
 

@@ -139,7 +139,8 @@ def test_modified_after_is_exclusive_and_survives_paging(client):
     # pupils 0..9 were modified on 1..10 September; after the 10th at 10:00 come pupils 10..22
     frame = pl.concat(list(resources.persons(client, KEY, "2025-09-10T10:00:00+02:00")))
     assert frame.height == PUPILS - 10
-    assert sorted(frame["person_id"]) == sorted(entity_id("person", i) for i in range(10, PUPILS))
+    expected = (resources.platform_ref(KEY, entity_id("person", i)) for i in range(10, PUPILS))
+    assert sorted(frame["person_id"]) == sorted(expected)  # kept only as their keyed hash
 
 
 def test_server_rejects_page_token_combined_with_a_filter(client, server):
@@ -260,7 +261,7 @@ def test_wrong_credentials_name_the_settings(server):
 
 
 def test_aggregated_attendance_needs_its_dates_and_maps_organisation(client, server):
-    frame = pl.concat(list(resources.aggregated_attendance(client, DAY)))
+    frame = pl.concat(list(resources.aggregated_attendance(client, KEY, DAY)))
     assert frame.height == PUPILS * 2
     assert frame["organisation_id"].unique().to_list() == [ORG]
     assert frame["offered_sum"].sum() == PUPILS * 120 and frame["valid_absence_sum"].sum() == (
@@ -289,11 +290,14 @@ def test_deleted_entities_after_a_time_are_paged(client, server):
         store.delete_absence(absence_id)
     one_a_page = settings(server.url, page_size=1)
     with SS12000Client(one_a_page, server.client_secret) as paged:
-        frame = resources.deleted(paged, before, ["Absence"])
-    assert frame.to_dicts() == [{"entity": "Absence", "id": i} for i in ids]
+        frame = resources.deleted(paged, KEY, before, ["Absence"])
+    # kept as the same keyed hash as the absences' ids, never raw
+    assert frame.to_dicts() == [
+        {"entity": "Absence", "id": resources.platform_ref(KEY, i)} for i in ids
+    ]
     asked = [q for p, q in server.requests if p == "/deletedEntities"]
     assert len(asked) == 3 and all(set(q) == {"pageToken", "limit"} for q in asked[1:])
-    assert resources.deleted(client, Store.now(), ["Absence"]).height == 0
+    assert resources.deleted(client, KEY, Store.now(), ["Absence"]).height == 0
 
 
 def test_the_server_checks_requests_against_the_spec(client, server):
@@ -342,7 +346,7 @@ def test_the_server_checks_requests_against_the_spec(client, server):
 
 def test_spec_examples_parse_through_the_same_code():
     page = json.loads((SAMPLES / "aggregated_attendance_page.json").read_text())
-    row = resources.aggregated_frame(page["data"]).row(0, named=True)
+    row = resources.aggregated_frame(page["data"], KEY).row(0, named=True)
     assert (row["attendance_sum"], row["valid_absence_sum"], row["invalid_absence_sum"]) == (
         2400,
         180,
@@ -356,7 +360,7 @@ def test_spec_examples_parse_through_the_same_code():
     org = json.loads((SAMPLES / "organisation_schoolunit.json").read_text())
     assert resources.organisation_frame([org])["school_unit_code"].to_list() == ["12345678"]
     absences = json.loads((SAMPLES / "absences_page.json").read_text())
-    assert resources.absence_frame(absences["data"])["type"].to_list() == ["Anmäld frånvaro"]
+    assert resources.absence_frame(absences["data"], KEY)["type"].to_list() == ["Anmäld frånvaro"]
     person = json.loads((SAMPLES / "sampledata_person.json").read_text())
     frame = resources.person_frame([person], KEY)
     assert frame["pupil_key"].to_list() == [pseudonym(KEY, "200112240129")]

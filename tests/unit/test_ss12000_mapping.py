@@ -17,19 +17,23 @@ SCHOOL, ORG, OTHER_ORG = "34817265", "org-1", "org-2"
 DAY = date(2025, 9, 3)
 
 
+def _manifest_fields(dataset: str, load_id: str, frame: pl.DataFrame) -> dict:
+    return {
+        "source": "ss12000",
+        "dataset": dataset,
+        "load_id": load_id,
+        "request": {},
+        "partition_kind": "month",
+        "partitions": ["2025-09"],
+        "sha256": "0" * 64,
+        "rows": frame.height,
+        "extracted_at": "2025-09-04T00:00:00+00:00",
+        "columns": frame.columns,
+    }
+
+
 def _landed(tmp_path, dataset: str, frame: pl.DataFrame, load_id: str) -> None:
-    manifest = Manifest(
-        source="ss12000",
-        dataset=dataset,
-        load_id=load_id,
-        request={},
-        partition_kind="month",
-        partitions=["2025-09"],
-        sha256="0" * 64,
-        rows=frame.height,
-        extracted_at="2025-09-04T00:00:00+00:00",
-        columns=frame.columns,
-    )
+    manifest = Manifest(**_manifest_fields(dataset, load_id, frame))
     land(tmp_path, manifest, frame)
 
 
@@ -81,7 +85,8 @@ def test_rows_map_to_lessons_or_quarantine_with_a_reason(tmp_path):
             _row("p3", "a1"),  # no enrolment
             _row("p1", "a3", org=OTHER_ORG),  # a school unit not in the reference
             _row("p1", "a4", attendanceSum=50),  # more than offered
-        ]
+        ],
+        KEY,
     )
     result = ss12000.split_load(rows, _lookups(tmp_path), {SCHOOL}, "L1", ss12000.day_owners([]))
     assert (result.received, result.clean, result.quarantined, result.duplicates) == (9, 2, 6, 1)
@@ -98,7 +103,7 @@ def test_rows_map_to_lessons_or_quarantine_with_a_reason(tmp_path):
 
 def test_the_latest_load_asking_for_a_day_owns_it_and_minutes_map(tmp_path):
     rows = resources.aggregated_frame([_row("p1", "a1"), _row("p1", "a2", otherAttendanceSum=3,
-                                                              offeredSum=50)])  # fmt: skip
+                                                              offeredSum=50)], KEY)  # fmt: skip
 
     def manifest(load_id):
         return Load(Manifest(
@@ -195,7 +200,8 @@ def test_what_the_spec_leaves_optional_maps_by_its_meaning(tmp_path):
             row("p2", "a1", attendanceSum=30, invalidAbsenceSum=10, reportedSum=50),
             row("p3", "a3", attendanceSum=60, offeredSum=60),  # gymnasium: not ours
             row("p1", "a1"),  # no attendanceSum: the one sum the spec requires
-        ]
+        ],
+        KEY,
     )
     owners = {DAY: "L1"}
     result = ss12000.split_load(rows, lookups, {SCHOOL, "22222222"}, "L1", owners)
@@ -219,7 +225,7 @@ def test_a_day_off_of_the_school_or_a_day_after_it_closed_is_quarantined(tmp_pat
     """The reference's per-school rules apply to API rows as to exports."""
     from datetime import timedelta
 
-    rows = resources.aggregated_frame([_row("p1", "a1"), _row("p1", "a2")])
+    rows = resources.aggregated_frame([_row("p1", "a1"), _row("p1", "a2")], KEY)
     lookups = _lookups(tmp_path)
     days_off = pl.DataFrame({"school_unit_code": [SCHOOL], "date": [DAY]})
     result = ss12000.split_load(rows, lookups, {SCHOOL}, "L1", {}, days_off=days_off)
@@ -233,3 +239,30 @@ def test_a_day_off_of_the_school_or_a_day_after_it_closed_is_quarantined(tmp_pat
     open_then = closed.with_columns(valid_to=pl.lit(DAY))
     result = ss12000.split_load(rows, lookups, {SCHOOL}, "L1", {}, validity=open_then)
     assert (result.clean, result.quarantined) == (2, 0)
+
+
+def test_platform_ids_are_hashed_alike_on_every_resource_and_still_join(tmp_path):
+    rows = resources.aggregated_frame([_row("p1", "a1")], KEY)
+    persons = resources.person_frame([{"id": "p1", "civicNo": {"value": "201201011002"}}], KEY)
+    absence = {"id": "x1", "student": {"id": "p1"}, "startTime": "", "endTime": ""}
+    absences = resources.absence_frame([absence], KEY)
+    ref = resources.platform_ref(KEY, "p1")
+    assert len(ref) == 64 and ref != resources.platform_ref(b"other key", "p1")
+    assert rows["student_id"].to_list() == persons["person_id"].to_list() == [ref]
+    assert absences.row(0)[:2] == (resources.platform_ref(KEY, "x1"), ref)
+    # the whole mapping joins on the hashes: the pupil's lesson is clean
+    result = ss12000.split_load(rows, _lookups(tmp_path), {SCHOOL}, "L1", {DAY: "L1"})
+    assert (result.clean, result.quarantined) == (1, 0)
+
+
+def test_persons_landed_with_raw_ids_are_asked_for_again(tmp_path):
+    """Loads of an earlier version kept raw person ids: the first run with hashed ids asks for
+    every person again, else the new rows' hashed student ids would find no person."""
+    raw = resources.person_frame([{"id": "p1"}], KEY).with_columns(person_id=pl.lit("p1"))
+    _landed(tmp_path, "persons", raw, "1")
+    assert ss12000._only_raw_ids(tmp_path, "persons")
+    assert not ss12000._only_raw_ids(tmp_path, "absences")  # nothing landed: asked from scratch
+    frame = resources.person_frame([{"id": "p1"}], KEY)
+    fields = _manifest_fields("persons", "2", frame)
+    land(tmp_path, Manifest(**fields, pseudonymised=ss12000.PSEUDONYMISED["persons"]), frame)
+    assert not ss12000._only_raw_ids(tmp_path, "persons")

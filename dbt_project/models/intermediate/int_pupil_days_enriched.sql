@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='month',
         on_schema_change='fail',
-        pre_hook="{{ delete_outdated_versions('partition_version', 'select partition_version from ' ~ ref('int_attendance_months_versioned')) }}",
+        pre_hook="{{ delete_outdated_versions('partition_version', 'select partition_version from ' ~ ref('int_attendance_months_versioned'), keep_retired=true) }}",
     )
 }}
 
