@@ -66,7 +66,8 @@ def test_clean_on_dask_equals_in_process(baseline, municipality, tmp_path):
 
     clean, want = parquet_files(data / "clean"), parquet_files(expected / "clean")
     assert sorted(clean) == sorted(want)
-    assert len(want) == 17
+    # 3 months and their source days, 2 housing years, 6 reference and 5 statistics files
+    assert len(want) == 19
     for name, frame in want.items():
         assert clean[name].equals(frame), name
     quarantine = parquet_files(data / "quarantine")
