@@ -24,15 +24,13 @@ folder under the region's data folder, swapped in whole.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from flows.layers.audit import run_lock
-from flows.layers.files import replace
-from flows.warehouse.publish import _swap_symlink
+from flows.warehouse.publish import new_served, swap_in
 from lagesbild.errors import ConfigError
 from lagesbild.region_settings import Member, Region
 from lagesbild.settings import Paths
@@ -274,17 +272,8 @@ def build_region(region: Region) -> RegionBuild:
                 f"the region's data_dir {data} lies inside the data folder of {member.name}"
             )
     with run_lock(paths.data, region.run_lock_timeout):
-        paths.warehouse.mkdir(parents=True, exist_ok=True)
-        for orphan in paths.warehouse.glob(".marts.*.duckdb*"):  # left by a killed build
-            orphan.unlink()
-        token = uuid.uuid4().hex[:12]
-        next_db = paths.warehouse / f".marts.{token}.duckdb"
-        next_parquet = paths.warehouse / f"marts-{token}"
-        next_parquet.mkdir()
+        con, next_db, next_parquet = new_served(paths, region.served_storage_version)
         counts = {}
-        con = duckdb.connect(
-            str(next_db), config={"storage_compatibility_version": region.served_storage_version}
-        )
         try:
             con.execute("SET enable_progress_bar = false")
             _load_members(con, region)
@@ -309,7 +298,6 @@ def build_region(region: Region) -> RegionBuild:
             next_parquet.rmdir()
             raise
         con.close()
-        replace(next_db, paths.marts_db, "region-marts")
-        _swap_symlink(paths.marts_parquet, next_parquet)
+        swap_in(paths, next_db, next_parquet, "region")
     log.info("region %s: published %s to %s", region.code, counts, paths.marts_db)
     return RegionBuild(counts, paths.marts_db, paths.marts_parquet)

@@ -88,14 +88,7 @@ def publish(
     With a PostgreSQL target, that is written from the new file first: if it fails, nothing
     is swapped, so every target keeps serving the same previous marts.
     """
-    paths.warehouse.mkdir(parents=True, exist_ok=True)
-    for orphan in paths.warehouse.glob(".marts.*.duckdb*"):  # left by a killed publish
-        orphan.unlink()
-    token = uuid.uuid4().hex[:12]
-    next_db = paths.warehouse / f".marts.{token}.duckdb"
-    next_parquet = paths.warehouse / f"marts-{token}"
-    next_parquet.mkdir()
-    con = duckdb.connect(str(next_db), config={"storage_compatibility_version": storage_version})
+    con, next_db, next_parquet = new_served(paths, storage_version)
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"ATTACH '{paths.work_db}' AS work (READ_ONLY)")
@@ -136,14 +129,35 @@ def publish(
             next_db.unlink(missing_ok=True)
             shutil.rmtree(next_parquet, ignore_errors=True)
             raise
-    files.world_readable(next_db)  # the pupil-level layers beside it are owner-only
-    files.world_readable(next_parquet)
-    replace(next_db, paths.marts_db, "publish-marts")
-    _swap_symlink(paths.marts_parquet, next_parquet)
+    swap_in(paths, next_db, next_parquet, "publish")
     return tables
 
 
-def _swap_symlink(link: Path, new_target: Path) -> None:
+def new_served(paths: Paths, storage_version: str) -> tuple[duckdb.DuckDBPyConnection, Path, Path]:
+    """A connection to a new served marts file and a new parquet folder beside the served
+    ones (removing files a killed publish left), to fill and then `swap_in`."""
+    paths.warehouse.mkdir(parents=True, exist_ok=True)
+    for orphan in paths.warehouse.glob(".marts.*.duckdb*"):
+        orphan.unlink()
+    token = uuid.uuid4().hex[:12]
+    next_db = paths.warehouse / f".marts.{token}.duckdb"
+    next_parquet = paths.warehouse / f"marts-{token}"
+    next_parquet.mkdir()
+    con = duckdb.connect(str(next_db), config={"storage_compatibility_version": storage_version})
+    return con, next_db, next_parquet
+
+
+def swap_in(paths: Paths, next_db: Path, next_parquet: Path, point: str) -> None:
+    """Serve a filled marts file and parquet folder: readable by BI users (the pupil-level
+    layers beside them are owner-only), each swapped in atomically (renames `<point>-marts`
+    and `<point>-parquet`)."""
+    files.world_readable(next_db)
+    files.world_readable(next_parquet)
+    replace(next_db, paths.marts_db, f"{point}-marts")
+    _swap_symlink(paths.marts_parquet, next_parquet, f"{point}-parquet")
+
+
+def _swap_symlink(link: Path, new_target: Path, point: str) -> None:
     """Point `link` at `new_target` atomically.
 
     The folder it pointed to before stays until the next publish, so a reader that listed
@@ -154,7 +168,7 @@ def _swap_symlink(link: Path, new_target: Path) -> None:
         raise RuntimeError(f"{link} is a real folder; move it away so publishing can manage it")
     tmp_link = link.with_name(f".{link.name}.{uuid.uuid4().hex}")
     tmp_link.symlink_to(new_target.name)
-    replace(tmp_link, link, "publish-parquet")
+    replace(tmp_link, link, point)
     keep = {new_target.resolve(), previous}
     for folder in link.parent.glob(f"{link.name}-*"):
         if folder.resolve() not in keep:
