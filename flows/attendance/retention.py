@@ -1,17 +1,35 @@
 """Retention: delete pupil-level attendance data older than N school years, once published.
 
-With `retention_school_years` = N the nightly, after a completed publish, deletes the landed
-attendance loads (exports and SS 12000 aggregatedAttendance) whose months all lie before the
-N most recent school years (a school year starts on 1 July; N = 1 keeps the current one),
-and the clean attendance partitions of those months (never the latest month there is). Only
-when the served marts were built from exactly the clean files there are now, so every
-deleted month is in a published mart.
+With `retention_school_years` = N the nightly, after a completed publish, deletes every
+pupil-level layer of what lies before the N most recent school years (a school year starts on
+1 July; N = 1 keeps the current one):
 
-The marts keep their figures: the work warehouse's incremental pupil-level tables keep the
-rows of the months recorded here as retired (`warehouse/retired_months.json`, passed to dbt
-as LAGESBILD_RETIRED_MONTHS), and a full refresh, which would rebuild them without those
-months, is refused (flows.warehouse.dbt). Each deleted load and partition gets an audit row
-(status `deleted_by_retention`).
+* the landed attendance loads (exports and SS 12000 aggregatedAttendance) whose months all lie
+  before the first kept month, and the clean attendance partitions of those months (never the
+  latest month there is);
+* the quarantine of every load retention deletes (it holds the load's rejected pupil rows);
+* SS 12000 absences loads (landed under the month of the run that fetched them) landed before
+  the first kept month whose absences all end before it: they only name days to fetch again,
+  and those days are retired;
+* SS 12000 persons loads landed before the first kept month that map no kept or later day:
+  each row is an older version of a person whose latest version is landed later, or the latest
+  version of a person whose enrolments all ended before the cutoff (a pupil who has left). A
+  load holding a current person's latest version stays whole (landing is never rewritten), and
+  so does a left pupil's latest version while an older version of them stays elsewhere, so the
+  persons read from landing map every day the same way as before.
+
+The absences and persons load that holds the resource's watermark (its latest `meta.modified`)
+always stays: without it the next run would ask the platform for everything again.
+Organisations, activities and absence deletions name no pupil and stay; so do the validation
+results (counts and codes; the values of personal columns are never written, flows.layers.gate).
+
+Only when the served marts were built from exactly the clean files there are now, so every
+deleted month is in a published mart. The marts keep their figures: the work warehouse's
+incremental pupil-level tables keep the rows of the months recorded here as retired
+(`warehouse/retired_months.json`, passed to dbt as LAGESBILD_RETIRED_MONTHS), and a full
+refresh, which would rebuild them without those months, is refused (flows.warehouse.dbt). Each
+deleted load, clean partition and quarantine file gets an audit row (status
+`deleted_by_retention`).
 """
 
 from __future__ import annotations
@@ -22,20 +40,23 @@ import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import polars as pl
+
 from connectors.attendance_export.resources import SOURCE as EXPORT_SOURCE
 from connectors.ss12000.client import SOURCE as SS12000_SOURCE
 from flows.layers.audit import DELETED_BY_RETENTION as DELETED
-from flows.layers.audit import append_audit
+from flows.layers.audit import append_audit, read_audit
 from flows.layers.files import replace
 from flows.layers.landing import Load, landed_loads, remove_load
 from lagesbild.settings import Paths, Settings
 
 log = logging.getLogger(__name__)
 
-# pupil-level landed datasets, by source (None: every dataset of it); the SS 12000 lookups
-# (persons, organisations, activities, absences) are landed under the run's month and still
-# map later days: they are kept
+# pupil-level landed datasets partitioned by the months they describe, by source (None: every
+# dataset of it); the SS 12000 persons and absences are landed under the run's month and are
+# judged by what they hold (`_old_absences`, `_old_persons`)
 PUPIL_LEVEL = {EXPORT_SOURCE: None, SS12000_SOURCE: "aggregated_attendance"}
+PERSONS, ABSENCES = "persons", "absences"
 
 
 def cutoff(today: date, school_years: int) -> date:
@@ -86,9 +107,84 @@ def _old_loads(landing: Path, first_kept: str, latest: str | None) -> list[Load]
     ]
 
 
+def _instant(column: str) -> pl.Expr:
+    # as flows.attendance.ss12000 reads meta.modified: text that is no instant sorts first
+    return pl.col(column).str.to_datetime(time_zone="UTC", strict=False)
+
+
+def _rows_of(loads: list[Load], columns: list[str]) -> pl.DataFrame:
+    """The loads' rows in landed order, with `_load` (the load's index) and `_at`."""
+    frames = [load.read(columns).with_columns(_load=pl.lit(i)) for i, load in enumerate(loads)]
+    return pl.concat(frames, how="diagonal_relaxed").with_columns(_at=_instant("meta_modified"))
+
+
+def _watermark_load(rows: pl.DataFrame) -> int:
+    """The load whose row is the watermark (what flows.attendance.ss12000.watermark picks)."""
+    return rows.sort("_at", maintain_order=True)["_load"][-1]
+
+
+def _landed_before(load: Load, first_kept: str) -> bool:
+    return bool(load.manifest.partitions) and max(load.manifest.partitions)[:7] < first_kept
+
+
+def _old_absences(landing: Path, first_kept: str, first_day: str) -> list[Load]:
+    """Absences loads landed before the first kept month whose absences all end before it."""
+    loads = landed_loads(landing, SS12000_SOURCE, ABSENCES)
+    if not loads:
+        return []
+    rows = _rows_of(loads, ["end_time", "meta_modified"])
+    last_day = rows.group_by("_load").agg(pl.col("end_time").str.slice(0, 10).max())
+    ends = dict(last_day.iter_rows())
+    keep = _watermark_load(rows)
+    return [
+        load
+        for i, load in enumerate(loads)
+        if i != keep and _landed_before(load, first_kept) and (ends.get(i) or "") < first_day
+    ]
+
+
+def _old_persons(landing: Path, first_kept: str, first_day: str) -> list[Load]:
+    """Persons loads landed before the first kept month that hold no person's latest version
+    but a left pupil's, and no left pupil's latest version while an older one of theirs stays
+    (the rule of the module docstring)."""
+    loads = landed_loads(landing, SS12000_SOURCE, PERSONS)
+    if not loads:
+        return []
+    rows = _rows_of(loads, ["person_id", "enrolments", "meta_modified"])
+    # the version flows.attendance.ss12000.Lookups reads: the latest, the last landed on a tie
+    latest = rows.sort("_at", maintain_order=True).unique("person_id", keep="last")
+    enrolled = (
+        pl.col("enrolments")
+        .list.eval(pl.element().struct.field("end_date").fill_null("9999").str.slice(0, 10))
+        .list.max()
+        .fill_null("")
+    )
+    latest = latest.with_columns(current=enrolled >= first_day)
+    needed = set(latest.filter("current")["_load"]) | {_watermark_load(rows)}
+    old = {i for i, load in enumerate(loads) if _landed_before(load, first_kept)} - needed
+    left = latest.filter(~pl.col("current")).select("person_id", "_load")
+    while True:
+        staying = rows.filter(~pl.col("_load").is_in(list(old)))["person_id"].unique()
+        exposed = left.filter(
+            pl.col("_load").is_in(list(old)), pl.col("person_id").is_in(staying.implode())
+        )
+        if exposed.is_empty():
+            return [load for i, load in enumerate(loads) if i in old]
+        old -= set(exposed["_load"])
+
+
+def _quarantine_of(paths: Paths, load_ids: set[str]) -> list[Path]:
+    """The quarantine folders of these loads (each holds the load's rejected rows)."""
+    return sorted(
+        folder
+        for folder in paths.quarantine.glob("*/period=*/load_id=*")
+        if folder.is_dir() and folder.name[len("load_id=") :] in load_ids
+    )
+
+
 def apply_retention(settings: Settings, today: date, run_id: str | None = None) -> list[str]:
     """Delete what is older than `retention_school_years` (off when None). Returns what was
-    deleted (landing load folders and clean partition folders), for the log and tests."""
+    deleted (landing load, clean partition and quarantine folders), for the log and tests."""
     years = settings.retention_school_years
     if years is None:
         return []
@@ -103,8 +199,15 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
     months_present = sorted(p for p in clean.glob("period=*") if p.is_dir())
     latest = months_present[-1].name[len("period=") :] if months_present else None
     partitions = [p for p in months_present[:-1] if p.name[len("period=") :] < first_kept]
+    first_day = cutoff(today, years).isoformat()
     loads = _old_loads(paths.landing, first_kept, latest)
-    if not partitions and not loads:
+    loads += _old_absences(paths.landing, first_kept, first_day)
+    loads += _old_persons(paths.landing, first_kept, first_day)
+    # the quarantine of the loads deleted now, and of those an earlier run deleted
+    audit = read_audit(paths.audit)
+    gone = set(audit.filter(pl.col("status") == DELETED)["load_id"])
+    quarantine = _quarantine_of(paths, gone | {load.load_id for load in loads})
+    if not partitions and not loads and not quarantine:
         return []
     months = {p.name[len("period=") :] for p in partitions}
     # recorded first: from now on dbt keeps these months' rows, even if a crash follows
@@ -127,9 +230,26 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
         month = partition.name[len("period=") :]
         rows.append(_audit_row("clean", "attendance", f"clean/attendance/period={month}",
                                month, reason, now, run_id))  # fmt: skip
+    for folder in quarantine:
+        hidden = folder.with_name(f".{folder.name}.retention.tmp")
+        replace(folder, hidden, "retention-quarantine")
+        shutil.rmtree(hidden, ignore_errors=True)
+        if not any(folder.parent.iterdir()):
+            folder.parent.rmdir()
+        name = str(folder.relative_to(paths.data))
+        deleted.append(name)
+        period = folder.parent.name[len("period=") :]
+        rows.append(_audit_row("quarantine", folder.parent.parent.name, name, period, reason,
+                               now, run_id))  # fmt: skip
     append_audit(paths.audit, rows)
-    log.info("retention: deleted %d landed loads and %d clean months before %s",
-             len(loads), len(partitions), first_kept)  # fmt: skip
+    log.info(
+        "retention: deleted %d landed loads, %d clean months and the quarantine of %d loads "
+        "before %s",
+        len(loads),
+        len(partitions),
+        len(quarantine),
+        first_kept,
+    )
     return deleted
 
 
