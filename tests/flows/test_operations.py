@@ -378,13 +378,18 @@ def test_retention_deletes_old_months_and_the_marts_keep_their_figures(stages):
         audit = read_audit(data / "audit").filter(pl.col("status") == "deleted_by_retention")
         clean = audit.filter(pl.col("source") == "clean")
         assert sorted(clean["periods"]) == ["2025-08", "2025-09"]
-        landed = audit.filter(pl.col("source") != "clean")
+        landed = audit.filter(~pl.col("source").is_in(["clean", "quarantine"]))
         assert set(landed["source"]) == {"attendance_export"}
         assert set(landed["periods"]) <= {"2025-08", "2025-09"}
-        left = [
-            load.manifest.partitions for load in landed_loads(data / "landing", "attendance_export")
-        ]
+        kept = landed_loads(data / "landing", "attendance_export")
+        left = [load.manifest.partitions for load in kept]
         assert landed.height > 0 and left and all(p == ["2025-10"] for p in left)
+        # the quarantine (rejected pupil rows) of the deleted loads went with them
+        quarantined = audit.filter(pl.col("source") == "quarantine")
+        of = {name.rsplit("load_id=", 1)[1] for name in quarantined["load_id"]}
+        assert quarantined.height > 0 and of <= set(landed["load_id"])
+        folders = (data / "quarantine" / "attendance").glob("period=*/load_id=*")
+        assert {f.name.removeprefix("load_id=") for f in folders} <= {k.load_id for k in kept}
         assert nightly(run_date=run_date, return_state=True).is_completed()
         assert same_marts(marts_content(data / "warehouse/marts.duckdb"), published)
         for table, frame in pupil_tables(data).items():
