@@ -4,6 +4,7 @@ housing export's free text (a tenant's name and phone number) is found nowhere."
 from __future__ import annotations
 
 import json
+import stat
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,7 @@ import polars as pl
 import pytest
 
 from flows import disclosure
+from flows.layers.landing import land, landed_loads, remove_load
 from flows.nightly import nightly
 from lagesbild.settings import Settings
 from tests.flows.conftest import pipeline_at
@@ -21,6 +23,7 @@ from tests.flows.conftest import pipeline_at
 pytestmark = pytest.mark.flow
 
 TENANT = "Karin Lund"
+PERSONNUMMER = "6408233234"
 PHONE = "070-123 45 67"
 
 
@@ -112,6 +115,25 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
+def test_pupil_level_files_are_the_service_account_s_only(first_run):
+    """After a run: landing, clean, quarantine, validation results, run summaries, the audit
+    and work.duckdb are 0600 files in 0700 folders; the served marts are world-readable."""
+    paths = first_run
+    private = [paths.landing, paths.clean, paths.quarantine, paths.validation, paths.runs]
+    modes: dict[str, set[int]] = {"file": set(), "folder": set()}
+    files = 0
+    for root in [*private, paths.audit]:
+        for path in [root, *root.rglob("*")]:
+            kind = "folder" if path.is_dir() else "file"
+            modes[kind].add(stat.S_IMODE(path.stat().st_mode))
+            files += kind == "file"
+    assert files > 100
+    assert modes == {"file": {0o600}, "folder": {0o700}}
+    assert stat.S_IMODE(paths.work_db.stat().st_mode) == 0o600
+    served = [paths.marts_db, *paths.marts_parquet.resolve().glob("*.parquet")]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in served} == {0o644}
+
+
 def _everything_written(root) -> str:
     """The text of every file under root; parquet files as their rows."""
     parts = []
@@ -125,28 +147,23 @@ def _everything_written(root) -> str:
     return "\n".join(parts)
 
 
-def test_a_headerless_housing_export_fails_without_echoing_a_cell(first_run):
+def _failing_run(paths) -> tuple[object, str, dict[str, str]]:
+    """A nightly that fails, with a failure webhook: its state, the webhook's body and the
+    text of every place a value could reach (state message, webhook, Prefect logs)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
     received: list[bytes] = []
     Receiver.received = received
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    drop = first_run.drop / "housing" / "ekdalahem"
-    row = (
-        "100774;F;2025-10-02;2025-10-06;2025-10-06 19:58;Björken 12;02;A;ÖVERF;"
-        f"Skadegörelse övrigt;Ring {TENANT} {PHONE};{TENANT} {PHONE};;5 193,40 kr"
-    )
-    (drop / "arbetsorder_utan_rubrik.csv").write_bytes((row + "\r\n").encode("cp1252"))
     try:
         url = f"http://127.0.0.1:{server.server_port}/hook"
-        with pipeline_at(first_run.data, first_run.drop, failure_webhook_url=url):
+        with pipeline_at(paths.data, paths.drop, failure_webhook_url=url):
             state = nightly(return_state=True)
     finally:
         server.shutdown()
     assert state.is_failed()
-    assert "arbetsorder_utan_rubrik.csv" in state.message
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
     run_logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
     with get_client(sync_client=True) as client:
         for _ in range(40):  # the run's logs reach the API in batches, a few seconds later
@@ -156,13 +173,53 @@ def test_a_headerless_housing_export_fails_without_echoing_a_cell(first_run):
             time.sleep(0.5)
     assert logs
     assert len(received) == 1
-    places = {
-        "state message": str(state.message),
-        "webhook": received[0].decode(),
-        "prefect logs": "\n".join(log.message for log in logs),
-        "data folder": _everything_written(first_run.data),
-    }
+    body = received[0].decode()
+    return (
+        state,
+        body,
+        {
+            "state message": str(state.message),
+            "webhook": body,
+            "prefect logs": "\n".join(log.message for log in logs),
+        },
+    )
+
+
+def test_a_personnummer_caught_by_the_gate_is_echoed_nowhere(first_run):
+    """A landed load whose pupil_key holds a raw personnummer (what a connector bug would
+    land; planted here, 3 rows copied from a landed export) fails the attendance gate; the
+    value reaches neither the state message, the webhook, the Prefect logs nor any file the
+    run wrote (the planted load taken out again)."""
+    source = landed_loads(first_run.landing, "attendance_export")[0]
+    rows = source.read().head(3).with_columns(pupil_key=pl.lit(PERSONNUMMER))
+    manifest = source.manifest.model_copy(
+        update={"load_id": f"{source.load_id}-planted", "sha256": "0" * 64,
+                "file": "attendance/planted.csv", "rows": rows.height}
+    )  # fmt: skip
+    planted = land(first_run.landing, manifest, rows)
+    try:
+        _, body, places = _failing_run(first_run)
+    finally:
+        remove_load(planted, first_run.landing)
+    assert "critical expectations failed" in json.loads(body)["reason"]
+    places["data folder"] = _everything_written(first_run.data)
+    for place, text in places.items():
+        assert PERSONNUMMER not in text, f"the personnummer is in the {place}"
+    # what was caught, by expectation and column
+    assert "expect_column_values_to_match_regex on pupil_key" in places["webhook"]
+
+
+def test_a_headerless_housing_export_fails_without_echoing_a_cell(first_run):
+    drop = first_run.drop / "housing" / "ekdalahem"
+    row = (
+        "100774;F;2025-10-02;2025-10-06;2025-10-06 19:58;Björken 12;02;A;ÖVERF;"
+        f"Skadegörelse övrigt;Ring {TENANT} {PHONE};{TENANT} {PHONE};;5 193,40 kr"
+    )
+    (drop / "arbetsorder_utan_rubrik.csv").write_bytes((row + "\r\n").encode("cp1252"))
+    state, body, places = _failing_run(first_run)
+    assert "arbetsorder_utan_rubrik.csv" in state.message
+    places["data folder"] = _everything_written(first_run.data)
     for place, text in places.items():
         for value in (TENANT, PHONE, "123 45 67"):
             assert value not in text, f"{value!r} is in the {place}"
-    assert "arbetsorder_utan_rubrik.csv" in json.loads(received[0])["reason"]
+    assert "arbetsorder_utan_rubrik.csv" in json.loads(body)["reason"]
