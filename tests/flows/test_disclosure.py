@@ -134,6 +134,25 @@ def test_pupil_level_files_are_the_service_account_s_only(first_run):
     assert {stat.S_IMODE(p.stat().st_mode) for p in served} == {0o644}
 
 
+def test_a_run_with_another_key_stops_before_landing(first_run):
+    """The data was landed with one key; a run with another (a new pseudonym space) stops
+    at once, naming both fingerprints, and lands nothing, not even a new export."""
+    export = sorted((first_run.drop / "attendance" / "skola24").glob("*.csv"))[-1]
+    new = export.with_name("franvaro_ny.csv")  # a new file: one row fewer
+    new.write_bytes(b"".join(export.read_bytes().splitlines(keepends=True)[:-1]))
+    before = sorted(first_run.landing.rglob("*"))
+    try:
+        with pipeline_at(first_run.data, first_run.drop, pseudonym_key="another-key-0123456789"):
+            state = nightly(return_state=True)
+    finally:
+        new.unlink()
+    assert state.is_failed()
+    assert "fingerprint" in state.message and "rebuilding from the source exports" in (
+        state.message
+    )
+    assert sorted(first_run.landing.rglob("*")) == before
+
+
 def _everything_written(root) -> str:
     """The text of every file under root; parquet files as their rows."""
     parts = []
