@@ -379,13 +379,15 @@ def flow_run_parameters() -> dict:
     return flow_run.parameters
 
 
+# both flows: prints into the run's logs, a failed or crashed run notifies
+_FLOW_OPTIONS = {"log_prints": True, "on_failure": [notify_failure], "on_crashed": [notify_failure]}
+
+
 @flow(
     name="nightly",
     flow_run_name=_nightly_run_name,
     timeout_seconds=NIGHTLY_TIMEOUT_SECONDS,
-    log_prints=True,
-    on_failure=[notify_failure],
-    on_crashed=[notify_failure],
+    **_FLOW_OPTIONS,
 )
 def nightly(run_date: IsoDate | None = None, full_refresh: bool = False) -> run_summary.RunSummary:
     """Land, clean, validate, build and publish everything new in the drop folder.
@@ -405,9 +407,7 @@ def nightly(run_date: IsoDate | None = None, full_refresh: bool = False) -> run_
     name="backfill",
     flow_run_name=_backfill_run_name,
     timeout_seconds=BACKFILL_TIMEOUT_SECONDS,
-    log_prints=True,
-    on_failure=[notify_failure],
-    on_crashed=[notify_failure],
+    **_FLOW_OPTIONS,
 )
 def backfill(
     source: BackfillSource,

@@ -769,6 +769,8 @@ def _status(settings: Settings) -> None:
         summary = paths.runs / (last_run["run_id"] + ".md")
         if summary.exists():
             console.print(f"Its summary: {summary}")
+    elif last_run and last_run["note"]:  # what a completed run did not do, and why
+        console.print(f"The last run ({last_run['flow']}): {escape(last_run['note'])}")
 
     current = loads.filter(pl.col("is_current"))
     for row in current.filter(pl.col("status") == "failed").iter_rows(named=True):

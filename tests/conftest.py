@@ -3,6 +3,8 @@
 Every test under tests/flows starts Prefect or runs a flow: it is marked `flow`, so
 `pytest -m "not flow"` (`make test-fast`) runs the rest in under a minute. The tests under
 tests/scale are marked `spark` and run only in `make test-spark` (the optional extra `spark`).
+The long end-to-end scenarios are marked `scenario` in their modules and run in
+`make test-scenarios`, outside the dev loop (docs/testing.md).
 
 `make test` runs two pytest-xdist workers (`-n 2 --dist loadgroup`). A module whose tests
 build on each other's runs is one xdist group (one worker, file order); the tests of

@@ -60,6 +60,16 @@ RETRACTED = ("retracting", "retracted")
 # file (`sha256`) is not landed again.
 DELETED_BY_RETENTION = "deleted_by_retention"
 
+# what to do with a damaged audit table
+AUDIT_REPAIR = (
+    "Move it aside (e.g. to loads.parquet.damaged) and run `lagesbild run`: every landed load "
+    "is then cleaned and accounted again."
+)
+RUNS_REPAIR = (
+    "Move it aside (e.g. to runs.parquet.damaged): the next run starts a new run history; the "
+    "data and the served marts are not affected."
+)
+
 # The columns a person reads first (run summary, `lagesbild status`).
 AUDIT_OVERVIEW = [
     "dataset",
@@ -73,17 +83,17 @@ AUDIT_OVERVIEW = [
 ]
 
 
-def read_audit(audit_dir: Path) -> pl.DataFrame:
-    path = audit_dir / "loads.parquet"
+def _read_table(path: Path, schema: dict, repair: str) -> pl.DataFrame:
+    """The audit table at `path` (empty before its first row), in `schema`: a table written
+    before a column was added has it null."""
     if not path.exists():
-        return pl.DataFrame(schema=AUDIT_SCHEMA)
-    audit = read_parquet_checked(
-        path,
-        "Move it aside (e.g. to loads.parquet.damaged) and run `lagesbild run`: every landed "
-        "load is then cleaned and accounted again.",
-    )
-    # an audit written before a column was added has it null
-    return pl.concat([pl.DataFrame(schema=AUDIT_SCHEMA), audit], how="diagonal_relaxed")
+        return pl.DataFrame(schema=schema)
+    table = read_parquet_checked(path, repair)
+    return pl.concat([pl.DataFrame(schema=schema), table], how="diagonal_relaxed")
+
+
+def read_audit(audit_dir: Path) -> pl.DataFrame:
+    return _read_table(audit_dir / "loads.parquet", AUDIT_SCHEMA, AUDIT_REPAIR)
 
 
 def cleaned_load_ids(audit_dir: Path) -> set[str]:
@@ -139,16 +149,7 @@ RUNS_SCHEMA = {
 
 
 def read_runs(audit_dir: Path) -> pl.DataFrame:
-    path = audit_dir / "runs.parquet"
-    if not path.exists():
-        return pl.DataFrame(schema=RUNS_SCHEMA)
-    runs = read_parquet_checked(
-        path,
-        "Move it aside (e.g. to runs.parquet.damaged): the next run starts a new run history; "
-        "the data and the served marts are not affected.",
-    )
-    # runs recorded before a column was added have it null
-    return pl.concat([pl.DataFrame(schema=RUNS_SCHEMA), runs], how="diagonal_relaxed")
+    return _read_table(audit_dir / "runs.parquet", RUNS_SCHEMA, RUNS_REPAIR)
 
 
 @contextmanager

@@ -131,6 +131,32 @@ def _load_members(con: duckdb.DuckDBPyConnection, region: Region) -> None:
     con.execute("create temp table members as " + " union all ".join(members))
 
 
+def _beside_region(
+    key: list[str],
+    before: list[str],
+    values: list[str],
+    status: tuple[str, str],
+    difference: str,
+    total: int,
+) -> str:
+    """Each row of `all_rows` (the region's and its members') beside the region's row of the
+    same `key`: its values, its status (the status column's name, and the value whose absence
+    means withheld), and how far its last value is from the region's (`difference`: the
+    column's name and type)."""
+    compared, (name, kind) = values[-1], difference.split(" ", 1)
+    columns = ", ".join(f"a.{c}" for c in ["level", "area_code", "area_name", *key, *before])
+    return f"""
+        select {columns}, {total} as region_members, {", ".join(f"a.{c}" for c in values)},
+            case when a.{status[1]} is null then 'withheld' else 'ok' end as {status[0]},
+            a.withheld_reason,
+            r.{compared} as region_{compared},
+            cast(a.{compared} - r.{compared} as {kind}) as {name}
+        from all_rows a
+        left join (from all_rows where level = 'region') r using ({", ".join(key)})
+        order by {", ".join(f"a.{c}" for c in key)}, a.level desc, a.area_code
+    """
+
+
 def _build_sql(region: Region) -> dict[str, str]:
     s = region.effective_suppression
     persons, denominator = s.min_persons, s.min_denominator
@@ -175,19 +201,14 @@ def _build_sql(region: Region) -> dict[str, str]:
             from mart_problematic_absence_area_term
         ),
         all_rows as (select * from region_rows union all select * from member_rows)
-        select a.level, a.area_code, a.area_name, a.school_year, a.term, a.threshold_pct,
-            a.members_with_data, {total} as region_members, a.pupils, a.pupils_at_or_above,
-            a.share_at_or_above_pct,
-            case when a.share_at_or_above_pct is null then 'withheld' else 'ok' end
-                as share_status,
-            a.withheld_reason,
-            r.share_at_or_above_pct as region_share_at_or_above_pct,
-            cast(a.share_at_or_above_pct - r.share_at_or_above_pct as decimal(9, 2))
-                as difference_from_region_pct_points
-        from all_rows a
-        left join region_rows r using (school_year, term, threshold_pct)
-        order by a.school_year, a.term, a.threshold_pct, a.level desc, a.area_code
-    """
+    """ + _beside_region(
+        key=["school_year", "term", "threshold_pct"],
+        before=["members_with_data"],
+        values=["pupils", "pupils_at_or_above", "share_at_or_above_pct"],
+        status=("share_status", "share_at_or_above_pct"),
+        difference="difference_from_region_pct_points decimal(9, 2)",
+        total=total,
+    )
     vandalism = f"""
         with regional as (
             select year, count(*) as members_with_data,
@@ -223,30 +244,15 @@ def _build_sql(region: Region) -> dict[str, str]:
                 case when is_suppressed then 'municipal_suppression' end as withheld_reason
             from mart_vandalism_municipality_year
         ),
-        all_rows as (
-            select level, area_code, area_name, year, data_through, data_through_max,
-                members_with_data, vandalism_orders, vandalism_cost_sek, apartments,
-                cost_per_apartment_sek, withheld_reason
-            from region_rows
-            union all
-            select level, area_code, area_name, year, data_through, data_through_max,
-                members_with_data, vandalism_orders, vandalism_cost_sek, apartments,
-                cost_per_apartment_sek, withheld_reason
-            from member_rows
-        )
-        select a.level, a.area_code, a.area_name, a.year, a.data_through, a.data_through_max,
-            a.members_with_data, {total} as region_members, a.vandalism_orders,
-            a.vandalism_cost_sek, a.apartments, a.cost_per_apartment_sek,
-            case when a.vandalism_orders is null then 'withheld' else 'ok' end
-                as vandalism_status,
-            a.withheld_reason,
-            r.cost_per_apartment_sek as region_cost_per_apartment_sek,
-            cast(a.cost_per_apartment_sek - r.cost_per_apartment_sek as decimal(18, 2))
-                as difference_from_region_sek
-        from all_rows a
-        left join all_rows r on r.level = 'region' and r.year = a.year
-        order by a.year, a.level desc, a.area_code
-    """
+        all_rows as (select * from region_rows union all select * from member_rows)
+    """ + _beside_region(
+        key=["year"],
+        before=["data_through", "data_through_max", "members_with_data"],
+        values=["vandalism_orders", "vandalism_cost_sek", "apartments", "cost_per_apartment_sek"],
+        status=("vandalism_status", "vandalism_orders"),
+        difference="difference_from_region_sek decimal(18, 2)",
+        total=total,
+    )
     members = """
         select m.municipality_code, m.municipality_name, m.marts_format,
             (select count(*) from mart_problematic_absence_area_term p

@@ -585,6 +585,10 @@ def render(paths: Paths, municipality_name: str, run_date: date) -> str:
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"])
     )
+    # the labels and symbols are the same in every report: template globals
+    environment.globals.update(
+        statuses=STATUSES, status_labels=STATUS_LABELS, symbols=SYMBOLS, sector_labels=SECTOR_LABELS
+    )
     goals = _goal_sections(goal_status, goal_progress)
     return environment.get_template("lagesbild.html.j2").render(
         municipality=municipality_name,
@@ -601,10 +605,6 @@ def render(paths: Paths, municipality_name: str, run_date: date) -> str:
         main_threshold=sv_number(main_threshold, 0),
         goals=goals,
         goal_counts=_count_statuses(goals),
-        statuses=STATUSES,
-        status_labels=STATUS_LABELS,
-        symbols=SYMBOLS,
-        sector_labels=SECTOR_LABELS,
         area_goals={
             code: [g for g in goal_status if g["area_level"] == "area" and g["area_code"] == code]
             for code, _ in areas

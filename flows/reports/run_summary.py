@@ -71,6 +71,11 @@ def _table(frame: pl.DataFrame) -> list[str]:
     return lines
 
 
+def _present(*lines: str | None) -> list[str]:
+    """The lines that are there (a line is written `condition and text`)."""
+    return [line for line in lines if line]
+
+
 def render(summary: RunSummary, paths: Paths) -> str:
     out = [
         f"# lagesbild run {summary.run_id}",
@@ -78,15 +83,13 @@ def render(summary: RunSummary, paths: Paths) -> str:
         f"- status: **{summary.status}**",
         f"- run date: {summary.run_date}",
     ]
-    if summary.error:
-        out += [f"- reason: {summary.error}"]
-    if summary.note:
-        out += [f"- {summary.note}"]
-    if summary.stage_seconds:
-        out += [
-            "- seconds per stage: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
-        ]
+    out += _present(
+        summary.error and f"- reason: {summary.error}",
+        summary.note and f"- {summary.note}",
+        summary.stage_seconds
+        and "- seconds per stage: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items()),
+    )
     if summary.clean.gates:  # the benchmarks read this line (benchmarks/run.py)
         gates = summary.clean.gates
         out += [
@@ -146,14 +149,13 @@ def render(summary: RunSummary, paths: Paths) -> str:
     out += ["", "## Freshness (served marts)", ""] + _table(freshness(paths))
     out += ["", "## Published", ""]
     if summary.published:
-        out += [
+        out += _present(
             f"- `{paths.marts_db}`: {', '.join(summary.published)}",
             f"- parquet: `{paths.marts_parquet}/*.parquet`",
-        ]
-        if summary.lagesbild_path:
-            out += [f"- lägesbild report: `{summary.lagesbild_path}`"]
-        if summary.docs_path:
-            out += [f"- dbt docs (each mart, its grain and tests): `{summary.docs_path}`"]
+            summary.lagesbild_path and f"- lägesbild report: `{summary.lagesbild_path}`",
+            summary.docs_path
+            and f"- dbt docs (each mart, its grain and tests): `{summary.docs_path}`",
+        )
     elif summary.skipped:
         out += [
             "Nothing new since the last completed run on this run date: the served marts "

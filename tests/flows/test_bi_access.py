@@ -29,6 +29,9 @@ from lagesbild.settings import PostgresTarget, Settings
 from tests.flows.test_nightly import file_bytes, marts
 from tests.postgres_server import postgres_server
 
+# `make test-scenarios`: PostgreSQL, Chromium and BI clients (make system-packages)
+pytestmark = pytest.mark.scenario
+
 BI_LOGIN, BI_PASSWORD = "metabase", "bi-test-password"
 
 

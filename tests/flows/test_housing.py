@@ -22,6 +22,9 @@ from flows.nightly import nightly
 from lagesbild.settings import PROJECT_ROOT, Settings
 from tests.flows.conftest import copy_baseline, pipeline_at
 
+# `make test-scenarios`: housing exports corrected and re-exported over several runs
+pytestmark = pytest.mark.scenario
+
 MIN_ORDERS = 5
 VANDALISM = ["graffiti", "broken_glass", "fire", "doors_and_locks", "other_vandalism"]
 

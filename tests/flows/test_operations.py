@@ -130,6 +130,7 @@ def copy_of(stages, name: str, source: str = "baseline") -> Path:
 # -- backfill ----------------------------------------------------------------------------------
 
 
+@pytest.mark.scenario
 def test_backfill_over_a_loaded_window_changes_nothing(stages):
     data = copy_of(stages, "backfill-same", "reference")
     clean_before, marts_before = (
@@ -152,6 +153,7 @@ def test_backfill_over_a_loaded_window_changes_nothing(stages):
     ]
 
 
+@pytest.mark.scenario
 def test_backfill_over_a_changed_window_changes_exactly_that_window(stages, tmp_path):
     """The municipality decides 'Ej bedömd' counts as invalid absence from September on."""
     layouts = yaml.safe_load(
@@ -206,6 +208,7 @@ def test_backfill_over_a_changed_window_changes_exactly_that_window(stages, tmp_
     ]
 
 
+@pytest.mark.scenario
 def test_backfill_refuses_an_unknown_source_clearly(stages):
     with pipeline_at(stages["root"] / "unused", stages["drop"]):
         state = backfill(
@@ -312,6 +315,7 @@ def test_a_new_month_is_built_alone_and_equals_a_full_build(stages, fresh_full):
     assert "model.lagesbild.mart_indicator_values" not in built
 
 
+@pytest.mark.scenario
 def test_a_corrected_old_month_is_rebuilt_alone_and_equals_a_full_refresh(stages):
     """September is exported again after October was published: its 'Ej bedömd' absences
     have been assessed as invalid. dbt rebuilds September and its term only; the marts show
@@ -357,6 +361,7 @@ def test_a_corrected_old_month_is_rebuilt_alone_and_equals_a_full_refresh(stages
     assert month_versions(full) == after
 
 
+@pytest.mark.scenario
 def test_retention_deletes_old_months_and_the_marts_keep_their_figures(stages):
     """With one school year kept, a run in the school year after the data's deletes August and
     September (October, the latest month, stays: dbt reads the attendance files); the next
@@ -448,6 +453,7 @@ def hold_lock(data: Path, seconds: float) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.scenario
 def test_a_second_run_waits_for_the_build_or_ends_clearly(stages, webhook):
     url, received = webhook
     data = copy_of(stages, "locked")
@@ -501,6 +507,7 @@ def test_a_second_run_waits_for_the_build_or_ends_clearly(stages, webhook):
     )
 
 
+@pytest.mark.scenario
 def test_a_reader_of_the_work_warehouse_makes_dbt_wait_then_fail_in_one_line(stages):
     """An analyst's DuckDB session on work.duckdb (not marts.duckdb) blocks dbt's writes."""
     data = copy_of(stages, "reader", "reference")
@@ -621,6 +628,8 @@ KILLS = {
     "rename-publish-parquet": ("rename", "publish-parquet"),  # marts.duckdb already swapped
     "rename-run-record": ("rename", "audit-runs:3"),  # published; the run's end not recorded
 }
+# `make test` kills a run before the clean swap; `make test-scenarios` at every other point
+CORE_KILLS = {"rename-clean"}
 PUBLISHED_BEFORE_KILL = {"rename-publish-parquet", "rename-run-record"}
 # What `status` says right after the kill: current when nothing cleaned is unpublished
 # (killed before the first landing, or after publishing). A kill at the extract log line
@@ -708,7 +717,9 @@ def test_two_identical_runs_publish_byte_identical_marts(stages):
     assert leftovers(data) == leftovers(stages["reference"]) == []
 
 
-@pytest.mark.parametrize("kill", list(KILLS))
+@pytest.mark.parametrize(
+    "kill", [k if k in CORE_KILLS else pytest.param(k, marks=pytest.mark.scenario) for k in KILLS]
+)
 def test_a_run_killed_anywhere_heals_with_the_next_run(stages, kill):
     how, where = KILLS[kill]
     data = copy_of(stages, f"killed-{kill}")
@@ -781,6 +792,7 @@ def test_a_run_killed_anywhere_heals_with_the_next_run(stages, kill):
         assert current[column].sum() == reference[column].sum(), column
 
 
+@pytest.mark.scenario
 def test_the_temporary_prefect_api_ends_with_a_killed_run(stages):
     """Without PREFECT_API_URL, `lagesbild run` starts Prefect's temporary API server; killed
     alone (as the OOM killer does), the run must not leave that server running."""

@@ -28,7 +28,8 @@ import pytest
 from lagesbild.settings import PROJECT_ROOT
 from tests.flows.conftest import TEST_KEY
 
-pytestmark = pytest.mark.flow
+# `make test-scenarios`: a Prefect server, workers, schedules and automations
+pytestmark = pytest.mark.scenario
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
 from flows.layers.audit import read_runs
 from flows.nightly import nightly
+from lagesbild.cli import app
 from tests.flows.conftest import copy_baseline, pipeline_at
 
 pytestmark = pytest.mark.flow
@@ -74,6 +76,9 @@ def test_a_night_with_nothing_new_skips_every_stage_after_clean(copy):
         0,
     )
     assert runs["note"][-2] is None  # the baseline run built and published
+    with pipeline_at(copy["data"], copy["drop"]):  # `lagesbild status` says why
+        status = CliRunner().invoke(app, ["status"], env={"COLUMNS": "200"}).output
+    assert f"The last run (nightly): {SKIPPED}" in status, status
 
 
 def test_a_new_run_date_rebuilds_only_the_freshness_mart(copy):

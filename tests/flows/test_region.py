@@ -24,7 +24,8 @@ from lagesbild.settings import PROJECT_ROOT
 from tests.flows.conftest import pipeline_at
 from tests.flows.test_prefect_server import client, free_port, prefect_at, wait_for
 
-pytestmark = pytest.mark.flow
+# `make test-scenarios`: three municipalities on two Prefect workers, six nightly runs
+pytestmark = pytest.mark.scenario
 
 # Small, different municipalities: (code, name, seed, pupils per school year)
 MUNICIPALITIES = [

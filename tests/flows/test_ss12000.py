@@ -32,6 +32,9 @@ from tests.flows.test_nightly import (
     truth_days,
 )
 
+# `make test-scenarios`: the SS 12000 API over several nights
+pytestmark = pytest.mark.scenario
+
 RUN_DATE = THROUGH + timedelta(days=1)
 PAGE_SIZE = 2000
 WINDOW = 10  # refetch_school_days (the default)

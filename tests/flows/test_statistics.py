@@ -23,6 +23,9 @@ from flows.nightly import nightly
 from lagesbild.settings import Settings
 from tests.flows.conftest import copy_baseline, pipeline_at
 
+# `make test-scenarios`: Kolada, PxWeb and surveys over several runs
+pytestmark = pytest.mark.scenario
+
 OWN, COUNTY, COUNTRY = "1299", "0012", "0000"
 COMPARISON = ["1261", "1263", "1264", "1267", "1273"]
 AREAS = [OWN, COUNTY, COUNTRY, *COMPARISON]
