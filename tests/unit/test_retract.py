@@ -150,8 +150,12 @@ def test_a_retraction_killed_before_any_rename_is_finished_by_the_next_run(layer
     paths, run = layer
     _two_loads(paths, run)
     begin(paths.audit, _loads(paths)["L2"], "wrong school year", "anna", "retract-1")
+    # a script file, not `python -c`: with the extra `spark` installed, pyspark takes a `-c`
+    # process that imports Great Expectations for a doctest run and ends it at once
+    script = paths.data.parent / "killed_clean.py"
+    script.write_text(CHILD)
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(paths.data.parent)],
+        [sys.executable, str(script), str(paths.data.parent)],
         cwd=PROJECT_ROOT,
         env={**os.environ, KILL_BEFORE: point, "PYTHONPATH": str(PROJECT_ROOT)},
         capture_output=True,
