@@ -55,14 +55,16 @@ def layers_root(url: str | None, data: Path) -> Path:
             "the data folder"
         ) from exc
     try:
-        return UPath(url.rstrip("/"))
+        root = UPath(url.rstrip("/"))
+        root.fs  # noqa: B018 (the filesystem's package is imported here, not mid-run)
     except (ValueError, ImportError) as exc:  # unknown protocol, its package not installed
         raise ConfigError(f"layers_url {parts.scheme}://… cannot be used: {exc}") from exc
+    return root
 
 
 def is_local(path: Path) -> bool:
     """A path on this machine's filesystem (renames are atomic there)."""
-    return isinstance(path, Path) and not hasattr(path, "fs")
+    return not hasattr(path, "fs")  # a UPath carries its fsspec filesystem
 
 
 def put(path: Path, write: Any) -> None:
