@@ -149,7 +149,7 @@ def remove_load(load: Load, root: Path) -> None:
     if not load.folder.exists():
         return
     if not storage.is_local(root):  # no rename: without its manifest the load is gone,
-        (load.folder / MANIFEST).unlink()  # what is left is swept as a cut-short load
+        (load.folder / MANIFEST).unlink(missing_ok=True)  # the rest is swept if cut short
         storage.remove(load.folder)
         return
     hidden = load.folder.with_name(f".{load.folder.name}.retracted.tmp")
