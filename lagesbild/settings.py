@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="root of every layer the pipeline writes")
+    layers_url: str | None = Field(
+        None,
+        description="where the pupil-level layers (landing, clean, quarantine) live: a "
+        "folder or an fsspec URL such as s3://bucket/prefix, credentials never in it "
+        "(unset: the data folder; docs/configuration.md)",
+    )
     drop_dir: Path | None = Field(None, description="where exports arrive; default data/drop")
     pseudonym_key: SecretStr | None = Field(
         None, description="HMAC key for personal ids; required for real data"
@@ -204,7 +210,11 @@ class Settings(BaseSettings):
 
     @cached_property
     def paths(self) -> Paths:
-        return Paths(self.data_dir.resolve(), (self.drop_dir or self.data_dir / "drop").resolve())
+        from flows.layers.storage import layers_root
+
+        data = self.data_dir.resolve()
+        drop = (self.drop_dir or self.data_dir / "drop").resolve()
+        return Paths(data, drop, layers_root(self.layers_url, data))
 
     def require_pseudonym_key(self) -> bytes:
         if (self.pseudonym_key is None or not self.pseudonym_key.get_secret_value()) and (
@@ -235,14 +245,17 @@ class Settings(BaseSettings):
 
 
 class Paths:
-    """Where each layer lives (docs/design.md, 'Layers and their contracts')."""
+    """Where each layer lives (docs/design.md, 'Layers and their contracts'). The pupil-level
+    layers (landing, clean, quarantine) are under `layers`: the data folder, or the place
+    `layers_url` names (a `upath.UPath` on an object store, flows/layers/storage.py)."""
 
-    def __init__(self, data: Path, drop: Path):
+    def __init__(self, data: Path, drop: Path, layers: Path | None = None):
         self.data = data
         self.drop = drop
-        self.landing = data / "landing"
-        self.clean = data / "clean"
-        self.quarantine = data / "quarantine"
+        self.layers = data if layers is None else layers
+        self.landing = self.layers / "landing"
+        self.clean = self.layers / "clean"
+        self.quarantine = self.layers / "quarantine"
         self.audit = data / "audit"
         self.warehouse = data / "warehouse"
         self.work_db = self.warehouse / "work.duckdb"
@@ -251,3 +264,11 @@ class Paths:
         self.reports = data / "reports"
         self.validation = self.reports / "validation"
         self.runs = self.reports / "runs"
+
+    def relative(self, path: Path) -> str:
+        """A path for messages and the audit: relative to the data folder, or to the
+        layers' place when that is elsewhere (never with credentials: the URL has none)."""
+        for root in (self.data, self.layers):
+            if type(root) is type(path) and path.is_relative_to(root):
+                return str(path.relative_to(root))
+        return str(path)

@@ -21,6 +21,7 @@ from flows.attendance.rules import day_totals, pupil_days, split_load
 from flows.layers.clean import Combined, Dataset, LoadResult, Partition
 from flows.layers.landing import Load, landed_loads
 from flows.layers.reference import Reference
+from flows.layers.storage import read_parquet
 from lagesbild.settings import Settings
 
 
@@ -128,7 +129,8 @@ def _previous_rows_per_day(clean_root: Path, period: str) -> float | None:
     earlier = sorted(p for p in clean_root.glob("period=*") if p.name < f"period={period}")
     if not earlier:
         return None
-    dates = pl.read_parquet(earlier[-1] / "*.parquet", columns=["date"]).get_column("date")
+    files = sorted(earlier[-1].glob("*.parquet"))
+    dates = pl.concat([read_parquet(f, columns=["date"]) for f in files]).get_column("date")
     return dates.len() / max(dates.n_unique(), 1)
 
 

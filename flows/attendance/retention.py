@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import polars as pl
 
 from connectors.attendance_export.resources import SOURCE as EXPORT_SOURCE
 from connectors.ss12000.client import SOURCE as SS12000_SOURCE
+from flows.layers import storage
 from flows.layers.audit import DELETED_BY_RETENTION as DELETED
 from flows.layers.audit import append_audit, read_audit
 from flows.layers.files import replace
@@ -217,7 +217,7 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
     rows, deleted = [], []
     for load in loads:
         remove_load(load, paths.landing)
-        deleted.append(str(load.folder.relative_to(paths.data)))
+        deleted.append(paths.relative(load.folder))
         m = load.manifest
         periods = ",".join(m.partitions)
         row = _audit_row(m.source, m.dataset, m.load_id, periods, reason, now, run_id)
@@ -225,8 +225,8 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
     for partition in partitions:
         hidden = partition.with_name(f".{partition.name}.retention.tmp")
         replace(partition, hidden, "retention-clean")
-        shutil.rmtree(hidden, ignore_errors=True)
-        deleted.append(str(partition.relative_to(paths.data)))
+        storage.remove(hidden)
+        deleted.append(paths.relative(partition))
         month = partition.name[len("period=") :]
         rows.append(_audit_row("clean", "attendance", f"clean/attendance/period={month}",
                                month, reason, now, run_id))  # fmt: skip

@@ -25,6 +25,7 @@ from flows.layers.clean import Combined, Dataset, LoadResult, Partition
 from flows.layers.files import write_parquet_atomic
 from flows.layers.landing import Load, landed_loads
 from flows.layers.reference import Reference
+from flows.layers.storage import read_parquet
 from lagesbild.settings import Settings
 
 
@@ -59,9 +60,7 @@ class HousingWorkOrders(Dataset):
         """The register changed since the clean orders were built."""
         if self.properties is None:
             return False
-        return not self.register.exists() or not pl.read_parquet(self.register).equals(
-            self.properties
-        )
+        return not self.register.exists() or not read_parquet(self.register).equals(self.properties)
 
     def split(self, load: Load) -> LoadResult:
         layout = self.layouts.get(load.manifest.dataset)

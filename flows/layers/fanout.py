@@ -6,7 +6,9 @@ Used when the setting `dask_scheduler_address` is set (docs/scale.md): a schedul
 started for the run. A worker builds a period (split, precedence, combine, gate: `PeriodBuild`)
 and returns its frames; this process adds up the accounting and stages and swaps the
 partitions exactly as the in-process path does, so the results are the same. The workers need
-this package installed and the landing folder and the expectations at the same paths.
+this package installed, the expectations at the same path, and the landing layer at the same
+place: the same path (a shared mount), or an object store (`layers_url`) with its credentials
+in the workers' environment.
 Needs the optional extra `spark` (prefect-dask, dask, distributed).
 """
 

@@ -2,6 +2,11 @@
 so a crash never leaves half a file behind and a reader sees the old file or the new one.
 What a killed run leaves behind (temporary files, staging folders, a half-copied publish) is
 removed by the next run before it writes anything (`sweep_leftovers`).
+
+The pupil-level layers may be on an object store (setting `layers_url`), which has no
+rename: there a file is written by one upload and a "rename" is a copy and a delete
+(flows/layers/storage.py; what that keeps and what not: docs/design.md, "Layers on object
+storage").
 """
 
 from __future__ import annotations
@@ -9,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import signal
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
+
+from flows.layers import storage
 
 if TYPE_CHECKING:
     from lagesbild.settings import Paths
@@ -52,7 +58,8 @@ _renames: dict[str, int] = {}
 
 def replace(source: Path, target: Path, point: str) -> None:
     """`os.replace`, the one step that makes a write visible; `point` names it for the
-    kill tests (landing, clean, quarantine, audit-loads, audit-runs, publish-marts, ...)."""
+    kill tests (landing, clean, quarantine, audit-loads, audit-runs, publish-marts, ...).
+    On an object store: a copy and a delete (`storage.move`)."""
     wanted = os.environ.get(KILL_BEFORE)
     if wanted:
         name, _, nth = wanted.partition(":")
@@ -60,10 +67,13 @@ def replace(source: Path, target: Path, point: str) -> None:
             _renames[point] = _renames.get(point, 0) + 1
             if _renames[point] == int(nth or 1):
                 os.kill(os.getpid(), signal.SIGKILL)
-    os.replace(source, target)
+    storage.move(source, target)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path, point: str | None = None) -> None:
+    if not storage.is_local(path):
+        storage.put(path, lambda handle: frame.write_parquet(handle, statistics=True))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     frame.write_parquet(tmp, statistics=True)
@@ -71,6 +81,9 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path, point: str | None = No
 
 
 def write_text_atomic(text: str, path: Path, point: str | None = None) -> None:
+    if not storage.is_local(path):
+        storage.put(path, lambda handle: handle.write(text.encode("utf-8")))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -115,7 +128,7 @@ def read_parquet_checked(path: Path, repair: str, **options) -> pl.DataFrame:
     with the parquet reader's words alone."""
     check_parquet(path, repair=repair)
     try:
-        return pl.read_parquet(path, **options)
+        return storage.read_parquet(path, **options)
     except Exception as exc:  # polars raises ComputeError, OSError, ... for a bad file
         raise CorruptFile(f"{path} cannot be read ({exc}). {repair}") from exc
 
@@ -134,7 +147,7 @@ class Staging:
     def __init__(self, clean_dir: Path, folder: str, name: str, run_id: str):
         self.root = clean_dir / folder
         for leftover in clean_dir.glob(f".{name}-staging-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            storage.remove(leftover)
         self.folder = clean_dir / f".{name}-staging-{run_id}"
         self.staged: list[str] = []  # paths relative to the dataset's clean folder
         self.removed: list[Path] = []  # served paths the swap takes out (a period emptied)
@@ -151,11 +164,12 @@ class Staging:
         self.staged.append(relative)
 
     def swap(self, remove_others: bool) -> None:
-        if self.staged and not self.root.exists():  # the first build: one rename of it all
-            replace(self.folder, self.root, "clean")
+        remote = not storage.is_local(self.root)
+        if self.staged and not self.root.exists() and not remote:  # the first build: one
+            replace(self.folder, self.root, "clean")  # rename of it all
             return
         moved: set[Path] = set()
-        for relative in self.staged:
+        for relative in [] if remote else self.staged:
             parts = Path(relative).parts
             for depth in range(1, len(parts) + 1):  # the outermost part not served yet
                 part = Path(*parts[:depth])
@@ -165,6 +179,8 @@ class Staging:
                     replace(self.folder / part, self.root / part, "clean")
                     moved.add(part)
                     break
+        for relative in self.staged if remote else []:  # no folders: each file copied in
+            replace(self.folder / relative, self.root / relative, "clean")
         for number, gone in enumerate(self.removed):
             if gone.exists():
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -177,14 +193,7 @@ class Staging:
                     replace(gone, self.folder / f"removed-{gone.name}", "clean-remove")
 
     def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+        storage.remove(self.folder)
 
 
 def _empty_folders(root: Path) -> list[Path]:
@@ -201,11 +210,17 @@ def sweep_leftovers(paths: Paths) -> list[str]:
     """Remove what interrupted runs left: temporary files and landing folders, staging
     folders, a half-copied publish, stray links, empty partition folders. Call only while
     holding the build lock (another run's temporary files are alive while it runs).
-    Returns the removed paths, relative to the data folder, and logs them."""
+    Returns the removed paths, relative to the data folder (or `layers_url`), and logs
+    them."""
     found: list[Path] = []
     for layer in (paths.landing, paths.clean, paths.quarantine, paths.audit, paths.reports):
         if layer.exists():
             found += layer.rglob(".*.tmp")  # temporary files and `.load_id=…tmp` folders
+    if not storage.is_local(paths.landing) and paths.landing.exists():
+        # an object store's load is written in place, its manifest last: one without a
+        # manifest is a load whose landing was cut short (never read: not landed)
+        loads = paths.landing.glob("*/*/period=*/load_id=*")
+        found += [load for load in loads if not (load / "_manifest.json").exists()]
     if paths.reports.exists():
         found += paths.reports.rglob(".index.*.html")  # the reports' temporary pages
     if paths.clean.exists():
@@ -223,14 +238,14 @@ def sweep_leftovers(paths: Paths) -> list[str]:
             if folder.resolve() != served and (since is None or folder.stat().st_mtime > since):
                 found.append(folder)
     removed = []
-    for path in sorted(set(found)):
-        if path.exists() or path.is_symlink():
-            _remove(path)
+    for path in sorted(set(found), key=str):
+        if path.exists() or (storage.is_local(path) and path.is_symlink()):
+            storage.remove(path)
             removed.append(path)
     for layer in (paths.landing, paths.clean, paths.quarantine):
-        if layer.exists():
+        if storage.is_local(layer) and layer.exists():  # an object store has no folders
             removed += _empty_folders(layer)
-    names = [str(p.relative_to(paths.data)) for p in removed]
+    names = [paths.relative(p) for p in removed]
     for name in names:
         log.warning("removed %s, left by an interrupted run", name)
     return names

@@ -3,13 +3,15 @@
 One folder per load, `landing/<source>/<dataset>/period=<first partition>/load_id=<id>/`, with
 the rows as parquet and `_manifest.json`. The folder is written under a temporary name and
 renamed, so it appears complete or not at all. Nothing in landing is ever rewritten.
+On an object store (setting `layers_url`), which has no rename, the rows are uploaded in
+place and the manifest last: a load is read only through its manifest, so it appears
+complete or not at all there too (one cut short is swept away by the next run).
 """
 
 from __future__ import annotations
 
 import calendar
 import logging
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from connectors.drop_files import Landed
-from flows.layers import keys
+from flows.layers import keys, storage
 from flows.layers.audit import DELETED_BY_RETENTION, read_audit, retractions
 from flows.layers.files import CorruptFile, check_parquet, replace, sha256_of
 from flows.layers.manifest import Manifest, PartitionKind, partitions_of
@@ -77,12 +79,12 @@ class Load:
     def scan(self) -> pl.LazyFrame:
         """The rows, lazily (read in slices by a reader that batches); checked like `read`."""
         self.check()
-        return pl.scan_parquet(self.data_file)
+        return storage.scan_parquet(self.data_file)
 
     def read(self, columns: list[str] | None = None) -> pl.DataFrame:
         self.check()
         try:
-            return pl.read_parquet(self.data_file, columns=columns)
+            return storage.read_parquet(self.data_file, columns=columns)
         except Exception as exc:  # a damaged file: name it and its repair
             raise CorruptFile(f"{self.data_file} cannot be read ({exc}). {self.repair()}") from exc
 
@@ -107,16 +109,22 @@ def land(root: Path, manifest: Manifest, rows: pl.DataFrame) -> Load:
         / f"period={manifest.folder_period}"
         / f"load_id={manifest.load_id}"
     )
-    staged = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(parents=True)
+    remote = not storage.is_local(root)
+    staged = final if remote else final.with_name(f".{final.name}.tmp")
+    if not remote:  # an object store has no folders to make
+        storage.remove(staged)
+        staged.mkdir(parents=True)
     data = staged / DATA_FILE
-    rows.write_parquet(data)
+    if remote:  # one upload; the manifest below makes the load visible
+        storage.put(data, rows.write_parquet)
+    else:
+        rows.write_parquet(data)
     manifest = manifest.model_copy(
         update={"data_sha256": sha256_of(data), "data_size": data.stat().st_size}
     )
     (staged / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-    replace(staged, final, "landing")
+    if not remote:
+        replace(staged, final, "landing")
     return Load(manifest, final)
 
 
@@ -140,9 +148,13 @@ def remove_load(load: Load, root: Path) -> None:
     crash leaves it whole or as a leftover the next run sweeps away, never half of it."""
     if not load.folder.exists():
         return
+    if not storage.is_local(root):  # no rename: without its manifest the load is gone,
+        (load.folder / MANIFEST).unlink(missing_ok=True)  # the rest is swept if cut short
+        storage.remove(load.folder)
+        return
     hidden = load.folder.with_name(f".{load.folder.name}.retracted.tmp")
     replace(load.folder, hidden, "retract-landing")
-    shutil.rmtree(hidden, ignore_errors=True)
+    storage.remove(hidden)
     for parent in (load.folder.parent, load.folder.parent.parent):  # period=…, <dataset>
         if parent != root and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import duckdb
 
 from flows.attendance.retention import retired_file, retired_months
+from flows.layers import storage
 from flows.layers.clean import check_clean_files
 from flows.layers.files import replace
 from lagesbild.settings import Paths, Settings
@@ -117,6 +118,26 @@ def _wait_for_work_db(settings: Settings) -> None:
             time.sleep(min(2.0, max(deadline - time.monotonic(), 0.1)))
 
 
+def clean_for_dbt(paths: Paths) -> Path:
+    """Where dbt reads the clean layer: the layer itself when it is local; a local copy
+    when it is on an object store (`layers_url`). dbt-duckdb would read s3:// through
+    DuckDB's httpfs extension, which DuckDB downloads on first use: not on a server
+    without internet access, so the copy (docs/design.md, "Layers on object storage")."""
+    return paths.clean if storage.is_local(paths.clean) else paths.warehouse / "clean-copy"
+
+
+def copy_clean_for_dbt(paths: Paths) -> None:
+    """Refresh dbt's local copy of a clean layer on an object store (whole: the build reads
+    every partition anyway); nothing to do for a local one."""
+    copy = clean_for_dbt(paths)
+    if copy == paths.clean:
+        return
+    storage.remove(copy)
+    copy.mkdir(parents=True)
+    if paths.clean.exists():
+        paths.clean.fs.get(paths.clean.path + "/", str(copy), recursive=True)
+
+
 def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tuple[int, list[str]]:
     """Run one dbt command against the work warehouse; forward and return its log lines."""
     paths = settings.paths
@@ -140,7 +161,7 @@ def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tu
     ]
     env = {
         **os.environ,
-        "LAGESBILD_CLEAN_DIR": str(paths.clean),
+        "LAGESBILD_CLEAN_DIR": str(clean_for_dbt(paths)),
         "LAGESBILD_WORK_DB": str(paths.work_db),
         "LAGESBILD_AS_OF_DATE": (as_of or date.today()).isoformat(),
         "LAGESBILD_DUCKDB_MEMORY_LIMIT": settings.warehouse_memory_limit,
@@ -219,8 +240,7 @@ def _clean_folder_digest(folder: Path) -> str:
             continue  # staging and temporary files of an unfinished write
         digest.update(f"{relative.as_posix()}\0".encode())
         if any(part.startswith("period=") for part in relative.parts):
-            stat = path.stat()
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}\0".encode())
+            digest.update(f"{storage.version(path)}\0".encode())
         else:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
@@ -364,6 +384,7 @@ def dbt_build(
     dbt project changed since the last successful build (then `--full-refresh`)."""
     paths = settings.paths
     check_clean_files(paths.clean)  # a damaged file is named here, with its repair
+    copy_clean_for_dbt(paths)
     fingerprint = build_fingerprint(settings)
     recorded = _fingerprint_file(paths)
     previous = recorded.read_text().strip() if recorded.exists() else None
