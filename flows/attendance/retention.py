@@ -182,6 +182,14 @@ def _quarantine_of(paths: Paths, load_ids: set[str]) -> list[Path]:
     )
 
 
+def _delete(folder: Path, point: str) -> None:
+    """Hide a folder with one rename, then remove it: a crash in between leaves a hidden
+    leftover the next run sweeps away, never half a partition that readers would see."""
+    hidden = folder.with_name(f".{folder.name}.retention.tmp")
+    replace(folder, hidden, point)
+    storage.remove(hidden)
+
+
 def apply_retention(settings: Settings, today: date, run_id: str | None = None) -> list[str]:
     """Delete what is older than `retention_school_years` (off when None). Returns what was
     deleted (landing load, clean partition and quarantine folders), for the log and tests."""
@@ -223,20 +231,16 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
         row = _audit_row(m.source, m.dataset, m.load_id, periods, reason, now, run_id)
         rows.append({**row, "file": m.file, "sha256": m.sha256})  # not landed again
     for partition in partitions:
-        hidden = partition.with_name(f".{partition.name}.retention.tmp")
-        replace(partition, hidden, "retention-clean")
-        storage.remove(hidden)
+        _delete(partition, "retention-clean")
         deleted.append(paths.relative(partition))
         month = partition.name[len("period=") :]
         rows.append(_audit_row("clean", "attendance", f"clean/attendance/period={month}",
                                month, reason, now, run_id))  # fmt: skip
     for folder in quarantine:
-        hidden = folder.with_name(f".{folder.name}.retention.tmp")
-        replace(folder, hidden, "retention-quarantine")
-        shutil.rmtree(hidden, ignore_errors=True)
-        if not any(folder.parent.iterdir()):
-            folder.parent.rmdir()
-        name = str(folder.relative_to(paths.data))
+        _delete(folder, "retention-quarantine")
+        if storage.is_local(folder) and not any(folder.parent.iterdir()):
+            folder.parent.rmdir()  # a period no other load has quarantine in
+        name = paths.relative(folder)
         deleted.append(name)
         period = folder.parent.name[len("period=") :]
         rows.append(_audit_row("quarantine", folder.parent.parent.name, name, period, reason,
