@@ -8,8 +8,10 @@ The long end-to-end scenarios are marked `scenario` in their modules and run in
 
 `make test` runs two pytest-xdist workers (`-n 2 --dist loadgroup`). A module whose tests
 build on each other's runs is one xdist group (one worker, file order); the tests of
-test_operations each work in their own copy and are spread singly. The workers run the
-end-to-end groups first, longest first, and the fast tests last, to fill the gaps.
+test_operations each work in their own copy and are spread singly. xdist hands out the groups
+first (most tests first), then single tests in the order below: the fast tests, so that one
+worker runs them while the other builds the shared baseline run, then the other end-to-end
+tests.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         def rank(item: pytest.Item) -> int:
             if item.path.stem in GROUPED and FLOWS in item.path.parents:
                 return GROUPED.index(item.path.stem)
-            return len(GROUPED) + (0 if FLOWS in item.path.parents else 1)
+            # the fast tests before the other end-to-end ones: one worker runs them while the
+            # other builds the session's baseline run (the first group needs it)
+            return len(GROUPED) + (1 if FLOWS in item.path.parents else 0)
 
         items.sort(key=rank)  # stable: file order within each rank
