@@ -168,6 +168,7 @@ class Bench:
     skip_pandas: bool = False
     stop_at: datetime | None = None  # no one-new-day run is started after this (UTC)
     scale_out: bool = False  # also the Spark + Dask path (benchmarks/spark.py)
+    skip_floors: bool = False  # leave out the extract floor and the floor (limit.sql)
 
     def env(self, data: Path, drop: Path) -> dict[str, str]:
         env = {
@@ -319,8 +320,10 @@ class Bench:
         full = self.nightly(data, drop, day, "nightly-full")
         # the default path's marts, for the Spark + Dask path's (before the new day changes them)
         marts = duckdb_marts(data / "warehouse" / "work.duckdb") if self.scale_out else {}
-        extract_floor = self.extract_floor(drop, folder / "run")
-        limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
+        extract_floor = limit = None
+        if not self.skip_floors:
+            extract_floor = self.extract_floor(drop, folder / "run")
+            limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
         with_pandas = not self.skip_pandas and pupils * years <= PANDAS_MAX_PUPIL_YEARS
         if not self.skip_pandas and not with_pandas:
             self.log(f"pandas peer left out above {PANDAS_MAX_PUPIL_YEARS:,} pupil-years")
@@ -350,9 +353,10 @@ class Bench:
             result.new_day_run = self.nightly(
                 data, drop, day + timedelta(days=1), "nightly-new-day"
             )
-            result.limit_after_new_day = self.limit(
-                data, drop, folder / "run" / "limit-new-day", "limit-new-day"
-            )
+            if not self.skip_floors:
+                result.limit_after_new_day = self.limit(
+                    data, drop, folder / "run" / "limit-new-day", "limit-new-day"
+                )
         if self.scale_out and result.new_day_run is not None:
             if self.stop_at is not None and datetime.now(UTC) > self.stop_at:
                 self.log(f"past {self.stop_at:%H:%M} UTC: Spark + Dask's new day is left out")
@@ -439,6 +443,7 @@ def run_bench(
     scale_out: bool = False,
     stop_at: datetime | None = None,
     fixed_costs: bool = True,
+    skip_floors: bool = False,
     label: str = "",
     log: Callable[[str], None] = print,
 ) -> Results:
@@ -447,7 +452,7 @@ def run_bench(
     settings = Settings()
     root = settings.paths.data / "bench"
     root.mkdir(parents=True, exist_ok=True)
-    bench = Bench(root, settings, log, skip_pandas, stop_at, scale_out)
+    bench = Bench(root, settings, log, skip_pandas, stop_at, scale_out, skip_floors)
     started = datetime.now(UTC)
     measured = [bench.scale(pupils, years, seed, through) for pupils, years, through in scales]
     results = Results(
@@ -461,6 +466,7 @@ def run_bench(
             f"--pupils {p} --years {y}" + (f" --through {t}" if t else "") for p, y, t in scales
         )
         + (" --skip-pandas" if skip_pandas else "")
+        + (" --skip-floors" if skip_floors else "")
         + (" --scale-out" if scale_out else ""),
         engines=ENGINES if scale_out else {},
     )

@@ -221,6 +221,9 @@ def bench(
         ),
     ] = None,
     skip_pandas: Annotated[bool, typer.Option(help="leave out the pandas peer")] = False,
+    skip_floors: Annotated[
+        bool, typer.Option(help="leave out the extract floor and the floor (limit.sql)")
+    ] = False,
     scale_out: Annotated[
         bool,
         typer.Option(
@@ -279,6 +282,7 @@ def bench(
             scale_out=scale_out,
             stop_at=stop,
             fixed_costs=fixed_costs,
+            skip_floors=skip_floors,
             label=label,
             log=console.print,
         )
