@@ -177,6 +177,9 @@ class Bench:
             "LAGESBILD_DROP_DIR": str(drop),
             "LAGESBILD_PSEUDONYM_KEY": os.environ.get("LAGESBILD_PSEUDONYM_KEY")
             or DEMO_PSEUDONYM_KEY,
+            # the generated exports are complete: a scale started within a minute of its
+            # generation must land them all (the default leaves files younger than 60 s)
+            "LAGESBILD_MIN_FILE_AGE_SECONDS": "0",
         }
         if "PREFECT_API_URL" not in os.environ:  # a fresh local API per data folder
             env["PREFECT_HOME"] = str(data / "prefect")
