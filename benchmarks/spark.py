@@ -155,5 +155,15 @@ def _difference(name: str, want: pl.DataFrame, got: pl.DataFrame) -> str | None:
     want, got = (f.sort(pl.all(), nulls_last=True) for f in (want, got))
     if got.height != want.height:
         return f"{got.height:,} rows, expected {want.height:,}"
-    changed = [c for c in want.columns if not got[c].equals(want[c])]
+    changed = [_cells(got[c], want[c]) for c in want.columns if not got[c].equals(want[c])]
     return f"values differ in {', '.join(changed)}" if changed else None
+
+
+def _cells(got: pl.Series, want: pl.Series) -> str:
+    """`column (n cells)`, with the largest gap for numbers: how far apart the builds are."""
+    differs = got.ne_missing(want)
+    text = f"{want.name} ({differs.sum():,} of {want.len():,} cells"
+    if want.dtype.is_numeric():
+        gap = (got - want).abs().filter(differs).cast(pl.Float64).max()
+        text += "" if gap is None else f", at most {gap:g} apart"
+    return text + ")"

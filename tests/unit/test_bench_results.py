@@ -360,13 +360,13 @@ def test_spark_marts_are_compared_cell_by_cell():
     }
     other = wider.with_columns(value=pl.Series([1310.68, 12.01]))
     assert mart_differences({"mart_goal_progress": want}, {"mart_goal_progress": other}) == {
-        "mart_goal_progress": "values differ in value"
+        "mart_goal_progress": "values differ in value (1 of 1 cells, at most 0.01 apart)"
     }
     beyond = wider.with_columns(value=pl.Series([1310.70, 12.0]))
     assert mart_differences({"mart_goal_progress": want}, {"mart_goal_progress": beyond}) == {
         "mart_goal_progress": "column value of the rounding-edge rows differs by more than 0.01"
     }
     assert mart_differences({"mart_x": want}, {"mart_x": edge, "mart_y": want}) == {
-        "mart_x": "values differ in value",
+        "mart_x": "values differ in value (1 of 2 cells, at most 0.01 apart)",
         "mart_y": "not in the DuckDB build",
     }
