@@ -775,6 +775,7 @@ def scale_out_section(results: Results) -> list[str]:
         "`tests/scale/test_spark_warehouse.py` compares them (benchmarks/spark.py: same columns "
         "in the same order, same rows, every value equal after casting Spark's types to "
         "DuckDB's; the vandalism cost per apartment may differ by 0.01, docs/scale.md).",
+        "",
         "On Dask the gates run in the worker processes, in parallel: the run summary's gate "
         "seconds (and the Great Expectations import, paid once in each worker) are summed over "
         "the tasks, so on that path `clean` is the clean stage's wall time minus that sum and "
