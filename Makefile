@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 VENV := .venv/.synced
 
-.PHONY: install system-packages demo bench test test-fast test-flow test-scenarios test-spark test-all lint format clean uv
+.PHONY: install system-packages demo bench bench-scale-out test test-fast test-flow test-scenarios test-spark test-all lint format clean uv
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -24,6 +24,10 @@ demo: $(VENV)  ## generate the demo municipality and run the nightly flow on it
 
 bench: $(VENV)  ## benchmarks against the limit and pandas (scales: BENCH_ARGS="--pupils 10000 --years 3")
 	$(UV) run --frozen lagesbild bench $(BENCH_ARGS)
+
+bench-scale-out: $(VENV)  ## the bench with the Spark + Dask path beside the default one (extra `spark`, Java 17)
+	bash scripts/java.sh
+	$(UV) run --frozen --extra spark lagesbild bench --scale-out $(BENCH_ARGS)
 
 test: $(VENV)  ## the dev loop (under 5 min): unit, dbt, connector and the core end-to-end tests, 2 workers
 	$(UV) run --frozen pytest -n 2 --dist loadgroup -m "not spark and not scenario" $(PYTEST_ARGS)

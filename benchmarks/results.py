@@ -147,6 +147,51 @@ class Peer:
 
 
 @dataclass
+class ScaleOutRun:
+    """The Spark + Dask path at one scale: `lagesbild run` with the clean step fanned out on a
+    Dask LocalCluster (benchmarks/dask_cluster.py; the run still builds and publishes on DuckDB
+    as well), then `dbt build --target spark` on its clean layer in a process of its own."""
+
+    run: NightlyRun  # the process tree includes the Dask cluster's workers
+    spark: Process  # dbt on Spark: its process tree includes the JVM
+    spark_execution: float | None  # dbt's elapsed_time (run_results.json): start-up excluded
+    differences: dict[str, str | None]  # Spark mart → None when equal to the default path's
+    rows: dict[str, int] = field(default_factory=dict)  # mart → rows of the default path's
+    cluster_start: float | None = None  # seconds to start the LocalCluster (in start-up)
+
+    @property
+    def equal(self) -> bool:
+        return bool(self.differences) and all(d is None for d in self.differences.values())
+
+    def stage(self, name: str, startup: bool = True) -> float | None:
+        """Seconds of a stage on this path: dbt is the Spark build, the rest the run's."""
+        if name == "dbt":
+            return self.spark.seconds if startup else self.spark_execution
+        return self.run.stages.get(name) if startup else self.run.net(name)
+
+    def marts_seconds(self, startup: bool = True) -> float | None:
+        """Exports → marts: extract + clean + gate + dbt on Spark."""
+        stages = [self.stage(s, startup) for s in MARTS_STAGES]
+        return None if any(s is None for s in stages) else sum(stages)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(self.run.process.peak_rss, self.spark.peak_rss)
+
+
+# The stages from the exports to the marts, on both paths (publish is the default path's only:
+# on Spark, BI tools read the marts database itself).
+MARTS_STAGES = ("extract", "clean", "gate", "dbt")
+
+
+def default_marts_seconds(run: NightlyRun, startup: bool = True) -> float:
+    """Exports → marts on the default path: extract + clean + gate + dbt (DuckDB)."""
+    if startup:
+        return sum(run.stages.get(s, 0.0) for s in MARTS_STAGES)
+    return run.net(*MARTS_STAGES)
+
+
+@dataclass
 class ScaleResult:
     pupils: int
     years: int
@@ -161,6 +206,9 @@ class ScaleResult:
     extract_floor: Peer | None = None  # benchmarks/extract_floor.py on the same drop folder
     cut: bool = False  # the last school year ends at `new_day` (a shorter scale)
     load: tuple[float, float] | None = None  # 5-minute load average when the scale began, ended
+    scale_out: ScaleOutRun | None = None  # the Spark + Dask path's full build (--scale-out)
+    scale_out_new_day: ScaleOutRun | None = None
+    scale_out_load: tuple[float, float] | None = None  # load average when it began, ended
 
     @property
     def label(self) -> str:
@@ -210,11 +258,13 @@ class Results:
     fixed_costs: dict[str, float]  # component → seconds
     label: str = ""  # e.g. "small smoke run on a busy machine"
     command: str = "make bench"
+    engines: dict[str, str] = field(default_factory=dict)  # the Spark + Dask path's settings
 
     @property
     def all_equal(self) -> bool:
-        """Every limit and peer run produced exactly the published marts."""
+        """Every limit, peer and Spark + Dask run produced exactly the published marts."""
         peers = [p for s in self.scales for p in (s.limit, s.limit_after_new_day, s.pandas)]
+        peers += [r for s in self.scales for r in (s.scale_out, s.scale_out_new_day)]
         return all(p.equal for p in peers if p is not None)
 
 
@@ -521,6 +571,8 @@ def render(results: Results) -> str:
             + "."
         )
 
+    out += scale_out_section(results)
+
     target = projected_rows(results)
     out += ["", "## Cost model: how each stage grows with the lesson rows", ""]
     header = ["stage (full build)", *[f"{s.label} ({s.full.rows:,} rows)" for s in results.scales]]
@@ -589,6 +641,147 @@ def render(results: Results) -> str:
     )
     out += ["", "## What is compared", "", *NOTES]
     return "\n".join(out) + "\n"
+
+
+def _scale_out_equality(run: ScaleOutRun) -> str:
+    if run.equal:
+        return f"equal ({len(run.differences)} marts, {sum(run.rows.values()):,} rows)"
+    return "DIFFERENT: " + "; ".join(f"{m}: {d}" for m, d in run.differences.items() if d)
+
+
+def scale_out_rows(scale: ScaleResult) -> list[list[str]]:
+    """Side by side, per run of the scale: each stage on the default path and on Spark + Dask."""
+    rows = []
+    runs = (
+        ("full build", scale.full, scale.scale_out),
+        ("one new day", scale.new_day_run, scale.scale_out_new_day),
+    )
+    for name, default, out in runs:
+        if out is None:
+            continue
+        if default is None:
+            rows.append([scale.label, name, "the default path's run: not run", "–", "–", "–"])
+            continue
+        gx = default.stages.get("gx_startup")
+        seconds = [
+            ("start-up + shutdown of `lagesbild run`", default.startup_seconds,
+             out.run.startup_seconds),
+            ("extract", default.stages.get("extract"), out.stage("extract")),
+            ("clean (without the gate)", default.stages.get("clean"), out.stage("clean")),
+            ("gate", default.stages.get("gate"), out.stage("gate")),
+            ("… of which the GX import", gx, out.run.stages.get("gx_startup")),
+            ("dbt (DuckDB within the run / Spark, own process)", default.stages.get("dbt"),
+             out.stage("dbt")),
+            ("… of which start-up and parse", default.stages.get("dbt_startup"),
+             None if out.spark_execution is None else out.spark.seconds - out.spark_execution),
+            ("**exports → marts** (extract + clean + gate + dbt)",
+             default_marts_seconds(default), out.marts_seconds()),
+            ("exports → marts, start-up excluded", default_marts_seconds(default, False),
+             out.marts_seconds(False)),
+        ]  # fmt: skip
+        for stage, left, right in seconds:
+            ratio = right / left if left and right is not None else None
+            rows.append([scale.label, name, stage, _s(left), _s(right), _ratio(ratio)])
+        rows.append(
+            [
+                scale.label,
+                name,
+                "peak RSS (process tree)",
+                _gb(default.process.peak_rss),
+                f"{_gb(out.run.process.peak_rss)} run with the Dask workers, "
+                f"{_gb(out.spark.peak_rss)} dbt on Spark (JVM included)",
+                _ratio(out.peak_rss / default.process.peak_rss),
+            ]
+        )
+        rows.append([scale.label, name, "marts", "–", _scale_out_equality(out), "–"])
+    return rows
+
+
+def scale_out_exponents(results: Results) -> list[list[str]]:
+    """Per stage: its seconds on both paths at each scale and the exponent of each path."""
+    scales = [s for s in results.scales if s.scale_out is not None]
+    series: list[tuple[str, Callable[[NightlyRun], float | None], Callable]] = [
+        ("extract", lambda r: r.stages.get("extract"), lambda o: o.stage("extract")),
+        ("clean (without the gate)", lambda r: r.stages.get("clean"), lambda o: o.stage("clean")),
+        ("gate (GX import excluded)", lambda r: r.net("gate"), lambda o: o.stage("gate", False)),
+        ("dbt (start-up excluded)", lambda r: r.net("dbt"), lambda o: o.stage("dbt", False)),
+        ("dbt (with start-up)", lambda r: r.stages.get("dbt"), lambda o: o.stage("dbt")),
+        (
+            "**exports → marts** (start-up excluded)",
+            lambda r: default_marts_seconds(r, False),
+            lambda o: o.marts_seconds(False),
+        ),
+    ]
+    rows = []
+    for name, default, scaled in series:
+        pairs = [(s.full.rows, default(s.full), scaled(s.scale_out)) for s in scales]
+        fits = [fit_exponent([(rows, p[i]) for rows, *p in pairs if p[i]]) for i in (0, 1)]
+        rows.append(
+            [
+                name,
+                *[f"{_s(d)} / {_s(o)}" for _, d, o in pairs],
+                *["–" if fit is None else f"{fit[1]:.2f}" for fit in fits],
+            ]
+        )
+    return rows
+
+
+def scale_out_section(results: Results) -> list[str]:
+    """The default path against the Spark + Dask path, for the scales that ran both."""
+    scales = [s for s in results.scales if s.scale_out is not None]
+    if not scales:
+        return []
+    out = ["", "## The default path against Spark + Dask (same exports, same run date)", ""]
+    header = ["scale", "run", "stage", "default path s", "Spark + Dask s", "Spark + Dask / default"]
+    out += _table(header, [row for s in scales for row in scale_out_rows(s)])
+    engines = "; ".join(f"{k}: {v}" for k, v in results.engines.items())
+    out += ["", f"Engine settings of the Spark + Dask path: {engines}." if engines else ""]
+    for scale in scales:
+        runs = (("full build", scale.scale_out), ("one new day", scale.scale_out_new_day))
+        for name, run in runs:
+            if run is None:
+                out.append(f"- {scale.label}, {name} on Spark + Dask: not run (out of time).")
+                continue
+            also = run.run.stages
+            out.append(
+                f"- {scale.label}, {name} on Spark + Dask: the LocalCluster started in "
+                f"{_s(run.cluster_start)} s (within start-up); the run also built the warehouse "
+                f"on DuckDB ({_s(also.get('dbt'))} s), published it ({_s(also.get('publish'))} s) "
+                f"and wrote the report ({_s(also.get('report'))} s), which are not in the path's "
+                "figures (the nightly flow builds on DuckDB; the Spark build is its own dbt "
+                f"command). Run {_s(run.run.process.seconds)} s wall, dbt on Spark "
+                f"{_s(run.spark.seconds)} s wall."
+            )
+        if scale.scale_out_load:
+            before, after = scale.scale_out_load
+            out.append(
+                f"- {scale.label}: 5-minute load average when the Spark + Dask path began → "
+                f"ended: {before:,.1f} → {after:,.1f} ({results.machine.cores} cores)."
+            )
+    if len({s.full.rows for s in scales}) >= 2:
+        out += ["", "How each stage grows with the lesson rows on both paths (full builds):", ""]
+        header = ["stage", *[f"{s.label}: default / Spark + Dask s" for s in scales]]
+        header += ["b, default path", "b, Spark + Dask"]
+        out += _table(header, scale_out_exponents(results))
+        out += [
+            "",
+            "b as in the cost model below: s = a × rows^b, least squares on the logarithms of "
+            "the scales that ran both paths.",
+        ]
+    out += [
+        "",
+        "Marts: every mart the Spark build wrote against the default path's DuckDB marts "
+        "(work warehouse of the same scale and run), cell by cell as "
+        "`tests/scale/test_spark_warehouse.py` compares them (benchmarks/spark.py: same columns "
+        "in the same order, same rows, every value equal after casting Spark's types to "
+        "DuckDB's; the vandalism cost per apartment may differ by 0.01, docs/scale.md).",
+        "",
+        "On Dask the gates run in the worker processes, in parallel: the run summary's gate "
+        "seconds (and the Great Expectations import, paid once in each worker) are summed over "
+        "the tasks, so on that path `clean` is the clean stage's wall time minus that sum and "
+        "only clean + gate together is wall time.",
+    ]
+    return out
 
 
 NOTES = [

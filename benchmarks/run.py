@@ -43,8 +43,19 @@ from benchmarks.results import (
     Peer,
     Process,
     Results,
+    ScaleOutRun,
     ScaleResult,
     render,
+)
+from benchmarks.spark import (
+    DASK_THREADS,
+    DASK_WORKERS,
+    SPARK_DRIVER_MEMORY,
+    SPARK_MASTER,
+    duckdb_marts,
+    mart_differences,
+    spark_build,
+    spark_marts,
 )
 from demo.school_calendar import school_year_calendar
 from lagesbild.settings import DEMO_PSEUDONYM_KEY, PROJECT_ROOT, Settings
@@ -78,13 +89,15 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def measure(command: list[str], env: dict[str, str], log: Path) -> Process:
+def measure(
+    command: list[str], env: dict[str, str], log: Path, cwd: Path = PROJECT_ROOT
+) -> Process:
     """Run `command` to its end; wall time, peak RSS of its process tree, its own max RSS."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(
-            command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=cwd
         )
         peak = 0
         while True:
@@ -154,6 +167,8 @@ class Bench:
     log: Callable[[str], None]
     skip_pandas: bool = False
     stop_at: datetime | None = None  # no one-new-day run is started after this (UTC)
+    scale_out: bool = False  # also the Spark + Dask path (benchmarks/spark.py)
+    skip_floors: bool = False  # leave out the extract floor and the floor (limit.sql)
 
     def env(self, data: Path, drop: Path) -> dict[str, str]:
         env = {
@@ -162,6 +177,9 @@ class Bench:
             "LAGESBILD_DROP_DIR": str(drop),
             "LAGESBILD_PSEUDONYM_KEY": os.environ.get("LAGESBILD_PSEUDONYM_KEY")
             or DEMO_PSEUDONYM_KEY,
+            # the generated exports are complete: a scale started within a minute of its
+            # generation must land them all (the default leaves files younger than 60 s)
+            "LAGESBILD_MIN_FILE_AGE_SECONDS": "0",
         }
         if "PREFECT_API_URL" not in os.environ:  # a fresh local API per data folder
             env["PREFECT_HOME"] = str(data / "prefect")
@@ -186,16 +204,53 @@ class Bench:
         marker.write_text(json.dumps(arguments))
         return process.seconds
 
-    def nightly(self, data: Path, drop: Path, run_date: date, name: str) -> NightlyRun:
+    def nightly(
+        self, data: Path, drop: Path, run_date: date, name: str, prefix: list[str] | None = None
+    ) -> NightlyRun:
+        """`lagesbild run` as a measured subprocess (after `prefix`: a launcher)."""
         runs = data / "reports" / "runs"
         before = set(runs.glob("*.md")) if runs.exists() else set()
         self.log(f"nightly ({name}) on {data}")
         command = self.python("-m", "lagesbild.cli", "run", "--run-date", run_date.isoformat())
-        process = measure(command, self.env(data, drop), data.parent / f"{name}.log")
+        log = data.parent / f"{name}.log"
+        process = measure((prefix or []) + command, self.env(data, drop), log)
         (summary,) = set(runs.glob("*.md")) - before
         stages, rows, files = parse_summary(summary.read_text(encoding="utf-8"))
         self.log(f"  {process.seconds:.1f} s wall, stages {stages}")
         return NightlyRun(process, stages, rows, files)
+
+    def scale_out_run(
+        self, data: Path, drop: Path, run_date: date, name: str, expected: dict
+    ) -> ScaleOutRun:
+        """The Spark + Dask path: the nightly with its clean step on a Dask LocalCluster, then
+        dbt on Spark on its clean layer; the Spark marts compared with `expected` (the default
+        path's DuckDB marts of the same run)."""
+        timings = data.parent / f"{name}-dask.json"
+        launcher = self.python(
+            "-m", "benchmarks.dask_cluster", "--workers", str(DASK_WORKERS),
+            "--threads", str(DASK_THREADS), "--timings", str(timings), "--",
+        )  # fmt: skip
+        run = self.nightly(data, drop, run_date, name, prefix=launcher)
+        # the dbt variables of the run's DuckDB build (the run date goes in the environment)
+        results = json.loads((data / "warehouse" / "dbt_target" / "run_results.json").read_text())
+        warehouse = data.parent / "spark"
+        warehouse.mkdir(parents=True, exist_ok=True)
+        command, env = spark_build(data / "clean", results["args"]["vars"], warehouse, run_date)
+        env |= {"LAGESBILD_SPARK_MASTER": SPARK_MASTER}
+        env |= {"LAGESBILD_SPARK_DRIVER_MEMORY": SPARK_DRIVER_MEMORY}
+        self.log(f"dbt on Spark ({name})")
+        spark = measure(command, env, data.parent / f"{name}-spark.log", cwd=warehouse)
+        execution = json.loads((warehouse / "dbt_target" / "run_results.json").read_text())
+        differences = mart_differences(expected, spark_marts(warehouse / "tables"))
+        self.log(f"  {spark.seconds:.1f} s wall, differences {differences}")
+        return ScaleOutRun(
+            run,
+            spark,
+            float(execution["elapsed_time"]),
+            differences,
+            {n: f.height for n, f in expected.items()},
+            json.loads(timings.read_text())["cluster_start"],
+        )
 
     def limit(self, data: Path, drop: Path, out: Path, name: str) -> Peer:
         self.log(f"limit ({name})")
@@ -266,26 +321,63 @@ class Bench:
             if path.is_file() and path not in held_back:
                 _link(path, drop / path.relative_to(generated / "drop"))
         full = self.nightly(data, drop, day, "nightly-full")
-        extract_floor = self.extract_floor(drop, folder / "run")
-        limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
+        # the default path's marts, for the Spark + Dask path's (before the new day changes them)
+        marts = duckdb_marts(data / "warehouse" / "work.duckdb") if self.scale_out else {}
+        extract_floor = limit = None
+        if not self.skip_floors:
+            extract_floor = self.extract_floor(drop, folder / "run")
+            limit = self.limit(data, drop, folder / "run" / "limit", "limit-full")
         with_pandas = not self.skip_pandas and pupils * years <= PANDAS_MAX_PUPIL_YEARS
         if not self.skip_pandas and not with_pandas:
             self.log(f"pandas peer left out above {PANDAS_MAX_PUPIL_YEARS:,} pupil-years")
         peer = self.pandas(data, drop, folder / "run" / "pandas") if with_pandas else None
+        result = ScaleResult(
+            pupils, years, seed, day, generation, full, None, limit, None, peer,
+            extract_floor=extract_floor, cut=through is not None,
+        )  # fmt: skip
+        # the Spark + Dask path's full build before either one-new-day run: the comparison of
+        # the two paths matters more than the new days when time runs out (--stop-at)
+        scaled = folder / "scale-out"
+        if self.scale_out:
+            shutil.rmtree(scaled, ignore_errors=True)
+            scale_out_before = os.getloadavg()[1]
+            for path in sorted((generated / "drop").rglob("*")):
+                if path.is_file() and path not in held_back:
+                    _link(path, scaled / "drop" / path.relative_to(generated / "drop"))
+            result.scale_out = self.scale_out_run(
+                scaled / "data", scaled / "drop", day, "scale-out-full", marts
+            )
 
-        new_day = after = None
         if self.stop_at is not None and datetime.now(UTC) > self.stop_at:
-            self.log(f"past {self.stop_at:%H:%M} UTC: the one-new-day run is left out")
+            self.log(f"past {self.stop_at:%H:%M} UTC: the one-new-day runs are left out")
         else:
             for path in held_back:  # the new school day's exports arrive
                 _link(path, drop / path.relative_to(generated / "drop"))
-            new_day = self.nightly(data, drop, day + timedelta(days=1), "nightly-new-day")
-            after = self.limit(data, drop, folder / "run" / "limit-new-day", "limit-new-day")
-        return ScaleResult(
-            pupils, years, seed, day, generation, full, new_day, limit, after, peer,
-            extract_floor=extract_floor, cut=through is not None,
-            load=(load_before, os.getloadavg()[1]),
-        )  # fmt: skip
+            result.new_day_run = self.nightly(
+                data, drop, day + timedelta(days=1), "nightly-new-day"
+            )
+            if not self.skip_floors:
+                result.limit_after_new_day = self.limit(
+                    data, drop, folder / "run" / "limit-new-day", "limit-new-day"
+                )
+        if self.scale_out and result.new_day_run is not None:
+            if self.stop_at is not None and datetime.now(UTC) > self.stop_at:
+                self.log(f"past {self.stop_at:%H:%M} UTC: Spark + Dask's new day is left out")
+            else:
+                expected = duckdb_marts(data / "warehouse" / "work.duckdb")
+                for path in held_back:
+                    _link(path, scaled / "drop" / path.relative_to(generated / "drop"))
+                result.scale_out_new_day = self.scale_out_run(
+                    scaled / "data",
+                    scaled / "drop",
+                    day + timedelta(days=1),
+                    "scale-out-new-day",
+                    expected,
+                )
+        result.load = (load_before, os.getloadavg()[1])
+        if self.scale_out:
+            result.scale_out_load = (scale_out_before, os.getloadavg()[1])
+        return result
 
     def fixed_costs(self) -> dict[str, float]:
         """Start-up of Prefect, dbt and GX, each alone in a fresh process on an empty folder."""
@@ -324,6 +416,18 @@ class Bench:
         return costs
 
 
+# What the Spark + Dask path ran with (named in the results).
+ENGINES = {
+    "Dask": f"LocalCluster of {DASK_WORKERS} worker processes × {DASK_THREADS} thread, memory "
+    "limit Dask's default (RAM / workers), one cluster for the whole run "
+    "(benchmarks/dask_cluster.py, setting dask_scheduler_address)",
+    "Spark": f"dbt-spark session method, spark.master {SPARK_MASTER}, spark.driver.memory "
+    f"{SPARK_DRIVER_MEMORY}, spark.sql.shuffle.partitions 2, parquet tables with a Derby "
+    "metastore (dbt_project/profiles.yml, target spark); seeds and models, dbt's tests run in "
+    "the DuckDB build only",
+}
+
+
 def _link(source: Path, target: Path) -> None:
     """Hard-link a file (copy where links are not possible)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -339,26 +443,35 @@ def run_bench(
     *,
     seed: int = 2026,
     skip_pandas: bool = False,
+    scale_out: bool = False,
+    stop_at: datetime | None = None,
+    fixed_costs: bool = True,
+    skip_floors: bool = False,
     label: str = "",
     log: Callable[[str], None] = print,
 ) -> Results:
+    """Every scale, then the fixed costs; writes `out`. With `scale_out`, each scale also runs
+    on the Spark + Dask path (check `benchmarks.spark.missing_for_spark()` first)."""
     settings = Settings()
     root = settings.paths.data / "bench"
     root.mkdir(parents=True, exist_ok=True)
-    bench = Bench(root, settings, log, skip_pandas)
+    bench = Bench(root, settings, log, skip_pandas, stop_at, scale_out, skip_floors)
     started = datetime.now(UTC)
     measured = [bench.scale(pupils, years, seed, through) for pupils, years, through in scales]
     results = Results(
         machine=Machine.here(),
         started=started,
         scales=measured,
-        fixed_costs=bench.fixed_costs(),
+        fixed_costs=bench.fixed_costs() if fixed_costs else {},
         label=label,
         command="lagesbild bench "
         + " ".join(
             f"--pupils {p} --years {y}" + (f" --through {t}" if t else "") for p, y, t in scales
         )
-        + (" --skip-pandas" if skip_pandas else ""),
+        + (" --skip-pandas" if skip_pandas else "")
+        + (" --skip-floors" if skip_floors else "")
+        + (" --scale-out" if scale_out else ""),
+        engines=ENGINES if scale_out else {},
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(results), encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated
 
@@ -221,6 +221,24 @@ def bench(
         ),
     ] = None,
     skip_pandas: Annotated[bool, typer.Option(help="leave out the pandas peer")] = False,
+    skip_floors: Annotated[
+        bool, typer.Option(help="leave out the extract floor and the floor (limit.sql)")
+    ] = False,
+    scale_out: Annotated[
+        bool,
+        typer.Option(
+            help="also run each scale on the Spark + Dask path (clean on a Dask LocalCluster, "
+            "dbt on Spark) and compare it with the default path; needs `uv sync --extra spark` "
+            "and Java 17"
+        ),
+    ] = False,
+    stop_at: Annotated[
+        str | None,
+        typer.Option(help="start no one-new-day run after this time (HH:MM, UTC)"),
+    ] = None,
+    fixed_costs: Annotated[
+        bool, typer.Option(help="measure the start-up of Prefect, dbt and GX alone")
+    ] = True,
     label: Annotated[str, typer.Option(help="a note at the top of the results")] = "",
 ) -> None:
     """Benchmark the nightly against the bare-DuckDB limit and a pandas peer (benchmarks/)."""
@@ -233,7 +251,19 @@ def bench(
     except ValueError:
         console.print("[red]--through takes a date (YYYY-MM-DD) or 'end'.[/red]")
         raise typer.Exit(2) from None
+    try:
+        now = datetime.now(UTC)
+        stop = None if stop_at is None else datetime.combine(now, time.fromisoformat(stop_at), UTC)
+    except ValueError:
+        console.print("[red]--stop-at takes a time of day (HH:MM, UTC).[/red]")
+        raise typer.Exit(2) from None
     _settings()
+    if scale_out:
+        from benchmarks.spark import missing_for_spark
+
+        if missing := missing_for_spark():
+            console.print(f"[red]--scale-out: {missing}.[/red]", highlight=False)
+            raise typer.Exit(2)
     from benchmarks.run import BenchFailed, run_bench
 
     scales = list(
@@ -245,7 +275,17 @@ def bench(
         )
     )
     try:
-        results = run_bench(scales, out, skip_pandas=skip_pandas, label=label, log=console.print)
+        results = run_bench(
+            scales,
+            out,
+            skip_pandas=skip_pandas,
+            scale_out=scale_out,
+            stop_at=stop,
+            fixed_costs=fixed_costs,
+            skip_floors=skip_floors,
+            label=label,
+            log=console.print,
+        )
     except BenchFailed as exc:
         console.print(f"[red]The benchmark failed:[/red] {exc}")
         raise typer.Exit(1) from exc

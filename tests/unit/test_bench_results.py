@@ -17,14 +17,18 @@ from benchmarks.results import (
     Peer,
     Process,
     Results,
+    ScaleOutRun,
     ScaleResult,
     cost_model,
     fit_exponent,
     projected_rows,
     render,
+    scale_out_exponents,
+    scale_out_rows,
     targets,
 )
 from benchmarks.run import BenchFailed, measure, parse_summary
+from benchmarks.spark import mart_differences
 from flows.layers.gate import GateResult
 from flows.reports.run_summary import RunSummary
 from flows.reports.run_summary import render as render_summary
@@ -272,3 +276,97 @@ def test_a_scale_without_the_floor_is_said_so():
     assert "- 100,000 × 1: the floor was not run." in text
     assert "| 100,000 × 1 | clean + gate / clean" not in text
     assert targets(big)[1][3] == "missed"
+
+
+def scale_out(wall=200.0, spark=120.0, execution=90.0, differences=EQUAL, **changed):
+    """The Spark + Dask path's full build: the run (its DuckDB build, publish and report are
+    not the path's) and dbt on Spark."""
+    stages = {"extract": 70, "clean": 25, "gate": 12, "gx_startup": 9, "dbt": 30}
+    stages |= {"publish": 5, "report": 4} | changed
+    run = NightlyRun(Process(wall, 3 * GB, GB), stages, 1_000_000, 2)
+    rows = {"mart_a": 10, "mart_b": 3}
+    return ScaleOutRun(run, Process(spark, 2 * GB, 2 * GB), execution, differences, rows, 6.5)
+
+
+def test_scale_out_side_by_side_with_the_default_path():
+    figures = results()
+    big = figures.scales[1]  # default full: extract 80, clean 50, gate 10 (GX 8), dbt 20 (7)
+    big.scale_out = scale_out()
+    assert scale_out_rows(big) == [
+        # start-up: 190 - 168 = 22 against 200 - 146 = 54 (the cluster's start within it)
+        ["10,000 × 3", "full build", "start-up + shutdown of `lagesbild run`", "22.0", "54.0",
+         "2.45×"],
+        ["10,000 × 3", "full build", "extract", "80.0", "70.0", "0.88×"],
+        ["10,000 × 3", "full build", "clean (without the gate)", "50.0", "25.0", "0.50×"],
+        ["10,000 × 3", "full build", "gate", "10.0", "12.0", "1.20×"],
+        ["10,000 × 3", "full build", "… of which the GX import", "8.0", "9.0", "1.12×"],
+        # the Spark process, not the run's DuckDB build (30 s)
+        ["10,000 × 3", "full build", "dbt (DuckDB within the run / Spark, own process)", "20.0",
+         "120.0", "6.00×"],
+        ["10,000 × 3", "full build", "… of which start-up and parse", "7.0", "30.0", "4.29×"],
+        # 80 + 50 + 10 + 20 = 160 against 70 + 25 + 12 + 120 = 227
+        ["10,000 × 3", "full build", "**exports → marts** (extract + clean + gate + dbt)",
+         "160.0", "227.0", "1.42×"],
+        # 160 - 8 - 7 = 145 against 70 + 25 + 3 + 90 = 188
+        ["10,000 × 3", "full build", "exports → marts, start-up excluded", "145.0", "188.0",
+         "1.30×"],
+        ["10,000 × 3", "full build", "peak RSS (process tree)", "1.00 GB",
+         "3.00 GB run with the Dask workers, 2.00 GB dbt on Spark (JVM included)", "3.00×"],
+        ["10,000 × 3", "full build", "marts", "–", "equal (2 marts, 13 rows)", "–"],
+    ]  # fmt: skip
+    text = render(figures)
+    assert "## The default path against Spark + Dask (same exports, same run date)" in text
+    assert (
+        "- 10,000 × 3, full build on Spark + Dask: the LocalCluster started in 6.5 s (within "
+        "start-up); the run also built the warehouse on DuckDB (30.0 s), published it (5.0 s)"
+    ) in text
+    assert "- 10,000 × 3, one new day on Spark + Dask: not run (out of time)." in text
+    assert "1,500 × 1, full build on Spark + Dask" not in text  # that scale ran one path
+    assert "How each stage grows" not in text  # one scale: no exponent
+
+
+def test_scale_out_exponents_and_a_difference():
+    figures = results()
+    small, big = figures.scales[:2]
+    small.full.rows, big.full.rows = 1_000_000, 10_000_000
+    small.scale_out = scale_out(spark=12.0, execution=9.0, extract=7)
+    big.scale_out = scale_out(differences={"mart_a": None, "mart_b": "values differ in pct"})
+    extract, *_, dbt_gross, total = scale_out_exponents(figures)
+    # extract: default 1 → 80 over 10× the rows: b = log10(80) = 1.90; Spark + Dask 7 → 70
+    assert extract == ["extract", "1.0 / 7.0", "80.0 / 70.0", "1.90", "1.00"]
+    assert dbt_gross == ["dbt (with start-up)", "3.0 / 12.0", "20.0 / 120.0", "0.82", "1.00"]
+    # 1,500 × 1 start-up excluded: default 1 + 2 + 1 + 3 = 7; Spark + Dask 7 + 25 + 3 + 9 = 44
+    assert total[:3] == ["**exports → marts** (start-up excluded)", "7.0 / 44.0", "145.0 / 188.0"]
+    text = render(figures)
+    assert "| stage | 1,500 × 1: default / Spark + Dask s | 10,000 × 3: default / Spark" in text
+    assert "| marts | – | DIFFERENT: mart_b: values differ in pct | – |" in text
+    assert not figures.all_equal  # `lagesbild bench` exits 1
+
+
+def test_spark_marts_are_compared_cell_by_cell():
+    """benchmarks/spark.py, as tests/scale/test_spark_warehouse.py uses it: Spark's wider
+    decimals cast to DuckDB's, rows in any order, the one rounding edge allowed (0.01)."""
+    want = pl.DataFrame(
+        {
+            "indicator_id": ["vandalism_cost_per_apartment_sek", "pupils"],
+            "value": [1310.68, 12.0],
+            "n": pl.Series([1, 2], dtype=pl.Decimal(18, 0)),
+        }
+    )
+    wider = want.with_columns(pl.col("n").cast(pl.Decimal(38, 0)))
+    edge = wider.with_columns(value=pl.Series([1310.69, 12.0])).reverse()
+    assert mart_differences({"mart_goal_progress": want}, {"mart_goal_progress": edge}) == {
+        "mart_goal_progress": None
+    }
+    other = wider.with_columns(value=pl.Series([1310.68, 12.01]))
+    assert mart_differences({"mart_goal_progress": want}, {"mart_goal_progress": other}) == {
+        "mart_goal_progress": "values differ in value (1 of 1 cells, at most 0.01 apart)"
+    }
+    beyond = wider.with_columns(value=pl.Series([1310.70, 12.0]))
+    assert mart_differences({"mart_goal_progress": want}, {"mart_goal_progress": beyond}) == {
+        "mart_goal_progress": "column value of the rounding-edge rows differs by more than 0.01"
+    }
+    assert mart_differences({"mart_x": want}, {"mart_x": edge, "mart_y": want}) == {
+        "mart_x": "values differ in value (1 of 2 cells, at most 0.01 apart)",
+        "mart_y": "not in the DuckDB build",
+    }
