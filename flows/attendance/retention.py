@@ -133,7 +133,9 @@ def _old_absences(landing: Path, first_kept: str, first_day: str) -> list[Load]:
     if not loads:
         return []
     rows = _rows_of(loads, ["end_time", "meta_modified"])
-    last_day = rows.group_by("_load").agg(pl.col("end_time").str.slice(0, 10).max())
+    # an absence without an end is open: it never ends before the cutoff
+    end = pl.col("end_time").str.slice(0, 10).fill_null("9999")
+    last_day = rows.group_by("_load").agg(end.max())
     ends = dict(last_day.iter_rows())
     keep = _watermark_load(rows)
     return [
@@ -183,8 +185,13 @@ def _quarantine_of(paths: Paths, load_ids: set[str]) -> list[Path]:
 
 
 def _delete(folder: Path, point: str) -> None:
-    """Hide a folder with one rename, then remove it: a crash in between leaves a hidden
-    leftover the next run sweeps away, never half a partition that readers would see."""
+    """Locally: hide a folder with one rename, then remove it, so a crash in between leaves a
+    hidden leftover the next run sweeps away, never half a partition that readers would see.
+    An object store has no rename (a move copies every object): removed in place there, as
+    `remove_load` does."""
+    if not storage.is_local(folder):
+        storage.remove(folder)
+        return
     hidden = folder.with_name(f".{folder.name}.retention.tmp")
     replace(folder, hidden, point)
     storage.remove(hidden)
@@ -247,8 +254,7 @@ def apply_retention(settings: Settings, today: date, run_id: str | None = None) 
                                now, run_id))  # fmt: skip
     append_audit(paths.audit, rows)
     log.info(
-        "retention: deleted %d landed loads, %d clean months and the quarantine of %d loads "
-        "before %s",
+        "retention: deleted %d landed loads, %d clean months and %d quarantine folders before %s",
         len(loads),
         len(partitions),
         len(quarantine),

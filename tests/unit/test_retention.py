@@ -57,8 +57,8 @@ def _persons(*rows: tuple[str, str | None, str]) -> pl.DataFrame:
     )
 
 
-def _absences(*rows: tuple[str, str, str]) -> pl.DataFrame:
-    """(absence, its last day, meta.modified)."""
+def _absences(*rows: tuple[str, str | None, str]) -> pl.DataFrame:
+    """(absence, its last day (None: open, no end), meta.modified)."""
     return pl.DataFrame(
         [
             {
@@ -66,8 +66,8 @@ def _absences(*rows: tuple[str, str, str]) -> pl.DataFrame:
                 "student_id": "s1",
                 "organisation_id": "o1",
                 "type": "Sjukdom",
-                "start_time": f"{end}T08:00:00",
-                "end_time": f"{end}T12:00:00",
+                "start_time": f"{end or modified}T08:00:00",
+                "end_time": end and f"{end}T12:00:00",
                 "meta_modified": f"{modified}T08:00:00Z",
             }
             for absence, end, modified in rows
@@ -89,6 +89,7 @@ PERSONS = [
     ("P6", "2025-09", _persons(("h", "2022-06-01", "2024-06-10"))),  # kept: landed later
 ]
 ABSENCES = [
+    ("B0", "2024-03", _absences(("x0", None, "2024-03-04"))),  # kept: an open absence
     ("B1", "2024-03", _absences(("x1", "2024-03-05", "2024-03-06"))),  # deleted
     # kept: an absence announced ahead, on a kept day
     (
@@ -219,6 +220,7 @@ def test_old_pupil_level_data_is_deleted_and_audited(data):
         "clean/attendance/source_days/period=2023-09.parquet",
         "landing/attendance_export/skola24_csv/period=2024-06/load_id=E3/data.parquet",
         "landing/attendance_export/skola24_csv/period=2025-09/load_id=E4/data.parquet",
+        "landing/ss12000/absences/period=2024-03/load_id=B0/data.parquet",
         "landing/ss12000/absences/period=2024-06/load_id=B2/data.parquet",
         "landing/ss12000/absences/period=2024-06/load_id=B3/data.parquet",
         "landing/ss12000/aggregated_attendance/period=2024-07/load_id=A2/data.parquet",
@@ -259,7 +261,7 @@ def test_old_pupil_level_data_is_deleted_and_audited(data):
     # the deleted periods are not missing for `lagesbild verify`
     result = CliRunner().invoke(app, ["verify"])
     assert result.exit_code == 0, result.output
-    assert "Checked 11 landed loads" in result.output
+    assert "Checked 12 landed loads" in result.output
 
     # a full refresh would rebuild the marts without the retired months: refused
     with pytest.raises(dbt.DbtFailed, match=r"4 months \(2023-09..2024-06\)"):
@@ -269,12 +271,14 @@ def test_old_pupil_level_data_is_deleted_and_audited(data):
 def test_the_latest_clean_month_and_its_loads_stay_however_old(data):
     _publish(data)
     deleted = retention.apply_retention(Settings(), date(2030, 1, 1), "r1")
-    # 5 clean months, 5 attendance loads, 2 absences and 5 persons loads, 3 quarantine folders
+    # 5 clean months, 5 attendance loads, 2 absences and 5 persons loads, 3 quarantine folders;
+    # the open absence's load stays
     assert len(deleted) == 20
     assert _files(data) == [
         "clean/attendance/period=2025-09/part-0.parquet",
         "clean/attendance/source_days/period=2023-09.parquet",
         "landing/attendance_export/skola24_csv/period=2025-09/load_id=E4/data.parquet",
+        "landing/ss12000/absences/period=2024-03/load_id=B0/data.parquet",
         "landing/ss12000/absences/period=2024-06/load_id=B3/data.parquet",
         "landing/ss12000/organisations/period=2023-09/load_id=O1/data.parquet",
         "landing/ss12000/persons/period=2024-05/load_id=P3/data.parquet",
