@@ -1,8 +1,8 @@
 """The dbt project on Spark (dbt-spark, session method) and its marts against the DuckDB build.
 
 One place for the Spark build command and the cell-by-cell comparison, used by
-`tests/scale/test_spark_warehouse.py` and by the scale-out bench (`lagesbild bench --engines
-default,spark-dask`). Needs the optional extra `spark` and Java 17 to build, not to compare.
+`tests/scale/test_spark_warehouse.py` and by the scale-out bench (`lagesbild bench
+--scale-out`). Needs the optional extra `spark` and Java 17 to build, not to compare.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ DASK_WORKERS, DASK_THREADS = 2, 1
 # (int_indicator_values_same_period) and the absence percentages (macro safe_pct) divide
 # decimals, which DuckDB does in double and Spark in decimal: DuckDB rounds the double's exact
 # binary value, Spark the exact quotient, so a quotient like 1310.685 (binary 1310.68499...)
-# gives 1310.68 on DuckDB and 1310.69 on Spark (4 absence percentages of 44,000 at 10,000
-# pupils × 3 years; none in the demo). Those cells may differ by at most 0.01, the rest of
-# their row exactly; every other cell of every mart is compared exactly.
+# gives 1310.68 on DuckDB and 1310.69 on Spark (4 absence percentages of
+# mart_attendance_school_grade_month at 10,000 pupils × 3 years; none in the demo). Those cells
+# may differ by at most 0.01, the rest of their row exactly; every other cell of every mart is
+# compared exactly.
 _RATES = ["valid_absence_pct", "invalid_absence_pct", "other_absence_pct", "total_absence_pct"]
 ROUNDING_EDGE = {
     "mart_goal_progress": (
