@@ -76,6 +76,12 @@ def test_clean_on_dask_equals_in_process(baseline, municipality, tmp_path):
     for name, frame in want_quarantine.items():
         assert quarantine[name].equals(frame), name
 
+    assert_same_audit_and_warehouse(data, expected)
+
+
+def assert_same_audit_and_warehouse(data: Path, expected: Path) -> None:
+    """The same 37 loads accounted alike (run columns and landing times aside) and the same
+    tables in the work warehouse as the in-process baseline."""
     loads, want_loads = (
         without_landing_time(pl.read_parquet(d / "audit/loads.parquet").drop(RUN_COLUMNS)).sort(
             "load_id"

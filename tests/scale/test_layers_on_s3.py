@@ -19,7 +19,11 @@ from moto.server import ThreadedMotoServer
 
 from flows.nightly import nightly
 from tests.flows.conftest import pipeline_at
-from tests.scale.test_dask_clean import RUN_COLUMNS, marts, parquet_files, without_landing_time
+from tests.scale.test_dask_clean import (
+    assert_same_audit_and_warehouse,
+    parquet_files,
+    without_landing_time,
+)
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -95,18 +99,7 @@ def test_layers_on_s3_equal_local(where, baseline, municipality, s3, tmp_path):
         for name, frame in want.items():
             assert got[name].equals(frame), name
 
-    loads, want_loads = (
-        without_landing_time(pl.read_parquet(d / "audit/loads.parquet").drop(RUN_COLUMNS)).sort(
-            "load_id"
-        )
-        for d in (data, expected)
-    )
-    assert loads.height == 37
-    assert loads.equals(want_loads)
-    got, want_marts = (marts(d / "warehouse/work.duckdb") for d in (data, expected))
-    assert sorted(got) == sorted(want_marts)
-    for name, frame in want_marts.items():
-        assert got[name].equals(frame), name
+    assert_same_audit_and_warehouse(data, expected)
 
 
 def test_credentials_never_in_the_url(tmp_path):
