@@ -150,8 +150,8 @@ def test_a_retraction_killed_before_any_rename_is_finished_by_the_next_run(layer
     paths, run = layer
     _two_loads(paths, run)
     begin(paths.audit, _loads(paths)["L2"], "wrong school year", "anna", "retract-1")
-    # a script file, not `python -c`: with the extra `spark` installed, pyspark takes a `-c`
-    # process that imports Great Expectations for a doctest run and ends it at once
+    # a script file, not `python -c`: a process without a main file looks like a doctest run
+    # to some libraries (pyspark without its connect extra ended it at once)
     script = paths.data.parent / "killed_clean.py"
     script.write_text(CHILD)
     child = subprocess.run(
