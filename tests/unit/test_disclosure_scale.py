@@ -237,14 +237,8 @@ VANDALISM_YEAR_COLUMNS = {
     "vandalism_orders_status": "varchar",
     "is_suppressed": "boolean",
 }
-PROFILE_COLUMNS = {
-    "area_code": "varchar",
-    "year": "integer",
-    "vandalism_orders": "bigint",
-    "vandalism_cost_sek": "decimal(18, 2)",
-    "vandalism_orders_status": "varchar",
-    "is_suppressed": "boolean",
-}
+# the area profile: the area × year columns without a scope (it has areas only)
+PROFILE_COLUMNS = {k: v for k, v in VANDALISM_YEAR_COLUMNS.items() if k != "scope"}
 CATEGORY_COLUMNS = {
     "year": "integer",
     "category": "varchar",
