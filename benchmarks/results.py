@@ -28,6 +28,11 @@ GB = 1_000_000_000
 TARGET_RSS = 6 * GB  # a month bounded by its pupil-days
 TARGET_PANDAS = 4.0
 TARGET_NEW_DAY = 0.03
+# Most municipalities are small (about 3,000 pupils): there the fixed work weighs more.
+SMALL_MUNICIPALITY_PUPILS = 3_000
+TARGET_NEW_DAY_SMALL = 0.15
+TARGET_QUIET_NIGHT_SECONDS = 15.0  # a night with nothing new, Prefect included
+TARGET_FIXED_SHARE = 0.15  # Prefect + dbt + GX start-up (warm) / the demo nightly
 # The pandas peer holds every lesson in memory (23.8 GB at 10,000 pupils × 3 years on a 24 GB
 # machine): above this many pupil-years it is not run.
 PANDAS_MAX_PUPIL_YEARS = 30_000
@@ -209,6 +214,8 @@ class ScaleResult:
     scale_out: ScaleOutRun | None = None  # the Spark + Dask path's full build (--scale-out)
     scale_out_new_day: ScaleOutRun | None = None
     scale_out_load: tuple[float, float] | None = None  # load average when it began, ended
+    quiet_night: NightlyRun | None = None  # the nightly again with nothing new
+    quiet_untouched: bool | None = None  # the served marts byte-identical after it
 
     @property
     def label(self) -> str:
@@ -255,10 +262,21 @@ class Results:
     machine: Machine
     started: datetime
     scales: list[ScaleResult]
-    fixed_costs: dict[str, float]  # component → seconds
+    fixed_costs: dict[str, float]  # component → seconds, first start (fresh folder)
     label: str = ""  # e.g. "small smoke run on a busy machine"
     command: str = "make bench"
     engines: dict[str, str] = field(default_factory=dict)  # the Spark + Dask path's settings
+    # component → seconds of a second start in the same folder: Prefect's database migrated
+    # and dbt's partial parse saved, as on every night after the first
+    fixed_costs_warm: dict[str, float] = field(default_factory=dict)
+
+    def fixed_share(self) -> float | None:
+        """The warm start-up of Prefect, dbt and GX together / the demo nightly's wall."""
+        demo = _find(self, 1500, 1)
+        warm = [s for c, s in self.fixed_costs_warm.items() if not c.startswith("Python alone")]
+        if demo is None or not warm:
+            return None
+        return sum(warm) / demo.full.process.seconds
 
     @property
     def all_equal(self) -> bool:
@@ -348,19 +366,53 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
             "not measured" if speedup is None else "met" if speedup >= TARGET_PANDAS else "missed",
         )
     )
-    for scale in [s for s in (big, stockholm) if s is not None]:
+    small = [s for s in results.scales if s.pupils <= SMALL_MUNICIPALITY_PUPILS]
+    for scale, goal in [(s, TARGET_NEW_DAY) for s in (big, stockholm) if s is not None] + [
+        (s, TARGET_NEW_DAY_SMALL) for s in small
+    ]:
         share = scale.new_day_share()
         rows.append(
             (
-                f"a nightly with one new day ≤ {100 * TARGET_NEW_DAY:.0f} % of a full build",
+                f"a nightly with one new day ≤ {100 * goal:.0f} % of a full build",
                 scale.label,
                 "–"
                 if share is None
                 else f"{100 * share:,.1f} % ({100 * scale.new_day_share(startup=True):,.1f} % "
                 "with start-up)",
-                "not measured" if share is None else "met" if share <= TARGET_NEW_DAY else "missed",
+                "not measured" if share is None else "met" if share <= goal else "missed",
             )
         )
+    for scale in results.scales:
+        quiet = scale.quiet_night
+        rows.append(
+            (
+                f"a night with nothing new ≤ {TARGET_QUIET_NIGHT_SECONDS:.0f} s (Prefect "
+                "included), the served marts untouched",
+                scale.label,
+                "–"
+                if quiet is None
+                else f"{quiet.process.seconds:,.1f} s wall, served marts "
+                + ("untouched" if scale.quiet_untouched else "REWRITTEN"),
+                "not measured"
+                if quiet is None
+                else "met"
+                if quiet.process.seconds <= TARGET_QUIET_NIGHT_SECONDS and scale.quiet_untouched
+                else "missed",
+            )
+        )
+    share = results.fixed_share()
+    rows.append(
+        (
+            f"fixed start-up (Prefect, dbt, GX; warm) ≤ {100 * TARGET_FIXED_SHARE:.0f} % of the "
+            "demo nightly",
+            "1,500 × 1",
+            "–"
+            if share is None
+            else f"{100 * share:,.1f} % ({sum(results.fixed_costs_warm.values()):,.1f} s, "
+            "Python's own start counted in each)",
+            "not measured" if share is None else "met" if share <= TARGET_FIXED_SHARE else "missed",
+        )
+    )
     return rows
 
 
@@ -461,7 +513,10 @@ def render(results: Results) -> str:
     ]
     rows = []
     for scale in results.scales:
-        for name, run in (("full build", scale.full), ("one new day", scale.new_day_run)):
+        runs = [("full build", scale.full), ("one new day", scale.new_day_run)]
+        if scale.quiet_night is not None:
+            runs.append(("nothing new (the same run date again)", scale.quiet_night))
+        for name, run in runs:
             if run is None:
                 rows.append([scale.label, f"{name}: not run (out of time)", *["–"] * 14])
                 continue
@@ -633,12 +688,27 @@ def render(results: Results) -> str:
     demo = _find(results, 1500, 1)
     rows = []
     for component, seconds in results.fixed_costs.items():
-        share = f"{100 * seconds / demo.full.process.seconds:,.0f} %" if demo else "not measured"
-        rows.append([component, _s(seconds), share])
+        warm = results.fixed_costs_warm.get(component)
+        share = (
+            f"{100 * (seconds if warm is None else warm) / demo.full.process.seconds:,.0f} %"
+            if demo
+            else "not measured"
+        )
+        rows.append([component, _s(seconds), _s(warm), share])
     out += _table(
-        ["component", "seconds", "share of the default demo nightly (1,500 × 1, full build wall)"],
+        [
+            "component",
+            "first start s (fresh folder)",
+            "every later start s (same folder)",
+            "share of the default demo nightly (1,500 × 1, full build wall), later starts",
+        ],
         rows,
     )
+    out += [
+        "",
+        "A later start finds Prefect's database migrated and dbt's partial-parse file saved, "
+        "as every night after the first does (a data folder keeps both).",
+    ]
     out += ["", "## What is compared", "", *NOTES]
     return "\n".join(out) + "\n"
 
@@ -829,7 +899,16 @@ NOTES = [
     "to the published types. It holds every lesson in memory, so it is left out above "
     f"{PANDAS_MAX_PUPIL_YEARS:,} pupil-years.",
     "- The one-new-day run lands one new export per system (the first school day of a month), "
-    "then rebuilds that month's clean partition; dbt rebuilds the two pupil-level tables for "
-    "that month and its term only (incremental models) and every other model in full; its "
-    "share is work / full build work.",
+    "then rebuilds that month's clean partition; dbt builds only what depends on attendance "
+    "(`--select` from the partitions replaced), the two pupil-level tables for that month and "
+    "its term only (incremental models), without dbt's unit tests (they ran on the full "
+    "build, and the code has not changed); its share is work / full build work. The goal is "
+    f"{100 * TARGET_NEW_DAY:.0f} % at 10,000 × 3 and 100,000 × 1, "
+    f"{100 * TARGET_NEW_DAY_SMALL:.0f} % at a small municipality (at most "
+    f"{SMALL_MUNICIPALITY_PUPILS:,} pupils).",
+    "- **Nothing new** is the nightly once more on the new day's run date with no new export: "
+    "the whole `lagesbild run` process, Prefect's temporary API included (its database "
+    "already made by the two runs before), against "
+    f"{TARGET_QUIET_NIGHT_SECONDS:.0f} s; *untouched* means `marts.duckdb` and every parquet "
+    "file of the export kept their bytes and modification times.",
 ]

@@ -92,12 +92,21 @@ def results():
             ),
         ],
         fixed_costs={"Prefect": 20.0, "dbt": 8.0},
+        fixed_costs_warm={"Prefect": 4.0, "dbt": 2.0},
         label="constructed figures",
     )
 
 
+def with_quiet_nights(figures):
+    """1,500 × 1: 12 s, nothing rewritten; 10,000 × 3: 9 s but the marts rewritten."""
+    quiet = {"extract": 0.5, "clean": 0.5}
+    for scale_, wall, untouched in zip(figures.scales, (12.0, 9.0), (True, False), strict=False):
+        scale_.quiet_night, scale_.quiet_untouched = nightly(wall, quiet, 0), untouched
+    return figures
+
+
 def test_targets_are_judged_at_their_scales():
-    assert targets(results()) == [
+    assert targets(with_quiet_nights(results())) == [
         ("peak RSS of the process tree ≤ 6 GB", "100,000 × 1", "8.20 GB", "missed"),
         # landing → marts: (50 + 10 - 8 + 20 - 7 + 5) / (40 + 10 + 1) = 1.37 (1,500: 7 / 2);
         # extract 80 / 20 (1,500: 1 / 20)
@@ -130,6 +139,33 @@ def test_targets_are_judged_at_their_scales():
             "6.0 % (5.5 % with start-up)",
             "missed",
         ),
+        # a small municipality: (1 + 2 + 1 + 3 + 1) / 8 both times = 100 %
+        (
+            "a nightly with one new day ≤ 15 % of a full build",
+            "1,500 × 1",
+            "100.0 % (100.0 % with start-up)",
+            "missed",
+        ),
+        *[
+            (
+                "a night with nothing new ≤ 15 s (Prefect included), the served marts untouched",
+                label,
+                figure,
+                status,
+            )
+            for label, figure, status in (
+                ("1,500 × 1", "12.0 s wall, served marts untouched", "met"),
+                ("10,000 × 3", "9.0 s wall, served marts REWRITTEN", "missed"),
+                ("100,000 × 1", "–", "not measured"),
+            )
+        ],
+        # (4 + 2) / the demo's full build wall of 40 s
+        (
+            "fixed start-up (Prefect, dbt, GX; warm) ≤ 15 % of the demo nightly",
+            "1,500 × 1",
+            "15.0 % (6.0 s, Python's own start counted in each)",
+            "met",
+        ),
     ]
 
 
@@ -137,7 +173,8 @@ def test_targets_not_measured_without_their_scale():
     only_demo = results()
     only_demo.scales = only_demo.scales[:1]
     statuses = [status for *_, status in targets(only_demo)]
-    assert statuses == ["not measured", "met", "not measured"]
+    # RSS, floor, pandas, the small new day, the quiet night, the fixed start-up
+    assert statuses == ["not measured", "met", "not measured", "missed", "not measured", "met"]
 
 
 def test_cost_model_fits_the_exponent_and_projects_a_year():
@@ -175,9 +212,15 @@ def test_render_writes_machine_stages_ratios_and_fixed_costs():
     assert "equal (10, 3 rows)" in text
     assert "| 10,000 × 3 | 1,650.0 | read 1.0 | 150.0 | 11.00× | 10.00× | 2.00 GB | equal" in text
     assert "| 1,500 × 1 | not run |" in text
-    # fixed costs as a share of the 1,500 × 1 full build's wall time (40 s)
-    assert "| Prefect | 20.0 | 50 % |" in text
-    assert "| dbt | 8.0 | 20 % |" in text
+    # fixed costs, first and later start, the later one as a share of the 1,500 × 1 full
+    # build's wall time (40 s)
+    assert "| Prefect | 20.0 | 4.0 | 10 % |" in text
+    assert "| dbt | 8.0 | 2.0 | 5 % |" in text
+    quiet = render(with_quiet_nights(results()))
+    assert (
+        "| 1,500 × 1 | nothing new (the same run date again) | 0 | 2 | 11.0 | 0.5 | 0.5 | – | – "
+        "| – | – + – | – | 12.0 | 0 | 1.00 GB | 0.50 GB |"
+    ) in quiet
 
 
 def test_a_difference_is_reported():
