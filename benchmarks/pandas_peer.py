@@ -7,11 +7,12 @@ It reads the Skola24 CSV (pandas) and IST XLSX (fastexcel → pandas) exports on
 time, only the columns it uses and each as a category (a month's export repeats few distinct
 values), replaces each personnummer by HMAC-SHA256(LAGESBILD_PSEUDONYM_KEY, normalised id)
 computed once per distinct id, drops the rows the pipeline would quarantine (same rules, same
-order; each rule runs once per distinct value), keeps the first of repeated lessons within the
-file and aggregates the file's lessons to pupil-days before the next file is read. The later
-file wins a pupil-day; it then aggregates and suppresses small cells like the dbt marts and
-writes the three attendance marts as parquet. Rejected rows are counted per reason, not kept.
-Memory is bounded by one file's lessons plus every pupil-day, not by every lesson.
+order; ids, dates, times, grades and numbers are parsed once per distinct text), keeps the
+first of repeated lessons within the file and sums the file's lessons to pupil-days before
+the next file is read. The later file wins a pupil-day; it then aggregates and suppresses small
+cells like the dbt marts and writes the three attendance marts as parquet. Rejected rows are
+counted per reason, not kept. Memory is bounded by one file's lessons plus every pupil-day,
+not by every lesson.
 
 Where it cannot equal the pipeline: it has no load history, so "the later load wins" is the
 later file in (system, file name) order, which is the pipeline's landing order only when files
