@@ -3,11 +3,16 @@ the way many municipalities do it today (no orchestration, no landing, no valida
 
     python benchmarks/pandas_peer.py --drop data/drop --out out/ [--timings timings.json]
 
-It reads the Skola24 CSV (pandas) and IST XLSX (fastexcel → pandas) exports, replaces each
-personnummer by HMAC-SHA256(LAGESBILD_PSEUDONYM_KEY, normalised id), drops the rows the
-pipeline would quarantine (same rules, same order), keeps the first of repeated lessons, lets
-the later file win a pupil-day, aggregates and suppresses small cells like the dbt marts, and
-writes the three attendance marts as parquet. Rejected rows are counted per reason, not kept.
+It reads the Skola24 CSV (pandas) and IST XLSX (fastexcel → pandas) exports one file at a
+time, only the columns it uses and each as a category (a month's export repeats few distinct
+values), replaces each personnummer by HMAC-SHA256(LAGESBILD_PSEUDONYM_KEY, normalised id)
+computed once per distinct id, drops the rows the pipeline would quarantine (same rules, same
+order; ids, dates, times, grades and numbers are parsed once per distinct text), keeps the
+first of repeated lessons within the file and sums the file's lessons to pupil-days before
+the next file is read. The later file wins a pupil-day; it then aggregates and suppresses small
+cells like the dbt marts and writes the three attendance marts as parquet. Rejected rows are
+counted per reason, not kept. Memory is bounded by one file's lessons plus every pupil-day,
+not by every lesson.
 
 Where it cannot equal the pipeline: it has no load history, so "the later load wins" is the
 later file in (system, file name) order, which is the pipeline's landing order only when files
@@ -90,74 +95,100 @@ def classify_id(raw: str, today: date) -> tuple[str, str]:
     return kind, canonical
 
 
-def pseudonymise(ids: pd.Series, key: bytes) -> tuple[pd.Series, pd.Series]:
-    """(pupil_key, kind) per row, computed once per distinct id."""
-    today = date.today()
-    keys, kinds = {}, {}
-    for raw in ids.unique():
-        kind, canonical = classify_id(raw, today)
-        kinds[raw] = kind
-        keys[raw] = (
-            hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest() if canonical else None
-        )
-    return ids.map(keys), ids.map(kinds)
+class Pseudonyms:
+    """Each distinct id is classified and pseudonymised once over all files. A pupil is kept
+    as the number of its pseudonym (int32), not as the 64-character hex digest per row."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key, self.today = key, date.today()
+        self.seen: dict[str, tuple[int, str]] = {}  # id as exported → (pupil number, kind)
+        self.numbers: dict[str, int] = {}  # pseudonym → pupil number
+
+    def _one(self, raw: str) -> tuple[int, str]:
+        if raw not in self.seen:
+            kind, canonical = classify_id(raw, self.today)
+            number = -1
+            if canonical:
+                pseudonym = hmac.new(self.key, canonical.encode(), hashlib.sha256).hexdigest()
+                number = self.numbers.setdefault(pseudonym, len(self.numbers))
+            self.seen[raw] = number, kind
+        return self.seen[raw]
+
+    def __call__(self, ids: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """(pupil_key, kind) per row of a categorical column of ids."""
+        pupils = _per_value(ids, lambda v: pd.Series([self._one(x)[0] for x in v], dtype="int32"))
+        kinds = _per_value(ids, lambda v: pd.Series([self._one(x)[1] for x in v]))
+        return pupils, kinds
 
 
 # -- reading --------------------------------------------------------------------------------
 
+# The columns the peer uses, by their name in each layout → the pipeline's common name.
+SKOLA24_COLUMNS = {
+    "Personnummer": "personal_id",
+    "Skolenhetskod": "school_unit_code",
+    "Årskurs": "grade",
+    "Datum": "date",
+    "Starttid": "lesson_start",
+    "Lektionslängd (min)": "offered",
+    "Frånvaro (min)": "absence",
+    "Frånvarotyp": "absence_type",
+}
+IST_COLUMNS = {
+    "Elev-ID": "personal_id",
+    "Skolenhet": "school_unit_code",
+    "Åk": "grade",
+    "Datum": "date",
+    "Lektion": "lesson_start",
+    "Schemalagd tid": "offered",
+    "Närvarande": "attended",
+    "Giltig frånvaro": "valid",
+    "Ogiltig frånvaro": "invalid",
+    "Övrig frånvaro": "other",
+}
 
-def read_exports(drop: Path) -> pd.DataFrame:
-    """Every lesson row of every export, as text, in the pipeline's common column names."""
-    frames = []
-    order = 0
-    for path in sorted((drop / "attendance" / "skola24").glob("*.csv")):
-        encoding = "utf-8-sig" if path.read_bytes()[:3] == b"\xef\xbb\xbf" else "cp1252"
-        raw = pd.read_csv(path, sep=";", encoding=encoding, dtype=str, keep_default_na=False)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "file_order": order,
-                    "row": np.arange(1, len(raw) + 1),
-                    "layout": "skola24",
-                    "personal_id": raw["Personnummer"],
-                    "school_unit_code": raw["Skolenhetskod"],
-                    "grade": raw["Årskurs"],
-                    "date": raw["Datum"],
-                    "lesson_start": raw["Starttid"],
-                    "offered": raw["Lektionslängd (min)"],
-                    "absence": raw["Frånvaro (min)"],
-                    "absence_type": raw["Frånvarotyp"],
-                }
-            )
+
+def exports(drop: Path) -> list[tuple[str, Path]]:
+    """(layout, path) of every export, in the order in which the later one wins a pupil-day."""
+    folder = drop / "attendance"
+    return [("skola24", p) for p in sorted((folder / "skola24").glob("*.csv"))] + [
+        ("ist", p) for p in sorted((folder / "ist").glob("*.xlsx"))
+    ]
+
+
+def read_export(layout: str, path: Path) -> pd.DataFrame:
+    """The columns the peer uses of one export, in the pipeline's names, each a category of
+    text: a month's export repeats few distinct values (pupils, schools, dates, minutes)."""
+    if layout == "skola24":
+        with path.open("rb") as file:
+            encoding = "utf-8-sig" if file.read(3) == b"\xef\xbb\xbf" else "cp1252"
+        raw = pd.read_csv(
+            path,
+            sep=";",
+            encoding=encoding,
+            usecols=list(SKOLA24_COLUMNS),
+            dtype="category",
+            keep_default_na=False,
         )
-        order += 1
-    for path in sorted((drop / "attendance" / "ist").glob("*.xlsx")):
-        sheet = fastexcel.read_excel(path).load_sheet_by_name("Närvaro", dtypes="string")
-        raw = sheet.to_pandas().fillna("")
-        frames.append(
-            pd.DataFrame(
-                {
-                    "file_order": order,
-                    "row": np.arange(1, len(raw) + 1),
-                    "layout": "ist",
-                    "personal_id": raw["Elev-ID"],
-                    "school_unit_code": raw["Skolenhet"],
-                    "grade": raw["Åk"],
-                    "date": raw["Datum"],
-                    "lesson_start": raw["Lektion"],
-                    "offered": raw["Schemalagd tid"],
-                    "attended": raw["Närvarande"],
-                    "valid": raw["Giltig frånvaro"],
-                    "invalid": raw["Ogiltig frånvaro"],
-                    "other": raw["Övrig frånvaro"],
-                }
-            )
-        )
-        order += 1
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame({name: raw[column] for column, name in SKOLA24_COLUMNS.items()})
+    sheet = fastexcel.read_excel(path).load_sheet_by_name(
+        "Närvaro", use_columns=list(IST_COLUMNS), dtypes="string"
+    )
+    raw = sheet.to_pandas()
+    return pd.DataFrame(
+        {name: raw.pop(column).astype("category") for column, name in IST_COLUMNS.items()}
+    )
 
 
 # -- cleaning -------------------------------------------------------------------------------
+
+
+def _per_value(column: pd.Series, convert) -> pd.Series:
+    """convert() of a categorical column, run once per distinct value instead of per row."""
+    values = pd.Series([*column.cat.categories, ""])  # the last one: an empty cell (code -1)
+    codes = column.cat.codes.to_numpy()
+    codes = np.where(codes < 0, len(values) - 1, codes)
+    return convert(values).take(codes).set_axis(column.index)
 
 
 def _strip(column: pd.Series) -> pd.Series:
@@ -167,6 +198,14 @@ def _strip(column: pd.Series) -> pd.Series:
 def _number(column: pd.Series) -> pd.Series:
     text = column.str.replace(r"[\s\xa0]", "", regex=True).str.replace(",", ".", n=1, regex=False)
     return pd.to_numeric(text.mask(text == ""), errors="coerce")
+
+
+def _minutes(column: pd.Series) -> pd.Series:
+    return _number(_strip(column))
+
+
+def _is_empty(column: pd.Series) -> pd.Series:
+    return _strip(column) == ""
 
 
 def _date(column: pd.Series, formats: list[str]) -> pd.Series:
@@ -196,43 +235,35 @@ def _time(column: pd.Series) -> pd.Series:
     return text.where(valid)
 
 
-def clean(rows: pd.DataFrame, schools: set[str]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Clean lesson rows and the count of rejected rows per reason."""
-    is_skola24 = rows["layout"] == "skola24"
-    raw = {c: _strip(rows[c]) for c in ["school_unit_code", "grade", "date", "lesson_start"]}
-    raw["offered"] = _strip(rows["offered"])
+def clean(
+    raw: pd.DataFrame, layout: str, pupils: pd.Series, id_kinds: pd.Series, schools: set[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One export's usable lesson rows and the count of its rejected rows per reason."""
+    formats = ["%Y-%m-%d", "%Y%m%d"] if layout == "skola24" else ["%Y%m%d", "%Y-%m-%d"]
     lessons = pd.DataFrame(
         {
-            "file_order": rows["file_order"],
-            "row": rows["row"],
-            "pupil_key": rows["pupil_key"],
-            "school_unit_code": raw["school_unit_code"],
-            "grade": _grade(raw["grade"]),
-            "date": _date(raw["date"], ["%Y-%m-%d", "%Y%m%d"]).where(
-                is_skola24, _date(raw["date"], ["%Y%m%d", "%Y-%m-%d"])
-            ),
-            "lesson_start": _time(raw["lesson_start"]),
-            "offered": _number(raw["offered"]),
+            "pupil_key": pupils,
+            "school_unit_code": _per_value(raw["school_unit_code"], _strip),
+            "grade": _per_value(raw["grade"], lambda v: _grade(_strip(v))),
+            "date": _per_value(raw["date"], lambda v: _date(_strip(v), formats)),
+            "lesson_start": _per_value(raw["lesson_start"], lambda v: _time(_strip(v))),
+            "offered": _per_value(raw["offered"], _minutes),
         }
     )
-    # Skola24: one absence amount and its type; IST: minutes per kind.
-    absence = _number(_strip(rows["absence"]))
-    category = _strip(rows["absence_type"]).map(SKOLA24_TYPES)
-    for kind in ("valid", "invalid", "other"):
-        from_type = absence.where(category == kind, 0.0)
-        lessons[kind] = from_type.where(is_skola24, _number(_strip(rows[kind])))
-    lessons["attended"] = (lessons["offered"] - absence).where(
-        is_skola24, _number(_strip(rows["attended"]))
-    )
-    numbers_missing = lessons["offered"].isna() | (
-        absence.isna().where(
-            is_skola24, lessons[["attended", "valid", "invalid", "other"]].isna().any(axis=1)
-        )
-    )
-    unknown_type = is_skola24 & (
-        category.isna() | ((category == "none") & (absence != 0) & absence.notna())
-    )
-    minutes = lessons[["offered", "attended", "valid", "invalid", "other"]]
+    if layout == "skola24":  # one absence amount and its type
+        absence = _per_value(raw["absence"], _minutes)
+        category = _per_value(raw["absence_type"], lambda v: _strip(v).map(SKOLA24_TYPES))
+        for kind in ("valid", "invalid", "other"):
+            lessons[kind] = absence.where(category == kind, 0.0)
+        lessons["attended"] = lessons["offered"] - absence
+        numbers_missing = lessons["offered"].isna() | absence.isna()
+        unknown_type = category.isna() | ((category == "none") & (absence != 0) & absence.notna())
+    else:  # IST: minutes per kind
+        for kind in ("attended", "valid", "invalid", "other"):
+            lessons[kind] = _per_value(raw[kind], _minutes)
+        numbers_missing = lessons[MINUTES].isna().any(axis=1)
+        unknown_type = pd.Series(False, index=raw.index)
+    minutes = lessons[MINUTES]
     out_of_range = (
         (minutes < 0).any(axis=1)
         | (lessons["offered"] > 24 * 60)
@@ -240,10 +271,13 @@ def clean(rows: pd.DataFrame, schools: set[str]) -> tuple[pd.DataFrame, dict[str
     )
     total = lessons["attended"] + lessons["valid"] + lessons["invalid"] + lessons["other"]
     not_adding_up = (total - lessons["offered"]).abs() > 0.01
+    required = ["school_unit_code", "grade", "date", "lesson_start", "offered"]
     checks = {
-        "missing_personal_id": rows["id_kind"] == "missing",
-        "invalid_personal_id": rows["id_kind"] == "invalid",
-        "missing_value": pd.concat([c == "" for c in raw.values()], axis=1).any(axis=1),
+        "missing_personal_id": id_kinds == "missing",
+        "invalid_personal_id": id_kinds == "invalid",
+        "missing_value": pd.concat([_per_value(raw[c], _is_empty) for c in required], axis=1).any(
+            axis=1
+        ),
         "invalid_date": lessons["date"].isna(),
         "unknown_school_unit": ~lessons["school_unit_code"].isin(schools),
         "invalid_grade": ~lessons["grade"].isin(GRADES),
@@ -255,29 +289,37 @@ def clean(rows: pd.DataFrame, schools: set[str]) -> tuple[pd.DataFrame, dict[str
     }
     reason = pd.Series(
         np.select([c.fillna(False).to_numpy(bool) for c in checks.values()], list(checks), ""),
-        index=rows.index,
+        index=raw.index,
     )
-    rejected = reason.value_counts().drop("", errors="ignore").to_dict()
+    rejected = {k: int(v) for k, v in reason.value_counts().drop("", errors="ignore").items()}
     usable = lessons[reason == ""]
-    # Per file: exact repeats are duplicates, other values for the same lesson a conflict.
-    values = ["file_order", *LESSON_KEY, "grade", *MINUTES]
-    usable = usable[~usable.duplicated(values)]
-    conflicts = usable.duplicated(["file_order", *LESSON_KEY])
+    # Within the file: exact repeats are duplicates, other values for the same lesson a conflict.
+    usable = usable[~usable.duplicated([*LESSON_KEY, "grade", *MINUTES])]
+    conflicts = usable.duplicated(LESSON_KEY)
     rejected["conflicting_duplicate"] = int(conflicts.sum())
     return usable[~conflicts], rejected
 
 
-def pupil_days(lessons: pd.DataFrame) -> pd.DataFrame:
-    """One row per pupil × school unit × day; the later file wins a pupil-day."""
-    latest = lessons.groupby(DAY_KEY)["file_order"].transform("max")
-    current = lessons[lessons["file_order"] == latest]
-    return current.groupby(DAY_KEY, as_index=False).agg(
+def file_days(lessons: pd.DataFrame, order: int, schools: list[str]) -> pd.DataFrame:
+    """One row per pupil × school unit × day of one file's lessons, in compact types."""
+    days = lessons.groupby(DAY_KEY, as_index=False).agg(
         grade=("grade", "max"),
         offered=("offered", "sum"),
         valid=("valid", "sum"),
         invalid=("invalid", "sum"),
         other=("other", "sum"),
     )
+    days["school_unit_code"] = pd.Categorical(days["school_unit_code"], categories=schools)
+    days["grade"] = pd.Categorical(days["grade"], categories=GRADES)
+    days["file_order"] = np.int16(order)
+    return days
+
+
+def pupil_days(per_file: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per pupil × school unit × day; the later file wins a pupil-day."""
+    days = pd.concat(per_file, ignore_index=True)  # in file order
+    days = days[~days.duplicated(DAY_KEY, keep="last")].drop(columns="file_order")
+    return days.astype({"school_unit_code": str, "grade": str})
 
 
 # -- marts ----------------------------------------------------------------------------------
@@ -470,18 +512,14 @@ def run(
     min_denominator: int,
 ) -> tuple[dict[str, float], dict[str, int]]:
     """Write the marts to out/<mart>.parquet; return seconds per stage and rejected rows."""
-    seconds: dict[str, float] = {}
+    seconds = dict.fromkeys(["read", "pseudonymise", "clean"], 0.0)
     clock = time.perf_counter()
 
     def lap(stage: str) -> None:
         nonlocal clock
-        seconds[stage] = time.perf_counter() - clock
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - clock
         clock = time.perf_counter()
 
-    rows = read_exports(drop)
-    lap("read")
-    rows["pupil_key"], rows["id_kind"] = pseudonymise(_strip(rows.pop("personal_id")), key)
-    lap("pseudonymise")
     reference = drop / "reference"
     schools = pd.read_csv(reference / "schools.csv", dtype=str, keep_default_na=False)
     areas = pd.read_csv(reference / "areas.csv", dtype=str, keep_default_na=False)
@@ -489,8 +527,25 @@ def run(
     schools, areas = schools.apply(lambda c: c.str.strip()), areas.apply(lambda c: c.str.strip())
     calendar = calendar.apply(lambda c: c.str.strip()).replace({"term": {"": None}})
     calendar["date"] = pd.to_datetime(calendar["date"], format="%Y-%m-%d")
-    lessons, rejected = clean(rows, set(schools["school_unit_code"]))
-    days = pupil_days(lessons)
+    school_codes = sorted(set(schools["school_unit_code"]))
+    pseudonyms = Pseudonyms(key)
+    # One file at a time: its lessons become pupil-days before the next file is read.
+    per_file: list[pd.DataFrame] = []
+    rejected: dict[str, int] = {}
+    for order, (layout, path) in enumerate(exports(drop)):
+        raw = read_export(layout, path)
+        lap("read")
+        pupils, id_kinds = pseudonyms(raw.pop("personal_id"))
+        lap("pseudonymise")
+        lessons, counts = clean(raw, layout, pupils, id_kinds, set(school_codes))
+        del raw
+        per_file.append(file_days(lessons, order, school_codes))
+        del lessons
+        for reason, count in counts.items():
+            rejected[reason] = rejected.get(reason, 0) + count
+        lap("clean")
+    days = pupil_days(per_file)
+    del per_file
     lap("clean")
 
     days["total"] = days["valid"] + days["invalid"] + days["other"]
