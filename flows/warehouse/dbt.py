@@ -138,8 +138,12 @@ def copy_clean_for_dbt(paths: Paths) -> None:
         paths.clean.fs.get(paths.clean.path + "/", str(copy), recursive=True)
 
 
-def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tuple[int, list[str]]:
-    """Run one dbt command against the work warehouse; forward and return its log lines."""
+def _run_dbt(
+    settings: Settings, arguments: list[str], as_of: date | None, test_every_row: bool = False
+) -> tuple[int, list[str]]:
+    """Run one dbt command against the work warehouse; forward and return its log lines.
+    `test_every_row`: the tests with `where: latest_build` check every row (macro
+    get_where_subquery)."""
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     _wait_for_work_db(settings)
@@ -169,6 +173,7 @@ def _run_dbt(settings: Settings, arguments: list[str], as_of: date | None) -> tu
         "LAGESBILD_RETIRED_MONTHS": ",".join(retired_months(paths)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
+        "LAGESBILD_TEST_EVERY_ROW": "1" if test_every_row else "",
     }
     process = subprocess.Popen(
         _dies_with_parent(command),
@@ -208,6 +213,12 @@ def build_fingerprint(settings: Settings) -> str:
 
 def _fingerprint_file(paths: Paths) -> Path:
     return paths.warehouse / "work.fingerprint"
+
+
+def _unfinished_file(paths: Paths) -> Path:
+    """Present while a build runs and after one that failed or was killed: rows it wrote may
+    be untested, so the next build tests every row, not only its own (`latest_build`)."""
+    return paths.warehouse / "work.build-unfinished"
 
 
 # The marts whose rows depend on the run date (macro as_of_date) and not only on the data:
@@ -433,7 +444,13 @@ def dbt_build(
         arguments += ["--exclude-resource-type", "unit_test"]
     # The fingerprint is recorded only after a successful build: a build of changed code that
     # fails half-way is done again, in full, by the next run.
-    returncode, lines = _run_dbt(settings, arguments, as_of)
+    unfinished = _unfinished_file(paths)
+    test_every_row = unfinished.exists()
+    if test_every_row:
+        log.info("dbt build: the last build did not finish; its rows are tested again")
+    paths.warehouse.mkdir(parents=True, exist_ok=True)
+    unfinished.touch()
+    returncode, lines = _run_dbt(settings, arguments, as_of, test_every_row)
     failures, nodes = [], 0
     results_file = settings.paths.warehouse / "dbt_target" / "run_results.json"
     if results_file.exists():
@@ -454,6 +471,7 @@ def dbt_build(
     tmp.write_text(fingerprint + "\n")
     replace(tmp, recorded, "fingerprint")
     _write_state(_built_state_file(paths), inputs)
+    unfinished.unlink()
     return DbtBuild(nodes, full_refresh, reason, inputs, selected)
 
 

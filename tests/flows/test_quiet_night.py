@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from flows.layers.audit import read_runs
 from flows.nightly import nightly
+from flows.warehouse import dbt
 from lagesbild.cli import app
+from lagesbild.settings import Settings
 from tests.flows.conftest import copy_baseline, pipeline_at
 
 pytestmark = pytest.mark.flow
@@ -129,3 +131,43 @@ def test_a_changed_reference_file_is_not_skipped(copy, tmp_path):
         con.close()
     assert f"{name} norra" in names and name not in names
     assert read_runs(data / "audit")["note"][-1] is None
+
+
+def test_dbt_tests_the_rows_it_wrote_and_every_row_after_a_failed_build(copy, tmp_path):
+    """The pupil-level tests check the rows of the latest build (`where: latest_build`); a
+    build that failed leaves its rows untested, so the next one tests every row: a bad month
+    cannot slip through behind a good new one."""
+    data, drop = tmp_path / "data", tmp_path / "drop"
+    shutil.copytree(copy["data"], data, symlinks=True)
+    shutil.copytree(copy["drop"], drop)
+    run_date = read_runs(data / "audit")["run_date"][-1]
+    months = sorted((data / "clean/attendance").glob("period=*/part-0.parquet"))
+    bad, later = months[0], months[-1]
+    good = pl.read_parquet(bad)
+    # a grade no school has (as a bug in the clean step could write): one row of the month
+    good.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("X")).otherwise("grade").alias("grade")
+    ).write_parquet(bad)
+    marker = data / "warehouse/work.build-unfinished"
+    with pipeline_at(data, drop):
+        with pytest.raises(dbt.DbtFailed, match="accepted_values_int_pupil_days"):
+            dbt.dbt_build(Settings(), run_date)
+        assert marker.exists()
+        later.touch()  # a new version of another month: the next build rebuilds only that one
+        with pytest.raises(dbt.DbtFailed, match="accepted_values_int_pupil_days"):
+            dbt.dbt_build(Settings(), run_date)
+        good.write_parquet(bad)  # repaired
+        build = dbt.dbt_build(Settings(), run_date)
+    assert build.selected and not build.full_refresh
+    assert not marker.exists()
+    con = duckdb.connect(str(data / "warehouse/work.duckdb"), read_only=True)
+    try:
+        built = con.execute(
+            "select strftime(month, '%Y-%m'), count(*) from intermediate.int_pupil_days_enriched "
+            "where built_at = (select max(built_at) from intermediate.int_pupil_days_enriched) "
+            "group by 1 order by 1"
+        ).fetchall()
+    finally:
+        con.close()
+    # the latest build wrote the repaired month only: its tests checked those rows
+    assert built == [(bad.parent.name.removeprefix("period="), good.height)]

@@ -108,7 +108,8 @@ versioned as (
 
     select
         enriched.*,
-        month_versions.partition_version
+        month_versions.partition_version,
+        {{ built_at() }} as built_at
 
     from enriched
     left join month_versions

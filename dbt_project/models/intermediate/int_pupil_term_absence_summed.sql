@@ -97,7 +97,8 @@ final as (
         {{ absence_pct('invalid_absence_minutes', 'offered_minutes') }} as invalid_absence_pct,
         {{ absence_pct('other_absence_minutes', 'offered_minutes') }} as other_absence_pct,
         {{ absence_pct('total_absence_minutes', 'offered_minutes') }} as total_absence_pct,
-        term_versions.term_version
+        term_versions.term_version,
+        {{ built_at() }} as built_at
 
     from summed
     left join term_versions
