@@ -258,11 +258,11 @@ def month_versions(data: Path) -> dict[str, str]:
 
 
 def pupil_tables(data: Path) -> dict[str, pl.DataFrame]:
-    """The incremental tables, sorted, without their version columns."""
+    """The incremental tables, sorted, without their version columns and build times."""
     con = duckdb.connect(str(data / "warehouse/work.duckdb"), read_only=True)
     try:
         return {
-            table: con.sql(f"select * exclude ({version}) from intermediate.{table}")
+            table: con.sql(f"select * exclude ({version}, built_at) from intermediate.{table}")
             .pl()
             .sort(pl.all(), nulls_last=True)
             for table, version in PUPIL_TABLES.items()
