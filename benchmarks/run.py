@@ -39,6 +39,7 @@ from pathlib import Path
 from benchmarks.compare import compare_folders, row_counts
 from benchmarks.results import (
     PANDAS_MAX_PUPIL_YEARS,
+    PYTHON_ALONE,
     Machine,
     NightlyRun,
     Peer,
@@ -362,11 +363,11 @@ class Bench:
                     data, drop, folder / "run" / "limit-new-day", "limit-new-day"
                 )
             # a night with nothing new: the same run date again, nothing may be rewritten
-            served = _served_files(data)
+            served = _served_bytes(data)
             result.quiet_night = self.nightly(
                 data, drop, day + timedelta(days=1), "nightly-nothing-new"
             )
-            result.quiet_untouched = _served_files(data) == served
+            result.quiet_untouched = _served_bytes(data) == served
         if self.scale_out and result.new_day_run is not None:
             if self.stop_at is not None and datetime.now(UTC) > self.stop_at:
                 self.log(f"past {self.stop_at:%H:%M} UTC: Spark + Dask's new day is left out")
@@ -416,14 +417,14 @@ class Bench:
                     "Settings().expectations_dir / 'attendance_loads.json', "
                     "{{'max_quarantine_share': 0.2}}, partition='bench')"
                 ),
-                "Python alone (interpreter start, for reference)": "pass",
+                PYTHON_ALONE: "pass",
             }
             for number, (component, code) in enumerate(snippets.items()):
                 self.log(f"fixed cost: {component}")
                 command = self.python("-c", code.format(data=data))
-                for seconds, start in ((costs, "first"), (warm, "later")):
+                for measured, start in ((costs, "first"), (warm, "later")):
                     log = self.root / f"fixed-{number}-{start}.log"
-                    seconds[component] = measure(command, env, log).seconds
+                    measured[component] = measure(command, env, log).seconds
         return costs, warm
 
 
@@ -439,7 +440,7 @@ ENGINES = {
 }
 
 
-def _served_files(data: Path) -> dict[str, tuple[int, str]]:
+def _served_bytes(data: Path) -> dict[str, tuple[int, str]]:
     """Each served file (marts.duckdb, the parquet export): modification time and sha256."""
     marts = data / "warehouse"
     files = [marts / "marts.duckdb", *sorted((marts / "marts").resolve().glob("*"))]

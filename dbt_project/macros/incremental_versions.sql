@@ -103,9 +103,10 @@
 {%- endmacro %}
 
 
-{#- When this dbt invocation started (UTC), stamped on every row an incremental pupil-level
-    model writes: their tests check only the rows of the latest build (`where: latest_build`,
-    macro get_where_subquery), so a nightly that rebuilt one month does not scan every year. -#}
+{#- When this dbt invocation started (UTC; on Spark read in the session's time zone), stamped
+    on every row an incremental pupil-level model writes: it identifies the build, so their
+    tests can check the rows this build wrote (`where: this_build`, macro get_where_subquery)
+    and a nightly that rebuilt one month does not scan every year. -#}
 {% macro built_at() -%}
     cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endmacro %}

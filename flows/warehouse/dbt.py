@@ -139,11 +139,11 @@ def copy_clean_for_dbt(paths: Paths) -> None:
 
 
 def _run_dbt(
-    settings: Settings, arguments: list[str], as_of: date | None, test_every_row: bool = False
+    settings: Settings, arguments: list[str], as_of: date | None, only_this_build: bool = False
 ) -> tuple[int, list[str]]:
     """Run one dbt command against the work warehouse; forward and return its log lines.
-    `test_every_row`: the tests with `where: latest_build` check every row (macro
-    get_where_subquery)."""
+    `only_this_build`: the tests with `where: this_build` check only the rows this command
+    writes (macro get_where_subquery); otherwise every row."""
     paths = settings.paths
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     _wait_for_work_db(settings)
@@ -173,7 +173,7 @@ def _run_dbt(
         "LAGESBILD_RETIRED_MONTHS": ",".join(retired_months(paths)),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
-        "LAGESBILD_TEST_EVERY_ROW": "1" if test_every_row else "",
+        "LAGESBILD_TEST_THIS_BUILD_ONLY": "1" if only_this_build else "",
     }
     process = subprocess.Popen(
         _dies_with_parent(command),
@@ -216,8 +216,9 @@ def _fingerprint_file(paths: Paths) -> Path:
 
 
 def _unfinished_file(paths: Paths) -> Path:
-    """Present while a build runs and after one that failed or was killed: rows it wrote may
-    be untested, so the next build tests every row, not only its own (`latest_build`)."""
+    """Present while a build of the pupil-level tables runs and after one that failed or was
+    killed: rows it wrote may be untested, so the next build tests every row, not only the
+    rows it writes itself (`where: this_build`)."""
     return paths.warehouse / "work.build-unfinished"
 
 
@@ -445,12 +446,14 @@ def dbt_build(
     # The fingerprint is recorded only after a successful build: a build of changed code that
     # fails half-way is done again, in full, by the next run.
     unfinished = _unfinished_file(paths)
-    test_every_row = unfinished.exists()
-    if test_every_row:
-        log.info("dbt build: the last build did not finish; its rows are tested again")
-    paths.warehouse.mkdir(parents=True, exist_ok=True)
-    unfinished.touch()
-    returncode, lines = _run_dbt(settings, arguments, as_of, test_every_row)
+    only_this_build = not unfinished.exists()
+    if not only_this_build:
+        log.info("dbt build: the last build did not finish; every pupil-level row is tested")
+    builds_pupil_rows = selected is None or SUBGRAPHS["attendance"][0] in selected
+    if builds_pupil_rows:
+        paths.warehouse.mkdir(parents=True, exist_ok=True)
+        unfinished.touch()
+    returncode, lines = _run_dbt(settings, arguments, as_of, only_this_build)
     failures, nodes = [], 0
     results_file = settings.paths.warehouse / "dbt_target" / "run_results.json"
     if results_file.exists():
@@ -471,7 +474,8 @@ def dbt_build(
     tmp.write_text(fingerprint + "\n")
     replace(tmp, recorded, "fingerprint")
     _write_state(_built_state_file(paths), inputs)
-    unfinished.unlink()
+    if builds_pupil_rows:
+        unfinished.unlink(missing_ok=True)
     return DbtBuild(nodes, full_refresh, reason, inputs, selected)
 
 

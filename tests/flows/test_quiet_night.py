@@ -4,6 +4,7 @@ file is built and published (docs/operations.md, *A quiet night*)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import date, timedelta
@@ -133,10 +134,23 @@ def test_a_changed_reference_file_is_not_skipped(copy, tmp_path):
     assert read_runs(data / "audit")["note"][-1] is None
 
 
+def _grade_test(data: Path) -> tuple[str, set[str]]:
+    """What the last dbt build ran as the grade test of the pupil days, and the kinds of nodes
+    it ran."""
+    results = json.loads((data / "warehouse/dbt_target/run_results.json").read_text())
+    kinds = {r["unique_id"].split(".")[0] for r in results["results"]}
+    code = next(
+        r["compiled_code"]
+        for r in results["results"]
+        if r["unique_id"].startswith("test.lagesbild.accepted_values_int_pupil_days_enriched")
+    )
+    return code, kinds
+
+
 def test_dbt_tests_the_rows_it_wrote_and_every_row_after_a_failed_build(copy, tmp_path):
-    """The pupil-level tests check the rows of the latest build (`where: latest_build`); a
-    build that failed leaves its rows untested, so the next one tests every row: a bad month
-    cannot slip through behind a good new one."""
+    """The pupil-level tests check the rows the build wrote (`where: this_build`); a build
+    that failed leaves its rows untested, so the next one tests every row: a bad month cannot
+    slip through behind a good new one. An incremental build runs no dbt unit tests."""
     data, drop = tmp_path / "data", tmp_path / "drop"
     shutil.copytree(copy["data"], data, symlinks=True)
     shutil.copytree(copy["drop"], drop)
@@ -149,17 +163,25 @@ def test_dbt_tests_the_rows_it_wrote_and_every_row_after_a_failed_build(copy, tm
         pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("X")).otherwise("grade").alias("grade")
     ).write_parquet(bad)
     marker = data / "warehouse/work.build-unfinished"
+    this_build = "where built_at = cast("
     with pipeline_at(data, drop):
         with pytest.raises(dbt.DbtFailed, match="accepted_values_int_pupil_days"):
-            dbt.dbt_build(Settings(), run_date)
+            dbt.dbt_build(Settings(), run_date)  # the bad month is rebuilt and tested
+        assert this_build in _grade_test(data)[0]
         assert marker.exists()
         later.touch()  # a new version of another month: the next build rebuilds only that one
         with pytest.raises(dbt.DbtFailed, match="accepted_values_int_pupil_days"):
-            dbt.dbt_build(Settings(), run_date)
+            dbt.dbt_build(Settings(), run_date)  # every row tested: the bad month still fails
+        assert this_build not in _grade_test(data)[0]
         good.write_parquet(bad)  # repaired
-        build = dbt.dbt_build(Settings(), run_date)
-    assert build.selected and not build.full_refresh
-    assert not marker.exists()
+        assert dbt.dbt_build(Settings(), run_date).selected
+        assert not marker.exists()
+        later.touch()
+        build = dbt.dbt_build(Settings(), run_date)  # green before: its own rows only
+    code, kinds = _grade_test(data)
+    assert this_build in code
+    assert kinds == {"model", "test", "exposure"}  # no unit_test: the code has not changed
+    assert build.selected and not build.full_refresh and not marker.exists()
     con = duckdb.connect(str(data / "warehouse/work.duckdb"), read_only=True)
     try:
         built = con.execute(
@@ -169,5 +191,5 @@ def test_dbt_tests_the_rows_it_wrote_and_every_row_after_a_failed_build(copy, tm
         ).fetchall()
     finally:
         con.close()
-    # the latest build wrote the repaired month only: its tests checked those rows
-    assert built == [(bad.parent.name.removeprefix("period="), good.height)]
+    # the last build wrote the month touched, and its tests checked those rows only
+    assert built == [(later.parent.name.removeprefix("period="), pl.read_parquet(later).height)]

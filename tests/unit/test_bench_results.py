@@ -12,6 +12,7 @@ import pytest
 from benchmarks.compare import difference
 from benchmarks.results import (
     GB,
+    PYTHON_ALONE,
     Machine,
     NightlyRun,
     Peer,
@@ -91,8 +92,8 @@ def results():
                 rss=int(8.2 * GB),
             ),
         ],
-        fixed_costs={"Prefect": 20.0, "dbt": 8.0},
-        fixed_costs_warm={"Prefect": 4.0, "dbt": 2.0},
+        fixed_costs={"Prefect": 20.0, "dbt": 8.0, PYTHON_ALONE: 0.2},
+        fixed_costs_warm={"Prefect": 4.0, "dbt": 2.0, PYTHON_ALONE: 0.4},
         label="constructed figures",
     )
 
@@ -100,6 +101,7 @@ def results():
 def with_quiet_nights(figures):
     """1,500 × 1: 12 s, nothing rewritten; 10,000 × 3: 9 s but the marts rewritten."""
     quiet = {"extract": 0.5, "clean": 0.5}
+    # strict=False: the third scale (100,000 × 1) has no quiet night ("not measured")
     for scale_, wall, untouched in zip(figures.scales, (12.0, 9.0), (True, False), strict=False):
         scale_.quiet_night, scale_.quiet_untouched = nightly(wall, quiet, 0), untouched
     return figures
@@ -159,7 +161,7 @@ def test_targets_are_judged_at_their_scales():
                 ("100,000 × 1", "–", "not measured"),
             )
         ],
-        # (4 + 2) / the demo's full build wall of 40 s
+        # (4 + 2) / the demo's full build wall of 40 s: Python's own start is in no target
         (
             "fixed start-up (Prefect, dbt, GX; warm) ≤ 15 % of the demo nightly",
             "1,500 × 1",
@@ -216,6 +218,7 @@ def test_render_writes_machine_stages_ratios_and_fixed_costs():
     # build's wall time (40 s)
     assert "| Prefect | 20.0 | 4.0 | 10 % |" in text
     assert "| dbt | 8.0 | 2.0 | 5 % |" in text
+    assert f"| {PYTHON_ALONE} | 0.2 | 0.4 | 1 % |" in text
     quiet = render(with_quiet_nights(results()))
     assert (
         "| 1,500 × 1 | nothing new (the same run date again) | 0 | 2 | 11.0 | 0.5 | 0.5 | – | – "

@@ -11,7 +11,7 @@
 {#-
     Pupil days with the school's area and the calendar's läsår / termin attached.
     Left joins: a day whose school or date is missing from the reference keeps its row
-    (with NULL area / term); the relationships tests on staging catch those cases.
+    (with NULL area / term); the relationships tests of this model catch those cases.
 
     Incremental, by month: each row carries its month's `partition_version`
     (int_attendance_months_versioned: the month's clean file and the reference rows joined
