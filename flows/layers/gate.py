@@ -9,6 +9,7 @@ import alone costs about 10 s.
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import json
 import os
@@ -179,13 +180,18 @@ def validate_frame(
             )
         )
     gate = GateResult(name, partition, frame.height, outcomes)
-    gate.seconds = time.perf_counter() - started
     gate.startup_seconds = startup
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         gate.report_path = report_dir / f"{name}__{partition}.json"
         masked = _masked_json(result.to_json_dict(), shown)
         gate.report_path.write_text(json.dumps(masked, indent=2, default=str))
+    # GX's batch, engine and validator hold the frame's pandas copy in reference cycles, which
+    # only Python's cyclic collector frees, and polars' work (in Rust) seldom triggers it: at
+    # 100,000 pupils a whole year kept 0.35 GB more per month cleaned without this.
+    del result
+    gc.collect()
+    gate.seconds = time.perf_counter() - started
     return gate
 
 

@@ -1,5 +1,6 @@
 """The Great Expectations gate on clean attendance frames (GX itself, no Prefect)."""
 
+import gc
 from datetime import date
 
 import polars as pl
@@ -118,3 +119,18 @@ def test_a_personnummer_in_pupil_key_fails_the_gate_and_is_written_nowhere(tmp_p
     assert {p.suffix for p in written} == {".json", ".md", ".html"}
     for path in written:
         assert personnummer not in path.read_text(), path
+
+
+def test_the_validated_frame_is_not_kept_alive():
+    """GX holds the pandas copy of the frame in reference cycles: the gate frees them before
+    it returns, so a run's memory does not grow with every month it validates."""
+    import pandas as pd
+
+    def frames() -> int:
+        return sum(isinstance(o, pd.DataFrame) for o in gc.get_objects())
+
+    run(days())  # GX's start-up; GX keeps the last batch it validated
+    before = frames()
+    for _ in range(3):
+        run(days())
+    assert frames() == before
