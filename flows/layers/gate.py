@@ -69,6 +69,9 @@ def _context():
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    # GX brings ~300,000 long-lived objects: kept out of the collection each validation ends
+    # with (validate_frame), which then takes ~0 s instead of ~0.2 s
+    gc.freeze()
     return context
 
 
