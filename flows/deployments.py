@@ -19,11 +19,10 @@ import logging
 from prefect.schedules import Cron
 
 from flows.nightly import backfill, nightly
-from lagesbild.settings import ConfigError, Settings
+from lagesbild.settings import TIMEZONE, ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-TIMEZONE = "Europe/Stockholm"
 SERVED_SUFFIX = "-served"
 BUILD_LIMIT = "lagesbild-build"
 BUILD_LIMIT_TAG = "build-limit:"

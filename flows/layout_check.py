@@ -22,6 +22,7 @@ from connectors.attendance_export import resources as attendance
 from connectors.drop_files import ROW_NUMBER, LayoutError
 from connectors.housing_export import layouts as housing_layouts
 from connectors.housing_export import resources as housing
+from lagesbild.settings import today
 
 PREVIEW_ROWS = 5
 ATTENDANCE_PREVIEW = [
@@ -239,7 +240,7 @@ def check_layout(
             attempt.error = str(exc)
             attempt.fixes = _fixes(path, layout, str(exc))
             continue
-        _describe(result, kind, layout, batch, drop_dir, run_date or date.today())
+        _describe(result, kind, layout, batch, drop_dir, run_date or today())
         return result
     best = next((a for a in result.attempts if a.pattern_matches), None) or next(
         iter(result.attempts), None

@@ -45,7 +45,7 @@ from flows.statistics import landing as statistics_landing
 from flows.statistics.dataset import IndicatorValues, Population
 from flows.warehouse import dbt, publish
 from lagesbild import runtime
-from lagesbild.settings import ConfigError, Settings
+from lagesbild.settings import ConfigError, Settings, today
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def _pipeline(
     # fail before any work if the key is missing or is not the landed data's
     keys.check_landed_key(settings.paths.landing, settings.require_pseudonym_key())
     rebuild = rebuild or {}
-    summary = run_summary.RunSummary(_run_id(), run_date or date.today(), status="Running")
+    summary = run_summary.RunSummary(_run_id(), run_date or today(), status="Running")
     started = datetime.now(UTC)
     stage_started = time.perf_counter()
 
@@ -365,7 +365,7 @@ def _record_end(summary: run_summary.RunSummary, settings: Settings, flow_name: 
 
 def _nightly_run_name() -> str:
     run_date = flow_run_parameters().get("run_date")
-    return f"nightly-{run_date or date.today()}"
+    return f"nightly-{run_date or today()}"
 
 
 def _backfill_run_name() -> str:

@@ -29,7 +29,7 @@ from flows.layers.clean import CleanOutcome, clean_dataset
 from flows.layers.files import sweep_leftovers
 from flows.layers.landing import Load, every_load
 from flows.layers.reference import load_reference
-from lagesbild.settings import Settings
+from lagesbild.settings import Settings, today
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def retract(
         reference = load_reference(paths.drop, paths.clean, settings.remap_areas)
         owners = [
             dataset
-            for dataset in clean_datasets(settings, reference, run_date or date.today())
+            for dataset in clean_datasets(settings, reference, run_date or today())
             if any(mine.load_id == load.load_id for mine in dataset.loads())
         ]
         if not owners:  # e.g. SS 12000 persons: a lookup, no clean rows of its own

@@ -14,7 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from lagesbild import runtime
-from lagesbild.settings import DEMO_PSEUDONYM_KEY, PROJECT_ROOT, ConfigError, Settings
+from lagesbild.settings import (
+    DEMO_PSEUDONYM_KEY,
+    PROJECT_ROOT,
+    TIMEZONE,
+    ConfigError,
+    Settings,
+    today,
+)
 
 app = typer.Typer(
     help="lagesbild: a shared lägesbild for youth-prevention work.",
@@ -179,7 +186,8 @@ def generate(
 @app.command()
 def run(
     run_date: Annotated[
-        str | None, typer.Option(help="the day the run is for (YYYY-MM-DD)")
+        str | None,
+        typer.Option(help="the day the run is for (YYYY-MM-DD); default: today in Sweden"),
     ] = None,
     full_refresh: Annotated[
         bool,
@@ -365,7 +373,7 @@ def retract(
 def check_layout(
     file: Annotated[Path, typer.Argument(help="an export file, e.g. one just received")],
     run_date: Annotated[
-        str | None, typer.Option(help="quarantine dates after this day (default today)")
+        str | None, typer.Option(help="quarantine dates after this day (default: today in Sweden)")
     ] = None,
 ) -> None:
     """Dry run of one export: which layout reads it, how its columns map, the first rows as
@@ -600,7 +608,7 @@ def _headlines(settings: Settings) -> None:
 def _local(column: str):
     import polars as pl
 
-    return pl.col(column).dt.convert_time_zone("Europe/Stockholm").dt.strftime("%Y-%m-%d %H:%M")
+    return pl.col(column).dt.convert_time_zone(TIMEZONE).dt.strftime("%Y-%m-%d %H:%M")
 
 
 def _print_table(title: str, frame, headers: dict[str, str]) -> None:
@@ -696,7 +704,7 @@ def report(
             ).fetchone()
         finally:
             con.close()
-        day = day or date.today()
+        day = day or today()
     html = lagesbild_report.build(paths, settings.municipality.name, day)
     console.print(f"Lägesbild report: {html}")
     if pdf:

@@ -10,8 +10,10 @@ in the working directory (or the file named by `LAGESBILD_CONFIG`), then the def
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -27,6 +29,15 @@ from connectors.ss12000.settings import SS12000Settings
 from lagesbild.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Schedules and run dates are Swedish time, whatever zone the server's clock is set to.
+TIMEZONE = "Europe/Stockholm"
+
+
+def today(now: datetime | None = None) -> date:
+    """The date in Sweden, the default run date (00:30 in Sweden is 23:30 UTC the day before)."""
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(TIMEZONE)).date()
+
 
 # The demo publishes fictional data only; it uses this fixed, public key and says so.
 DEMO_PSEUDONYM_KEY = "lagesbild-demo-key-not-secret"

@@ -26,7 +26,7 @@ from flows.layers.files import write_parquet_atomic
 from flows.layers.landing import land, land_request, landed_loads, new_load_id
 from flows.layers.manifest import Manifest
 from flows.statistics.catalogue import Catalogue, contents_selection, load_catalogue
-from lagesbild.settings import Settings
+from lagesbild.settings import Settings, today
 
 CLEAN_DIR = "statistics"  # clean/statistics/<table>.parquet
 SURVEY_DIR = "surveys"  # <drop>/surveys/*.csv|xlsx
@@ -100,7 +100,7 @@ def _land_kolada(settings: Settings, catalogue: Catalogue) -> list[Manifest]:
     # A day of overlap: values updated later on the day of the last fetch are not missed
     # whether Kolada's from_date is inclusive or not; repeats count as duplicates.
     since = last_fetch - timedelta(days=1) if last_fetch else None
-    years = list(range(catalogue.first_year, date.today().year + 1))
+    years = list(range(catalogue.first_year, today().year + 1))
     now = datetime.now(UTC)
     with KoladaClient(s) as client:
         metadata = {m["id"]: m for m in client.kpis(kpis)}

@@ -43,7 +43,7 @@ from flows.attendance.retention import retired_file, retired_months
 from flows.layers import storage
 from flows.layers.clean import check_clean_files
 from flows.layers.files import replace
-from lagesbild.settings import Paths, Settings
+from lagesbild.settings import Paths, Settings, today
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def _run_dbt(
         **os.environ,
         "LAGESBILD_CLEAN_DIR": str(clean_for_dbt(paths)),
         "LAGESBILD_WORK_DB": str(paths.work_db),
-        "LAGESBILD_AS_OF_DATE": (as_of or date.today()).isoformat(),
+        "LAGESBILD_AS_OF_DATE": (as_of or today()).isoformat(),
         "LAGESBILD_DUCKDB_MEMORY_LIMIT": settings.warehouse_memory_limit,
         # months whose clean files retention deleted: the incremental tables keep their rows
         "LAGESBILD_RETIRED_MONTHS": ",".join(retired_months(paths)),
@@ -425,7 +425,7 @@ def dbt_build(
             f"{retired_file(paths)}, or, to accept marts without those months, move that file "
             "aside (docs/operations.md, 'Retention')."
         )
-    inputs = input_state(settings, as_of or date.today())
+    inputs = input_state(settings, as_of or today())
     selected = None
     if not full_refresh and paths.work_db.exists():
         selected, why = _selection(_read_state(_built_state_file(paths)), inputs)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
-from flows.layers.audit import read_audit
+from flows.layers.audit import read_audit, read_runs
 from flows.nightly import nightly
 from lagesbild.settings import Settings
 
@@ -387,7 +387,8 @@ def test_second_run_changes_nothing_while_a_reader_holds_the_marts(first_run):
         # the next day: nothing new, so dbt rebuilds only the run-date mart (freshness) and
         # publishes it (on the same day the run would skip publishing: tests/flows/
         # test_quiet_night.py); publishing must neither block nor error
-        state = nightly(run_date=date.today() + timedelta(days=1), return_state=True)
+        next_day = read_runs(first_run.audit)["run_date"][-1] + timedelta(days=1)
+        state = nightly(run_date=next_day, return_state=True)
         assert state.is_completed(), state.message
         assert reader.execute(
             "select count(*) from marts.mart_attendance_school_grade_month"

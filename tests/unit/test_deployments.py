@@ -1,11 +1,11 @@
 import json
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lagesbild.settings import PROJECT_ROOT, Settings
+from lagesbild.settings import PROJECT_ROOT, Settings, today
 
 
 def test_nightly_deployment_is_scheduled_outside_the_dst_hour():
@@ -20,6 +20,13 @@ def test_nightly_deployment_is_scheduled_outside_the_dst_hour():
     assert hour.isdigit() and int(hour) != 2
     assert nightly["concurrency_limit"] == 1
     assert {d["name"] for d in spec["deployments"]} == {"nightly", "backfill"}  # not *-served
+
+
+def test_the_run_date_is_the_date_in_sweden_whatever_the_server_zone():
+    assert today(datetime(2026, 11, 30, 22, 59, tzinfo=UTC)) == date(2026, 11, 30)  # 23:59 CET
+    assert today(datetime(2026, 11, 30, 23, 0, tzinfo=UTC)) == date(2026, 12, 1)
+    assert today(datetime(2026, 6, 30, 21, 59, tzinfo=UTC)) == date(2026, 6, 30)  # 23:59 CEST
+    assert today(datetime(2026, 6, 30, 22, 0, tzinfo=UTC)) == date(2026, 7, 1)
 
 
 def test_served_and_yaml_deployments_carry_the_same_schedule_and_parameters():
