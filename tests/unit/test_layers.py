@@ -113,6 +113,26 @@ def test_separate_keeps_the_first_of_a_key_and_quarantines_conflicts_with_their_
     ]
 
 
+def test_a_load_result_keeps_its_quarantined_rows_but_not_the_export_they_came_from():
+    export = pl.DataFrame(
+        {ROW: range(1, 200_001), "pupil": [f"pupil-{i:020d}" for i in range(200_000)]}
+    )
+
+    def text_bytes(frame: pl.DataFrame) -> int:  # what the column's string views point into
+        column = frame.get_column("pupil").to_arrow(compat_level=pl.CompatLevel.newest())
+        return column.get_total_buffer_size()
+
+    rejected = export.filter(pl.col(ROW) % 1000 == 0).with_columns(reason=pl.lit("bad"))
+    assert text_bytes(rejected) > 5_000_000  # the filter shares the whole export's text
+    result = LoadResult(export.clear(), rejected, 200_000, 199_800, 0, ["2025-09"])
+    assert result.quarantine.equals(rejected)
+    assert text_bytes(result.quarantine) < 20_000  # 200 rows of 26 characters, and views
+    # rows moved to the quarantine later (flows/layers/clean.py, _reject) are copied too
+    moved = export.join(pl.DataFrame({ROW: [7]}), on=ROW).with_columns(reason=pl.lit("late"))
+    result.quarantine = pl.concat([result.quarantine, moved]).sort(ROW)
+    assert result.quarantined == 201 and text_bytes(result.quarantine) < 20_000
+
+
 SUITE = {
     "name": "toy_values",
     "expectations": [
