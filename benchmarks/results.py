@@ -881,7 +881,8 @@ NOTES = [
     "- **Peak RSS (tree)** = the largest sum of resident memory over the process and all its "
     "children (dbt, Prefect's API server, workers), polled from /proc every 0.2 s; shared pages "
     "count once per process, so this overstates a little. *Largest process* = ru_maxrss of "
-    "the run's process (wait4).",
+    "the run's process from wait4, which on Linux is the largest single process of its tree "
+    "(the flow process, or dbt with DuckDB inside it).",
     "- **The floor** (`benchmarks/limit.sql`, DuckDB, one in-memory connection, "
     "`preserve_insertion_order = false`, `memory_limit = 4GB`, every core) starts from the "
     "pipeline's LANDED parquet (exports already read and pseudonymised): one load at a time, "
