@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+from flows.layers.audit import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -50,7 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--drop", type=Path, required=True)
-    parser.add_argument("--run-date", default=None, help="the run date of that nightly")
+    parser.add_argument(
+        "--run-date", default=None, help="the run date of that nightly (default: its last run's)"
+    )
     arguments = parser.parse_args()
     rows: list[tuple[str, float, float, str]] = []
 
@@ -136,7 +139,7 @@ def main() -> None:
             "LAGESBILD_DROP_DIR": str(drop),
             "LAGESBILD_MIN_FILE_AGE_SECONDS": "0",
         }
-        day = arguments.run_date or date.today().isoformat()
+        day = arguments.run_date or read_runs(data / "audit")["run_date"][-1].isoformat()
         nightly = [str(Path(PYTHON).with_name("lagesbild")), "run", "--run-date", day]
         row("nightly, nothing new (quiet night)", nightly, run_env, "warm Prefect database")
         row("nightly, nothing new, again", nightly, run_env, "warm Prefect database")

@@ -396,7 +396,7 @@ def nightly(run_date: IsoDate | None = None, full_refresh: bool = False) -> run_
     table from scratch (done by itself after a change of the dbt project).
 
     Args:
-        run_date: The day the run is for (YYYY-MM-DD); empty means today.
+        run_date: The day the run is for (YYYY-MM-DD); empty means today in Sweden.
         full_refresh: Rebuild every dbt table from scratch instead of only the changed months.
     """
     label_run(log, municipality_tag())
@@ -421,7 +421,7 @@ def backfill(
         source: The source to re-run: attendance_export, ss12000 or housing_export.
         date_from: First day of the window (YYYY-MM-DD); widened to its month.
         date_to: Last day of the window (YYYY-MM-DD), on or after date_from.
-        run_date: The day the run is for (YYYY-MM-DD); empty means today.
+        run_date: The day the run is for (YYYY-MM-DD); empty means today in Sweden.
     """
     label_run(log, municipality_tag(), f"source:{source}")
     if source not in BACKFILL_SOURCES:

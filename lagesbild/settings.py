@@ -35,7 +35,8 @@ TIMEZONE = "Europe/Stockholm"
 
 
 def today(now: datetime | None = None) -> date:
-    """The date in Sweden, the default run date (00:30 in Sweden is 23:30 UTC the day before)."""
+    """The date in Sweden, the default run date: 00:30 in Sweden is 23:30 UTC the day before
+    in winter, 22:30 in summer. `now` (for tests) must carry its time zone."""
     return (now or datetime.now(UTC)).astimezone(ZoneInfo(TIMEZONE)).date()
 
 

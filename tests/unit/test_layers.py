@@ -128,9 +128,12 @@ def test_a_load_result_keeps_its_quarantined_rows_but_not_the_export_they_came_f
     assert result.quarantine.equals(rejected)
     assert text_bytes(result.quarantine) < 20_000  # 200 rows of 26 characters, and views
     # rows moved to the quarantine later (flows/layers/clean.py, _reject) are copied too
-    moved = export.join(pl.DataFrame({ROW: [7]}), on=ROW).with_columns(reason=pl.lit("late"))
-    result.quarantine = pl.concat([result.quarantine, moved]).sort(ROW)
-    assert result.quarantined == 201 and text_bytes(result.quarantine) < 20_000
+    late = pl.DataFrame({ROW: range(7, 200_001, 500)})  # 400 rows
+    moved = export.join(late, on=ROW).with_columns(reason=pl.lit("late"))
+    grown = pl.concat([result.quarantine, moved]).sort(ROW)
+    assert text_bytes(grown) > 5_000_000
+    result.quarantine = grown
+    assert result.quarantined == 600 and text_bytes(result.quarantine) < 40_000
 
 
 SUITE = {
