@@ -334,12 +334,18 @@ def targets(results: Results) -> list[tuple[str, str, str, str]]:
     `lagesbild bench` measures."""
     rows = []
     stockholm = _largest(results, 100_000)
-    rss = stockholm.full.process.peak_rss if stockholm else None
+    # every nightly of the scale counts: a new day's dbt can peak above the full build
+    runs = (
+        [] if stockholm is None else [stockholm.full, stockholm.new_day_run, stockholm.quiet_night]
+    )
+    rss = max((r.process.peak_rss for r in runs if r is not None), default=None)
     rows.append(
         (
-            f"peak RSS of the process tree ≤ {TARGET_RSS // GB} GB",
+            f"peak RSS of the process tree ≤ {TARGET_RSS // GB} GB, every nightly run",
             stockholm.label if stockholm else "100,000 × 1",
-            "–" if rss is None else _gb(rss),
+            "–"
+            if rss is None
+            else f"{_gb(rss)} (full build {_gb(stockholm.full.process.peak_rss)})",
             "not measured" if rss is None else "met" if rss <= TARGET_RSS else "missed",
         )
     )
