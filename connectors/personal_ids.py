@@ -79,7 +79,8 @@ def parse_personal_id(raw: str | None, today: date | None = None) -> PersonalId:
     yymmdd, serial, check = match["yymmdd"], match["serial"], match["check"]
     century = match["century"]
     if century is None:
-        century = str(_century(yymmdd, match["sep"], today or date.today()))
+        # the clock's date, not Sweden's: it only places a 10-digit id in its century
+        century = str(_century(yymmdd, match["sep"], today or date.today()))  # noqa: DTZ011
     canonical = f"{century}{yymmdd}{serial}{check}"
     year, month, day = int(canonical[:4]), int(yymmdd[2:4]), int(yymmdd[4:6])
     kind = KIND_PERSONNUMMER
@@ -117,7 +118,7 @@ def pseudonymise_column(
     """
     distinct = frame.get_column(column).unique()
     keys, kinds = {}, {}
-    today = date.today()
+    today = date.today()  # noqa: DTZ011 (only the century of a 10-digit id depends on it)
     cache = {} if cache is None else cache
     for raw in distinct.to_list():
         known = cache.get(raw)
