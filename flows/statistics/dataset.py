@@ -27,7 +27,7 @@ from flows.statistics.rules import (
     pxweb_release,
     survey_release,
 )
-from lagesbild.settings import Settings
+from lagesbild.settings import Settings, today
 
 SOURCES = ("kolada", "pxweb", "survey")
 POPULATION_KEY = ["area_code", "age", "sex", "year"]
@@ -105,7 +105,7 @@ class IndicatorValues(_Statistics):
             return kolada_release(
                 raw,
                 newest.manifest.release.get("kpi_metadata", {}),
-                _fetched_at(newest).date(),
+                today(_fetched_at(newest)),  # the day of the fetch in Sweden
                 load.load_id,
                 fetched,
                 self.catalogue,

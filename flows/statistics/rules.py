@@ -16,6 +16,7 @@ import polars as pl
 
 from connectors.surveys.template import validate
 from flows.statistics.catalogue import Catalogue
+from lagesbild.settings import today
 
 KEY = ["indicator_id", "area_code", "period", "sex", "population_group"]
 VALUES_SCHEMA = {
@@ -184,7 +185,8 @@ def survey_release(
     raw: pl.DataFrame, release_id: str, fetched_at: datetime, cat: Catalogue
 ) -> ReleaseRows:
     """A survey template file → indicator values (rows failing the template quarantined)."""
-    valid, rejected = validate(raw, {i.id for i in cat.of("survey")}, this_year=fetched_at.year)
+    this_year = today(fetched_at).year  # the year in Sweden when the file was landed
+    valid, rejected = validate(raw, {i.id for i in cat.of("survey")}, this_year=this_year)
     rows = valid.select(
         indicator_id=pl.col("indicator"),
         source=pl.lit("survey"),
