@@ -427,7 +427,8 @@ def dbt_build(
         )
     inputs = input_state(settings, as_of or today())
     selected = None
-    if not full_refresh and paths.work_db.exists():
+    incremental = not full_refresh and paths.work_db.exists()
+    if incremental:
         selected, why = _selection(_read_state(_built_state_file(paths)), inputs)
         if selected == []:
             reason = f"skipped: {why}"
@@ -439,7 +440,7 @@ def dbt_build(
     arguments = ["build", "--full-refresh"] if full_refresh else ["build"]
     if selected:
         arguments += ["--select", *selected]
-    if not full_refresh and paths.work_db.exists():
+    if incremental:
         # dbt's unit tests check the SQL on fixed inputs: they ran when the code (the
         # fingerprint) last changed, which made that build a full refresh.
         arguments += ["--exclude-resource-type", "unit_test"]
